@@ -1,0 +1,229 @@
+"""Datasets (Imagenette, Imagewoof, any ImageFolder), archive extraction into a cache, and transforms.
+
+Archives are fast.ai-style tarballs ``<name>/{train,val}/<wnid>/*.JPEG`` plus ``<name>/noisy_<dataset>.csv``. They are
+found in ``--data PATH`` or ``$CONVTWIST_DATA`` (or downloaded from the official URL), extracted once into
+``$CONVTWIST_ZOO_CACHE/data`` (default ``~/.cache/convtwist-zoo/data``) through a temporary folder that is renamed
+only when the file counts per split are right, so a killed extraction never looks complete.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import datasets as tv_datasets
+
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+__all__ = ["DatasetInfo", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetNotFoundError", "find_archive",
+           "prepare_dataset", "build_datasets", "train_transform", "eval_transform", "SeededTransformDataset",
+           "cache_dir"]
+
+FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{}.tgz"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No archive or folder for a dataset where we looked."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A fast.ai-style dataset: archive stems to look for (first = preferred), class ids/names, split sizes."""
+    name: str
+    archives: tuple
+    class_ids: tuple
+    class_names: tuple
+    split_sizes: dict  # split -> number of images, the completeness check
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+
+DATASETS = {
+    "imagenette": DatasetInfo(
+        "imagenette", ("imagenette2-160sq", "imagenette2-160", "imagenette2-320", "imagenette2"),
+        ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042", "n03425413",
+         "n03445777", "n03888257"),
+        ("tench", "English springer", "cassette player", "chain saw", "church", "French horn", "garbage truck",
+         "gas pump", "golf ball", "parachute"),
+        {"train": 9469, "val": 3925}),
+    "imagewoof": DatasetInfo(
+        "imagewoof", ("imagewoof2-160", "imagewoof2-320", "imagewoof2"),
+        ("n02086240", "n02087394", "n02088364", "n02089973", "n02093754", "n02096294", "n02099601", "n02105641",
+         "n02111889", "n02115641"),
+        ("Shih-Tzu", "Rhodesian ridgeback", "beagle", "English foxhound", "Border terrier", "Australian terrier",
+         "golden retriever", "Old English sheepdog", "Samoyed", "dingo"),
+        {"train": 9025, "val": 3929}),
+}
+
+
+def cache_dir() -> Path:
+    """Root of the project's caches: ``$CONVTWIST_ZOO_CACHE`` or ``~/.cache/convtwist-zoo``."""
+    return Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
+
+
+def _search_dirs(data: str | os.PathLike | None) -> list[Path]:
+    dirs = [Path(data)] if data else []
+    if os.environ.get("CONVTWIST_DATA"):
+        dirs.append(Path(os.environ["CONVTWIST_DATA"]))
+    dirs.append(cache_dir() / "downloads")
+    return dirs
+
+
+def find_archive(info: DatasetInfo, data: str | os.PathLike | None = None) -> Path:
+    """The dataset's archive or extracted folder in ``data``, ``$CONVTWIST_DATA`` or the download cache."""
+    looked = []
+    for d in _search_dirs(data):
+        for stem in info.archives:
+            for candidate in (d / f"{stem}.tgz", d / stem):
+                looked.append(str(candidate))
+                if candidate.exists():
+                    return candidate
+    raise DatasetNotFoundError(
+        f"dataset {info.name!r} not found; looked for {', '.join(looked)}. Put the fast.ai archive "
+        f"({info.archives[0]}.tgz) in a folder and pass --data FOLDER or set CONVTWIST_DATA=FOLDER, "
+        f"or run `convtwist-zoo download {info.name}` to fetch {FASTAI_URL.format(info.archives[-1])}")
+
+
+def download_archive(info: DatasetInfo, stem: str | None = None, timeout: float = 30) -> Path:
+    """Download the official fast.ai archive into the cache, checking its size against Content-Length."""
+    stem = stem or info.archives[1 if info.name == "imagenette" else 0]
+    url = FASTAI_URL.format(stem)
+    dest = cache_dir() / "downloads" / f"{stem}.tgz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tgz.part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            expected = int(response.headers.get("Content-Length", -1))
+            shutil.copyfileobj(response, out, length=1 << 20)
+        if expected >= 0 and tmp.stat().st_size != expected:
+            raise OSError(f"download of {url} truncated: {tmp.stat().st_size} of {expected} bytes")
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DatasetNotFoundError(f"could not download {url} ({e}); offline, copy {stem}.tgz into a folder and "
+                                   f"pass --data FOLDER or set CONVTWIST_DATA") from e
+    return dest
+
+
+def _count_images(split_dir: Path) -> int:
+    return sum(1 for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _is_complete(root: Path, info: DatasetInfo) -> bool:
+    return all((root / s).is_dir() and _count_images(root / s) == n for s, n in info.split_sizes.items())
+
+
+def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
+    """Extracted root (holding ``train/`` and ``val/``) of a named dataset, extracting its archive once.
+
+    ``name`` is ``imagenette``/``imagewoof``; an extracted fast.ai folder is used in place when it is complete.
+    """
+    info = DATASETS[name]
+    source = find_archive(info, data)
+    if source.is_dir():
+        if not _is_complete(source, info):
+            raise DatasetNotFoundError(f"{source} is incomplete: expected {info.split_sizes} images per split")
+        return source
+    target = cache_dir() / "data" / source.name[:-len(".tgz")]
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
+        with tarfile.open(source) as tar:
+            tar.extractall(tmp, filter="data")
+        extracted = Path(tmp) / target.name
+        if not _is_complete(extracted, info):
+            raise DatasetNotFoundError(f"archive {source} is incomplete or corrupt: expected {info.split_sizes} "
+                                       "images per split; fetch it again")
+        (extracted / ".complete").write_text(str(info.split_sizes))
+        if target.exists():  # a stale, incomplete folder from an older layout
+            shutil.rmtree(target)
+        os.replace(extracted, target)
+    return target
+
+
+class SeededTransformDataset(Dataset):
+    """Applies a random transform with an RNG seeded by (seed, epoch, index), so augmentation does not depend on
+    worker count or on where a run was resumed: a resumed run sees exactly the images an uninterrupted run saw."""
+
+    def __init__(self, base: Dataset, transform, seed: int = 0):
+        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, target = self.base[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            return self.transform(image), target
+
+
+class _NoisyImageFolder(tv_datasets.ImageFolder):
+    """ImageFolder whose labels come from a fast.ai ``noisy_*.csv`` column (``noisy_labels_<pct>``)."""
+
+    def __init__(self, root: Path, csv_path: Path, noise: int, split: str):
+        super().__init__(str(root / split))
+        column = f"noisy_labels_{noise}"
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and column not in rows[0]:
+            raise ValueError(f"{csv_path} has no column {column!r}; choose --noise among 0, 1, 5, 25, 50")
+        labels = {r["path"]: r[column] for r in rows}
+        self.samples = [(p, self.class_to_idx[labels[str(Path(p).relative_to(root).as_posix())]])
+                        for p, _ in self.samples]
+        self.targets = [t for _, t in self.samples]
+        self.imgs = self.samples
+
+
+def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):
+    """(train, val, class_ids, class_names) for a named dataset or any ``train/``+``val/`` ImageFolder directory.
+
+    The returned datasets yield PIL images; wrap them with the transforms. For a folder, class ids are its
+    sub-folder names and the names are the same (or read from a ``classes.txt`` of ``id<TAB>name`` lines).
+    """
+    if data in DATASETS:
+        info = DATASETS[data]
+        root = prepare_dataset(data, data_dir)
+        class_ids, class_names = info.class_ids, info.class_names
+    else:
+        root = Path(data)
+        if not (root / "train").is_dir() or not (root / "val").is_dir():
+            raise DatasetNotFoundError(
+                f"{data!r} is neither a known dataset ({', '.join(DATASETS)}) nor a folder with train/ and val/ "
+                "sub-folders holding one folder of images per class")
+        class_ids = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+        names = {}
+        if (root / "classes.txt").exists():
+            for line in (root / "classes.txt").read_text().splitlines():
+                if "\t" in line:
+                    k, v = line.split("\t", 1)
+                    names[k] = v
+        class_names = tuple(names.get(c, c) for c in class_ids)
+    if noise:
+        csv_files = sorted(root.glob("noisy_*.csv"))
+        if not csv_files:
+            raise DatasetNotFoundError(f"--noise {noise} needs a noisy_*.csv in {root}")
+        train = _NoisyImageFolder(root, csv_files[0], noise, "train")
+    else:
+        train = tv_datasets.ImageFolder(str(root / "train"))
+    val = tv_datasets.ImageFolder(str(root / "val"))
+    for split, ds in (("train", train), ("val", val)):
+        if tuple(ds.classes) != tuple(class_ids):
+            raise ValueError(f"{root / split} has classes {ds.classes}, expected {list(class_ids)}")
+    return train, val, tuple(class_ids), tuple(class_names)

@@ -1,0 +1,248 @@
+"""Pretrained weights: resolve, download, cache, verify, load, and publish to the Hugging Face Hub.
+
+Resolution order for a spec'd checkpoint (``arch.tag``):
+1. an explicit local file or folder (``pretrained_file=``),
+2. ``$CONVTWIST_ZOO_HUB_DIR`` or the repository's own ``hub/`` folder (a clone works offline),
+3. the Hugging Face cache (``$HF_HOME``),
+4. ``huggingface_hub.hf_hub_download`` (honours ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, proxies, ``revision``).
+The sha256 of the weights is checked on every load; a bad copy in the HF cache is deleted, a user's file never is.
+Only safetensors are read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch.nn as nn
+from safetensors.torch import load_file
+
+from .registry import PretrainedSpec, get_builder, get_pretrained, split_model_name
+
+__all__ = ["WeightsError", "IntegrityError", "sha256_file", "hub_dir", "resolve_weights", "load_pretrained",
+           "load_weights", "publish_folder", "stage_run", "specs_from_hub", "write_specs_file", "REPO_HUB_DIR"]
+
+REPO_HUB_DIR = Path(__file__).resolve().parent.parent / "hub"
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found or do not fit."""
+
+
+class IntegrityError(WeightsError):
+    """A weights file whose sha256 differs from its spec (corrupt or truncated)."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hub_dir() -> Path | None:
+    """Folder of Hub-style model repos to use before the network: ``$CONVTWIST_ZOO_HUB_DIR`` or the repo's ``hub/``."""
+    env = os.environ.get("CONVTWIST_ZOO_HUB_DIR")
+    if env:
+        return Path(env)
+    return REPO_HUB_DIR if REPO_HUB_DIR.is_dir() else None
+
+
+def _verify(path: Path, spec: PretrainedSpec, *, in_cache: bool) -> Path:
+    actual = sha256_file(path)
+    if actual == spec.sha256:
+        return path
+    size = path.stat().st_size
+    detail = f" (size {size} bytes, expected {spec.size})" if spec.size and size != spec.size else ""
+    if in_cache:
+        _delete_cached(path)
+        what = "was deleted from the Hugging Face cache; load again to download it afresh"
+    else:
+        what = "is yours and was left in place; replace it with an intact copy or remove it"
+    raise IntegrityError(f"{path} for {spec.name} has sha256 {actual}, expected {spec.sha256}{detail}: the file is "
+                         f"corrupt or truncated and {what}")
+
+
+def _delete_cached(path: Path) -> None:
+    """Remove a snapshot entry and the blob it points to (and any half-finished download of it)."""
+    blob = Path(os.path.realpath(path))
+    for p in (path, blob, blob.with_name(blob.name + ".incomplete")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def resolve_weights(spec: PretrainedSpec, local: str | os.PathLike | None = None) -> Path:
+    """Path of a verified copy of ``spec``'s weights, following the resolution order above."""
+    if local is not None:
+        path = Path(local)
+        path = path / spec.filename if path.is_dir() else path
+        if not path.is_file():
+            raise WeightsError(f"pretrained file {path} does not exist")
+        return _verify(path, spec, in_cache=False)
+    folder = hub_dir()
+    if folder is not None and (folder / spec.repo_name / spec.filename).is_file():
+        return _verify(folder / spec.repo_name / spec.filename, spec, in_cache=False)
+
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    repo_id = spec.repo_id()
+    cached = huggingface_hub.try_to_load_from_cache(repo_id, spec.filename, revision=spec.revision)
+    if isinstance(cached, str):
+        try:
+            return _verify(Path(cached), spec, in_cache=True)
+        except IntegrityError as e:  # the bad copy is gone: fetch a fresh one below
+            warnings.warn(str(e))
+    try:
+        path = Path(huggingface_hub.hf_hub_download(repo_id, spec.filename, revision=spec.revision))
+    except LocalEntryNotFoundError as e:
+        raise WeightsError(
+            f"{spec.name}: no copy of {spec.filename} in the Hugging Face cache and the Hub could not be reached "
+            f"(offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Either go online once, or run "
+            f"`hf download {repo_id} {spec.filename} --revision {spec.revision}` on a connected machine and copy "
+            f"$HF_HOME over, or put the file at hub/{spec.repo_name}/{spec.filename} (or "
+            f"$CONVTWIST_ZOO_HUB_DIR/{spec.repo_name}/{spec.filename}), or pass pretrained_file=PATH") from e
+    except (RepositoryNotFoundError, EntryNotFoundError) as e:
+        raise WeightsError(f"{spec.name}: {repo_id}@{spec.revision} has no {spec.filename} on "
+                           f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')} (check "
+                           f"CONVTWIST_ZOO_HF_ORG and the revision): {e}") from e
+    return _verify(path, spec, in_cache=True)
+
+
+def _read_local_config(path: Path) -> dict:
+    config = path.parent / "config.json" if path.is_file() else path / "config.json"
+    return json.loads(config.read_text()) if config.exists() else {}
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "") -> None:
+    """Load a safetensors file into ``model`` strictly, with an error that says which keys do not fit."""
+    state = load_file(str(path))
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {len(result.missing_keys)} keys (e.g. {result.missing_keys[:3]})")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {len(result.unexpected_keys)} keys (e.g. {result.unexpected_keys[:3]})")
+    if problems:
+        raise WeightsError(f"{path} does not fit {what or type(model).__name__}: " + "; ".join(problems))
+
+
+def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretrained_file=None,
+                    **kwargs) -> nn.Module:
+    """Build ``arch`` with weights: ``pretrained`` is True (default tag), a tag, or a local file/folder of a user's own
+    run (``model.safetensors`` + ``config.json``; loaded without a hash). A ``num_classes`` other than the
+    checkpoint's replaces the classifier (fine-tuning) and says so."""
+    builder = get_builder(arch)
+    spec = None
+    local = pretrained if not isinstance(pretrained, (bool, str)) or (
+        isinstance(pretrained, str) and (os.sep in pretrained or pretrained.endswith(".safetensors")
+                                         or Path(pretrained).exists())) else None
+    if local is not None:
+        path = Path(local)
+        path = path / "model.safetensors" if path.is_dir() else path
+        if not path.is_file():
+            raise WeightsError(f"pretrained path {path} does not exist (expected a model.safetensors file or a run "
+                               "folder holding one)")
+        config = _read_local_config(path)
+        if config.get("architecture") not in (None, arch):
+            raise WeightsError(f"{path} holds a {config['architecture']}, not a {arch}; use "
+                               f"create_model({config['architecture']!r}, pretrained={str(local)!r})")
+        ckpt_classes = config.get("num_classes") or _classes_in_file(path)
+    else:
+        spec = get_pretrained(arch, pretrained)
+        path = resolve_weights(spec, pretrained_file)
+        ckpt_classes = spec.num_classes
+    model = builder(num_classes=ckpt_classes, **kwargs)
+    load_weights(model, path, f"{arch} with {ckpt_classes} classes")
+    if num_classes is not None and num_classes != ckpt_classes:
+        warnings.warn(f"{spec.name if spec else path}: classifier for {ckpt_classes} classes dropped, new head for "
+                      f"{num_classes} classes (randomly initialised; fine-tune it)")
+        model.reset_classifier(num_classes)
+    model.pretrained_spec = spec
+    model.pretrained_config = spec.to_dict() if spec else config
+    return model
+
+
+def _classes_in_file(path: Path) -> int:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        return f.get_slice("fc.weight").get_shape()[0]
+
+
+def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
+                   revision: str | None = None, private: bool = False) -> list[str]:
+    """Upload a ``hub/<arch>.<tag>`` folder to the Hub with ``upload_folder``; refuses a folder whose weights do not
+    match its spec. Returns the uploaded file names (what would be uploaded with ``dry_run``)."""
+    folder = Path(folder)
+    arch, tag = split_model_name(folder.name)
+    spec = get_pretrained(arch, tag)
+    weights = folder / spec.filename
+    if not weights.is_file():
+        raise WeightsError(f"{folder} has no {spec.filename}")
+    _verify(weights, spec, in_cache=False)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    repo_id = repo_id or spec.repo_id()
+    if dry_run:
+        return files
+    import huggingface_hub
+    api = huggingface_hub.HfApi()
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                      commit_message=f"convtwist-zoo: {spec.name} (sha256 {spec.sha256[:12]})")
+    return files
+
+
+def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB_DIR, tag: str | None = None,
+              default: bool = False, extra_meta: dict | None = None) -> PretrainedSpec:
+    """Turn a finished training run (``model.safetensors`` + ``config.json``) into a Hub repo folder
+    ``hub_root/<arch>.<tag>/`` with fp16 weights and a config carrying the spec; returns the spec.
+
+    The model card (``README.md``) is written by ``convtwist_zoo.cards``."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    arch = config["architecture"]
+    tag = tag or config["dataset"]
+    folder = Path(hub_root) / f"{arch}.{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = load_file(str(run_dir / "model.safetensors"))
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    tmp = folder / ".model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt", "architecture": arch, "dtype": "float16"})
+    os.replace(tmp, folder / "model.safetensors")
+    weights = folder / "model.safetensors"
+    spec = PretrainedSpec(
+        architecture=arch, tag=tag, sha256=sha256_file(weights), size=weights.stat().st_size,
+        num_classes=config["num_classes"], class_ids=tuple(config["class_ids"]),
+        class_names=tuple(config["class_names"]), input_size=tuple(config["input_size"]),
+        mean=tuple(config["mean"]), std=tuple(config["std"]), crop_pct=config["crop_pct"],
+        interpolation=config["interpolation"], default=default, metrics=config.get("metrics", {}),
+        meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
+    hub_config = {**config, "pretrained_spec": spec.to_dict()}
+    (folder / "config.json").write_text(json.dumps(hub_config, indent=2) + "\n")
+    return spec
+
+
+def specs_from_hub(hub_root: str | os.PathLike = REPO_HUB_DIR) -> list[PretrainedSpec]:
+    """The specs recorded in every ``hub_root/*/config.json``, sorted by name."""
+    specs = []
+    for config in sorted(Path(hub_root).glob("*/config.json")):
+        entry = json.loads(config.read_text()).get("pretrained_spec")
+        if entry:
+            specs.append(PretrainedSpec.from_dict(entry))
+    return specs
+
+
+def write_specs_file(hub_root: str | os.PathLike = REPO_HUB_DIR, path: str | os.PathLike | None = None) -> Path:
+    """Regenerate ``convtwist_zoo/pretrained.json`` (the specs that ship with the package) from ``hub_root``."""
+    from .registry import SPECS_FILE
+    path = Path(path or SPECS_FILE)
+    entries = [s.to_dict() for s in specs_from_hub(hub_root)]
+    path.write_text(json.dumps(entries, indent=1) + "\n")
+    return path

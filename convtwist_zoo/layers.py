@@ -1,0 +1,236 @@
+"""The ConvTwist layer, conversion from the seed's layout, and `twistify` for any model.
+
+ConvTwist computes ``conv(x) + XX * conv_x(x) + YY * conv_y(x)`` where ``conv_x``/``conv_y`` have
+antisymmetric 3x3 kernels (``w[r, c] = -w[2 - r, 2 - c]``, centre 0) and ``XX``/``YY`` are the output's
+coordinate grids (``2*j/w - 1``, ``2*i/h - 1``) shifted by learnable per-channel centres.
+
+Parametrisation: an antisymmetric kernel has 4 free taps, stored as ``weight_x``/``weight_y`` of shape
+``(nf, ni, 4)`` for the positions ``TWIST_TAPS`` (row-major (0,0), (0,1), (0,2), (1,0)); the mirrored positions hold
+the negatives. So the layer has ``nf*ni*(9+4+4) + 2*nf`` parameters and never edits a parameter in ``forward``.
+
+Computation: with ``XX = gx + center_x`` the centre terms are plain convolutions, so they fold into the main kernel:
+``conv_{W + cx*Wx + cy*Wy}(x) + gx * conv_x(x) + gy * conv_y(x)``. The two twist convolutions use the antisymmetry:
+``conv_x(x) = sum_t a_t * (x[p + t] - x[p - t])``, four differences of shifted inputs followed by a 1x1 convolution,
+which is 8/9 of a 3x3 convolution's work for both twists together (17/9 for the whole layer instead of 3).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["ConvTwist", "TWIST_TAPS", "antisymmetric_kernel", "twist_taps_from_kernel", "twistify",
+           "TwistifyReport", "to_seed_state_dict", "coordinate_grids"]
+
+# Free taps of an antisymmetric 3x3 kernel; each one's mirror (2-r, 2-c) holds its negative.
+TWIST_TAPS = ((0, 0), (0, 1), (0, 2), (1, 0))
+
+
+def antisymmetric_kernel(taps: torch.Tensor) -> torch.Tensor:
+    """Full ``(nf, ni, 3, 3)`` kernel from the 4 free taps ``(nf, ni, 4)``; row-major order makes the mirror of
+    position k be position 8-k, so the kernel is ``[a0 a1 a2 a3 0 -a3 -a2 -a1 -a0]``."""
+    zero = taps.new_zeros(taps.shape[:-1] + (1,))
+    return torch.cat([taps, zero, -taps.flip(-1)], dim=-1).unflatten(-1, (3, 3))
+
+
+def twist_taps_from_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """The 4 free taps of the antisymmetric part ``(w - w.flip(2).flip(3)) / 2`` of any 3x3 kernel (the seed's
+    ``symmetrize``)."""
+    flat = kernel.flatten(-2)
+    return (flat[..., :4] - flat[..., 5:].flip(-1)) / 2
+
+
+_GRID_CACHE: dict = {}
+
+
+def coordinate_grids(h: int, w: int, dtype: torch.dtype, device: torch.device):
+    """Seed's grids ``gx[j] = 2*j/w - 1`` (shape ``1x1x1xw``) and ``gy[i] = 2*i/h - 1`` (``1x1xhx1``), computed in
+    float64 then cast, built once per (size, dtype, device) and shared by every layer."""
+    key = (h, w, dtype, str(device))
+    grids = _GRID_CACHE.get(key)
+    if grids is None:
+        gx = (torch.arange(w, dtype=torch.float64) * 2 / w - 1).to(device=device, dtype=dtype).view(1, 1, 1, w)
+        gy = (torch.arange(h, dtype=torch.float64) * 2 / h - 1).to(device=device, dtype=dtype).view(1, 1, h, 1)
+        grids = _GRID_CACHE[key] = (gx, gy)
+    return grids
+
+
+class ConvTwist(nn.Module):
+    """Drop-in replacement for a 3x3 ``nn.Conv2d(ni, nf, 3, stride, padding=1)`` (the seed's ``ConvTwist``).
+
+    Parameters: ``weight`` (nf, ni, 3, 3), ``weight_x``/``weight_y`` (nf, ni, 4) free taps of the antisymmetric
+    twist kernels, ``center_x``/``center_y`` (nf), and ``bias`` (nf) when ``bias=True``.
+    """
+
+    def __init__(self, ni: int, nf: int, stride: int = 1, init_max: float = 1.5, bias: bool = False):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"ConvTwist supports stride 1 or 2, got {stride}")
+        self.in_channels, self.out_channels, self.stride, self.init_max = ni, nf, stride, init_max
+        self.weight = nn.Parameter(torch.empty(nf, ni, 3, 3))
+        self.weight_x = nn.Parameter(torch.empty(nf, ni, len(TWIST_TAPS)))
+        self.weight_y = nn.Parameter(torch.empty(nf, ni, len(TWIST_TAPS)))
+        self.center_x = nn.Parameter(torch.empty(nf))
+        self.center_y = nn.Parameter(torch.empty(nf))
+        self.bias = nn.Parameter(torch.empty(nf)) if bias else None
+        self.reset_parameters()
+        self.register_load_state_dict_pre_hook(_accept_seed_layout)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Seed's init: every kernel as ``nn.Conv2d`` inits it, ``conv_x`` antisymmetrised, ``conv_y`` = ``conv_x``
+        rotated 90 degrees (``transpose(2,3).flip(3)``), centres uniform(-init_max, init_max)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        kx = torch.empty_like(self.weight)
+        nn.init.kaiming_uniform_(kx, a=math.sqrt(5))
+        kx = antisymmetric_kernel(twist_taps_from_kernel(kx))
+        self.weight_x.copy_(twist_taps_from_kernel(kx))
+        self.weight_y.copy_(twist_taps_from_kernel(kx.transpose(2, 3).flip(3)))
+        self.center_x.uniform_(-self.init_max, self.init_max)
+        self.center_y.uniform_(-self.init_max, self.init_max)
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_channels * 9)
+            self.bias.uniform_(-bound, bound)
+
+    def kernels(self):
+        """The three full 3x3 kernels (conv, conv_x, conv_y) in the seed's sense."""
+        return self.weight, antisymmetric_kernel(self.weight_x), antisymmetric_kernel(self.weight_y)
+
+    def folded_kernel(self) -> torch.Tensor:
+        """Main kernel with the centre terms folded in: ``W + center_x*Wx + center_y*Wy``."""
+        w, wx, wy = self.kernels()
+        return w + self.center_x.view(-1, 1, 1, 1) * wx + self.center_y.view(-1, 1, 1, 1) * wy
+
+    def output_size(self, h: int, w: int):
+        return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"ConvTwist expects a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"ConvTwist({self.in_channels}->{self.out_channels}) expects {self.in_channels} input "
+                             f"channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+
+    def twist_differences(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[p + t] - x[p - t]`` for the 4 taps, sampled on the output grid: (N, 4*ni, Ho, Wo), tap-major."""
+        ho, wo = self.output_size(x.shape[2], x.shape[3])
+        s = self.stride
+        xp = F.pad(x, (1, 1, 1, 1))
+
+        def shifted(r, c):
+            return xp[:, :, r:r + s * (ho - 1) + 1:s, c:c + s * (wo - 1) + 1:s]
+
+        return torch.cat([shifted(r, c) - shifted(2 - r, 2 - c) for r, c in TWIST_TAPS], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        out = F.conv2d(x, self.folded_kernel(), self.bias, self.stride, 1)
+        # Twist kernels as one 1x1 conv over the tap differences: (2*nf, 4*ni) with tap-major input channels.
+        twist = torch.cat([self.weight_x, self.weight_y]).transpose(1, 2).reshape(2 * self.out_channels, -1, 1, 1)
+        tx, ty = F.conv2d(self.twist_differences(x), twist).chunk(2, dim=1)
+        gx, gy = coordinate_grids(out.shape[2], out.shape[3], out.dtype, out.device)
+        return out + gx * tx + gy * ty
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, init_max={self.init_max}"
+                f"{', bias=True' if self.bias is not None else ''}")
+
+
+def _accept_seed_layout(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                        error_msgs):
+    """Load the seed's layout (``conv.weight``, ``conv_x.weight``, ``conv_y.weight`` full kernels) by converting it:
+    the twist kernels are antisymmetrised on load, as the seed's forward would."""
+    if prefix + "conv.weight" not in state_dict:
+        return
+    state_dict[prefix + "weight"] = state_dict.pop(prefix + "conv.weight")
+    if prefix + "conv.bias" in state_dict:
+        state_dict[prefix + "bias"] = state_dict.pop(prefix + "conv.bias")
+    for axis in ("x", "y"):
+        full = state_dict.pop(prefix + f"conv_{axis}.weight", None)
+        if full is not None:
+            state_dict[prefix + f"weight_{axis}"] = twist_taps_from_kernel(full)
+
+
+def to_seed_state_dict(module: nn.Module) -> dict:
+    """State dict of ``module`` with every ConvTwist in the seed's layout (``conv``/``conv_x``/``conv_y`` kernels)."""
+    state = module.state_dict()
+    for name, layer in module.named_modules():
+        if not isinstance(layer, ConvTwist):
+            continue
+        p = name + "." if name else ""
+        w, wx, wy = (k.detach() for k in layer.kernels())
+        state[p + "conv.weight"] = state.pop(p + "weight")
+        if layer.bias is not None:
+            state[p + "conv.bias"] = state.pop(p + "bias")
+        state[p + "conv_x.weight"] = wx
+        state[p + "conv_y.weight"] = wy
+        del state[p + "weight_x"], state[p + "weight_y"]
+    return state
+
+
+@dataclass
+class TwistifyReport:
+    """What `twistify` changed: layer names swapped, convs left alone (with why), parameter counts."""
+    replaced: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # (name, reason)
+    params_before: int = 0
+    params_after: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"twistify: replaced {len(self.replaced)} conv(s), skipped {len(self.skipped)}; "
+                 f"parameters {self.params_before:,} -> {self.params_after:,}"]
+        lines += [f"  replaced {n}" for n in self.replaced]
+        lines += [f"  kept     {n} ({why})" for n, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _skip_reason(conv: nn.Conv2d):
+    if conv.kernel_size != (3, 3):
+        return f"kernel {conv.kernel_size[0]}x{conv.kernel_size[1]}"
+    if conv.groups != 1:
+        return "depthwise" if conv.groups == conv.in_channels else f"groups={conv.groups}"
+    if conv.dilation != (1, 1):
+        return f"dilation {conv.dilation}"
+    if conv.padding != (1, 1) or conv.padding_mode != "zeros":
+        return f"padding {conv.padding} {conv.padding_mode}"
+    if conv.stride[0] != conv.stride[1] or conv.stride[0] not in (1, 2):
+        return f"stride {conv.stride}"
+    return None
+
+
+def twistify(model: nn.Module, exclude=(), init_max: float = 1.5, keep_weights: bool = True,
+             verbose: bool = False, return_report: bool = False):
+    """Replace every 3x3, groups=1, dilation=1, padding=1 ``nn.Conv2d`` in ``model`` with a ``ConvTwist``.
+
+    Stride and bias carry over; with ``keep_weights`` the main kernel keeps the conv's weights, so a pretrained model
+    starts from its own function plus the (small) twist terms. ``exclude`` holds module names (or name prefixes) to
+    keep plain. Returns the model (changed in place), and the ``TwistifyReport`` too with ``return_report=True``.
+    """
+    report = TwistifyReport(params_before=sum(p.numel() for p in model.parameters()))
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Conv2d) or isinstance(module, ConvTwist):
+            continue
+        if any(name == e or name.startswith(e + ".") for e in exclude):
+            report.skipped.append((name, "excluded"))
+            continue
+        reason = _skip_reason(module)
+        if reason:
+            report.skipped.append((name, reason))
+            continue
+        twist = ConvTwist(module.in_channels, module.out_channels, module.stride[0], init_max,
+                          bias=module.bias is not None).to(module.weight.device, module.weight.dtype)
+        if keep_weights:
+            with torch.no_grad():
+                twist.weight.copy_(module.weight)
+                if module.bias is not None:
+                    twist.bias.copy_(module.bias)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, twist)
+        report.replaced.append(name)
+    report.params_after = sum(p.numel() for p in model.parameters())
+    if verbose:
+        print(report)
+    return (model, report) if return_report else model

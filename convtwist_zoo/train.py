@@ -1,0 +1,356 @@
+"""The training loop: one function, `train(TrainConfig)`, readable top to bottom.
+
+Checkpoints are plain dictionaries written atomically after every epoch (``last.pt``); ``resume=True`` continues a
+killed run and ends with the same weights as an uninterrupted one (sampler order and augmentation are seeded by
+(seed, epoch, index), not by process state). Under ``torchrun`` it trains with DistributedDataParallel (gloo on CPU,
+nccl on CUDA); the global batch is ``batch_size`` whatever the number of processes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from . import data as data_lib
+from .evaluate import autocast_for, evaluate
+from .registry import create_model, split_model_name
+
+__all__ = ["TrainConfig", "train", "CheckpointError", "save_atomic", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "convtwist-zoo/train-checkpoint/v1"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. The defaults are the zoo's recipe (README, "Training recipe")."""
+    model: str = "convtwist_resnet18"
+    data: str = "imagenette"            # imagenette | imagewoof | a folder with train/ and val/
+    data_dir: str | None = None         # where the archives are (else $CONVTWIST_DATA)
+    out: str = "runs/default"
+    epochs: int = 20
+    image_size: int = 128
+    batch_size: int = 64                # global batch, split over processes
+    optimizer: str = "sgd"              # sgd (nesterov) | adamw
+    lr: float = 0.1                     # peak learning rate at batch_size 64; scaled linearly with the batch
+    momentum: float = 0.9
+    weight_decay: float = 5e-4          # not applied to BatchNorm, biases and ConvTwist centres
+    schedule: str = "onecycle"          # onecycle (warmup then cosine) | flatcos (flat then cosine)
+    warmup_epochs: float = 2.0
+    flat_fraction: float = 0.72         # flatcos: share of training at peak lr
+    label_smoothing: float = 0.1
+    min_scale: float = 0.35             # RandomResizedCrop scale lower bound
+    ema: float = 0.0                    # EMA decay per step (0 = off); evaluation then uses the EMA weights
+    noise: int = 0                      # fast.ai noisy-label column: 0, 1, 5, 25, 50
+    seed: int = 0
+    workers: int = 1
+    amp: bool = True                    # bf16 autocast on CPU, bf16/fp16 on CUDA
+    channels_last: bool = True
+    compile: bool = False
+    pretrained: str | None = None       # tag or local folder to start from (fine-tuning)
+    freeze_epochs: int = 0              # fine-tuning: train only the head this many epochs
+    backbone_lr_mult: float = 1.0       # fine-tuning: discriminative lr for everything but the head
+    crop_pct: float = 0.875
+    max_steps_per_epoch: int = 0        # >0 truncates epochs (tests, smoke runs)
+    resume: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is corrupt, foreign, or from a different run configuration."""
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename: a crash leaves the old file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a ``last.pt`` safely (``weights_only``), with a clear error for a corrupt or foreign file."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle refused by weights_only, ...
+        raise CheckpointError(f"{path} is not a readable convtwist-zoo checkpoint ({type(e).__name__}: {e}); "
+                              "delete it to start over, or point --out at the right run folder") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} was not written by `convtwist-zoo train` (format "
+                              f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r}); use another --out folder")
+    return ckpt
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
+    """Refuse to resume a run whose model, data or classes differ from the one on disk."""
+    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {getattr(cfg, k)!r}"
+             for k in ("model", "data", "image_size", "noise", "seed", "batch_size") if saved.get(k) != getattr(cfg, k)]
+    if list(saved.get("class_ids", [])) != list(class_ids):
+        diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")
+    if diffs:
+        raise CheckpointError("cannot resume: the checkpoint belongs to another run (" + "; ".join(diffs) +
+                              "). Use a new --out folder, or the original settings")
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": torch.tensor(np.random.get_state()[1].astype(np.int64)),
+            "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+
+
+# ---------------------------------------------------------------------------------------------------- parts
+def _param_groups(model: nn.Module, weight_decay: float, head_lr_mult: float, backbone_lr_mult: float):
+    """Decay only weights with 2+ dims (not BatchNorm, biases, ConvTwist centres); the head may get its own lr."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    groups = {}
+    for p in model.parameters():
+        is_head = id(p) in head_ids
+        decay = p.ndim > 1
+        key = (is_head, decay)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0,
+                           "lr_mult": head_lr_mult if is_head else backbone_lr_mult, "is_head": is_head}
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch) if cfg.schedule == "onecycle" else 0
+    flat = int(cfg.flat_fraction * total) if cfg.schedule == "flatcos" else warmup
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        if step < flat:
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - flat) / max(1, total - flat))))
+    return factor
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; initialises the process group once."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    if cfg.pretrained:
+        arch, _ = split_model_name(cfg.model)
+        return create_model(arch, pretrained=cfg.pretrained if cfg.pretrained != "True" else True,
+                            num_classes=num_classes)
+    return create_model(cfg.model, num_classes=num_classes)
+
+
+def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | None = None) -> dict:
+    """The ``config.json`` that travels with final weights (run folder and Hub repo alike)."""
+    arch, _ = split_model_name(cfg.model)
+    return {
+        "architecture": arch, "num_classes": len(class_ids), "class_ids": list(class_ids),
+        "class_names": list(class_names), "input_size": [3, cfg.image_size, cfg.image_size],
+        "mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD), "crop_pct": cfg.crop_pct,
+        "interpolation": "bilinear", "dataset": cfg.data if cfg.data in data_lib.DATASETS else Path(cfg.data).name,
+        "recipe": {k: v for k, v in asdict(cfg).items()
+                   if k not in ("out", "data_dir", "resume", "progress", "workers", "max_steps_per_epoch")},
+        "metrics": metrics or {},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume) one run into ``cfg.out``; returns the final validation metrics."""
+    rank, world, local_rank = _distributed()
+    is_main = rank == 0
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if cfg.batch_size % world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must divide evenly over {world} processes")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    # data: PIL datasets, transforms seeded per (seed, epoch, index)
+    train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
+    num_classes = len(class_ids)
+    train_set = data_lib.SeededTransformDataset(
+        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale), cfg.seed)
+    val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                 drop_last=True)
+    per_proc_batch = cfg.batch_size // world
+    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    train_loader = DataLoader(train_set, batch_size=per_proc_batch, sampler=sampler, drop_last=True, **loader_kw)
+    val_loader = DataLoader(val_base, batch_size=max(per_proc_batch, 64), shuffle=False, **loader_kw)
+    steps_per_epoch = len(train_loader)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"training set of {len(train_set)} images is smaller than one batch of {cfg.batch_size}")
+
+    # model, optimiser, schedule
+    model = _build_model(cfg, num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    peak_lr = cfg.lr * cfg.batch_size / 64
+    groups = _param_groups(model, cfg.weight_decay, 1.0, cfg.backbone_lr_mult)
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=(0.9, 0.99), eps=1e-6)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd or adamw")
+    for g in optimizer.param_groups:  # the schedule sets the base lr; lr_mult/lr_scale apply at each step
+        g["initial_lr"] = peak_lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
+    ema = None
+    if cfg.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    start_epoch = 0
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        _check_resumable(ckpt["config"], cfg, class_ids)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{ckpt_path}: weights do not fit {cfg.model}: {e}") from e
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        _set_rng_state(ckpt["rng"])
+        start_epoch = ckpt["epoch"]
+        if is_main:
+            print(f"resumed {ckpt_path} after epoch {start_epoch}/{cfg.epochs}", flush=True)
+    elif ckpt_path.exists() and is_main and not cfg.resume:
+        raise CheckpointError(f"{ckpt_path} exists: pass --resume to continue that run, or use another --out")
+
+    train_model = model
+    if world > 1:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda"
+                                                          else None)
+    step_model = torch.compile(train_model) if cfg.compile else train_model
+    metrics_path = out / "metrics.jsonl"
+    if is_main and start_epoch == 0:
+        metrics_path.unlink(missing_ok=True)
+
+    final = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        frozen = epoch < cfg.freeze_epochs
+        for g in optimizer.param_groups:  # frozen backbone: lr 0 keeps the weights (and momentum) still
+            g["lr_scale"] = 0.0 if frozen and not g["is_head"] else 1.0
+        model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (is_main and cfg.progress), dynamic_ncols=True)
+        for step, (images, targets) in enumerate(train_loader):
+            if step >= steps_per_epoch:
+                break
+            images = images.to(device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = targets.to(device, non_blocking=True)
+            with autocast_for(device, cfg.amp):
+                loss = criterion(step_model(images).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for g in optimizer.param_groups:
+                g["lr"] *= g["lr_mult"] * g["lr_scale"]
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            seen += images.shape[0] * world
+            loss_sum += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+                            img_s=f"{seen / (time.time() - t0):.0f}")
+            bar.update()
+        bar.close()
+        seconds = time.time() - t0
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss_sum}); lower --lr")
+
+        if is_main:
+            eval_model = ema.module if ema is not None else model
+            val = evaluate(eval_model, val_loader, num_classes, device, cfg.amp, progress=cfg.progress)
+            final = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val["loss"],
+                     "top1": val["top1"], "top5": val["top5"], "lr": scheduler.get_last_lr()[0],
+                     "seconds": seconds, "samples_per_s": seen / seconds}
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(final) + "\n")
+            print(json.dumps(final), flush=True)
+            save_atomic({"format": CHECKPOINT_FORMAT, "config": {**asdict(cfg), "class_ids": list(class_ids)},
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                         "epoch": epoch + 1, "rng": _rng_state()}, ckpt_path)
+        if world > 1:
+            dist.barrier()
+
+    if is_main:
+        final_model = ema.module if ema is not None else model
+        write_final(out, final_model, cfg, class_ids, class_names, final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_names, metrics: dict) -> None:
+    """``model.safetensors`` (fp32) and ``config.json`` in ``out``: the form `hub` publishes."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".tmp")
+    os.close(fd)
+    save_file(state, tmp, metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
+    os.replace(tmp, out / "model.safetensors")
+    write_text_atomic(out / "config.json",
+                      json.dumps(run_config_json(cfg, class_ids, class_names, metrics), indent=2) + "\n")

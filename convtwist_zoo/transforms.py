@@ -1,0 +1,31 @@
+"""Image transforms and the normalisation constants: the one place that knows how pixels become tensors."""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, min_scale: float = 0.35):
+    """RandomResizedCrop + horizontal flip, then normalise."""
+    return v2.Compose([
+        v2.RGB(),
+        v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875,
+                   interpolation: str = "bilinear"):
+    """Resize the shortest side to ``image_size / crop_pct``, centre-crop ``image_size``, normalise (the fast.ai and
+    timm protocol). ``image_size`` is an int or (height, width)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    return v2.Compose([
+        v2.RGB(),
+        v2.Resize(int(round(min(h, w) / crop_pct)), interpolation=InterpolationMode(interpolation), antialias=True),
+        v2.CenterCrop((h, w)),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])

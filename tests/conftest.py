@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny checkpoints, a Hub-style folder, an isolated HF cache and the loopback Hub server."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # seed_reference, hub_server
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: int = 3, seed: int = 0) -> Path:
+    """A finished-run folder (model.safetensors + config.json) with random weights, as `train` writes it."""
+    from convtwist_zoo.registry import create_model
+    from convtwist_zoo.train import TrainConfig, write_final
+
+    torch.manual_seed(seed)
+    model = create_model(arch, num_classes=num_classes)
+    with torch.no_grad():  # non-trivial BN statistics so eval-mode tests exercise them
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(model=arch, data="tinyset", epochs=1)
+    ids = [f"c{i}" for i in range(num_classes)]
+    write_final(folder, model, cfg, ids, [f"class {i}" for i in range(num_classes)], {"top1": 50.0})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory):
+    """A ``hub/``-style folder with one staged checkpoint ``convtwist_resnet18.tinyset`` and its spec."""
+    from convtwist_zoo.hub import stage_run
+
+    root = tmp_path_factory.mktemp("zoo")
+    run = make_run_dir(root / "run")
+    hub_root = root / "hub"
+    spec = stage_run(run, hub_root, tag="tinyset", default=False)
+    return hub_root, spec
+
+
+@pytest.fixture
+def hf_env(tmp_path, monkeypatch):
+    """An empty Hugging Face cache and no repo hub/ folder, so resolution must go through the cache/network."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tmp_path / "no-hub-here"))
+    monkeypatch.setenv("CONVTWIST_ZOO_HF_ORG", "zoo-test")
+    return cache
+
+
+def register_spec(spec, monkeypatch):
+    from convtwist_zoo import registry
+    monkeypatch.setitem(registry._PRETRAINED, spec.name, spec)
+    return spec
+
+
+def load_json(path):
+    return json.loads(Path(path).read_text())

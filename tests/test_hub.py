@@ -1,0 +1,204 @@
+"""Pretrained weights: every resolution path, integrity checks, the loopback Hub, torch.hub and publishing."""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, make_run_dir, register_spec
+from convtwist_zoo import create_model
+from convtwist_zoo.hub import IntegrityError, WeightsError, load_pretrained, publish_folder, resolve_weights, \
+    specs_from_hub
+from convtwist_zoo.registry import UnknownModelError, get_transform, list_pretrained
+from hub_server import HubServer
+
+NAME = "convtwist_resnet18.tinyset"
+
+
+def logits(model, seed=0):
+    torch.manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        return model(torch.randn(2, 3, 64, 64))
+
+
+@pytest.fixture
+def spec(tiny_hub, monkeypatch):
+    return register_spec(tiny_hub[1], monkeypatch)
+
+
+@pytest.fixture
+def server(tiny_hub, spec, tmp_path, monkeypatch):
+    """The loopback Hub serving a copy of the tiny repo as zoo-test/convtwist_resnet18.tinyset."""
+    import huggingface_hub.constants as c
+
+    repo = tmp_path / "served" / NAME
+    shutil.copytree(tiny_hub[0] / NAME, repo)
+    with HubServer({f"zoo-test/{NAME}": repo}) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        monkeypatch.setattr(c, "ENDPOINT", srv.url)
+        monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", srv.url + "/{repo_id}/resolve/{revision}/{filename}")
+        srv.repo = repo
+        yield srv
+
+
+def reference_model(tiny_hub):
+    return load_pretrained("convtwist_resnet18", str(tiny_hub[0] / NAME))
+
+
+def test_spec_from_staged_folder(tiny_hub):
+    (spec,) = specs_from_hub(tiny_hub[0])
+    assert spec.name == NAME and spec.num_classes == 3 and len(spec.sha256) == 64
+    assert spec.class_names == ("class 0", "class 1", "class 2")
+    weights = tiny_hub[0] / NAME / "model.safetensors"
+    from safetensors import safe_open
+    with safe_open(str(weights), "pt") as f:  # the hub copy is fp16
+        assert f.get_tensor("conv1.weight").dtype == torch.float16
+
+
+def test_local_folder_without_spec_loads_without_hash(tmp_path):
+    run = make_run_dir(tmp_path / "mine", arch="resnet18", num_classes=4)
+    model = create_model("resnet18", pretrained=str(run))
+    assert model.fc.out_features == 4
+    with pytest.raises(WeightsError, match="holds a resnet18, not a resnet50"):
+        create_model("resnet50", pretrained=str(run))
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_model("resnet18", pretrained=str(tmp_path / "nothing" / "model.safetensors"))
+
+
+def test_hub_dir_resolution_and_name_tag(tiny_hub, spec, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tiny_hub[0]))
+    a = create_model(NAME)
+    b = create_model("convtwist_resnet18", pretrained="tinyset")
+    assert torch.equal(logits(a), logits(b))
+    assert a.pretrained_spec == spec
+    assert NAME in list_pretrained()
+    assert get_transform(NAME)(torch.zeros(3, 200, 300, dtype=torch.uint8)).shape == (3, 128, 128)
+
+
+def test_explicit_file_is_hash_checked_and_never_deleted(tiny_hub, spec, tmp_path):
+    good = tiny_hub[0] / NAME / "model.safetensors"
+    assert resolve_weights(spec, good) == good
+    bad = tmp_path / "bad.safetensors"
+    data = bytearray(good.read_bytes())
+    data[-10] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=spec.sha256) as e:
+        create_model(NAME, pretrained_file=str(bad))
+    assert str(bad) in str(e.value) and bad.exists()
+    truncated = tmp_path / "short.safetensors"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(IntegrityError, match="size 1000 bytes"):
+        resolve_weights(spec, truncated)
+    assert truncated.exists()
+
+
+def test_download_then_cache_with_server_gone(tiny_hub, spec, hf_env, server):
+    expected = logits(reference_model(tiny_hub))
+    model = create_model(NAME)
+    assert torch.equal(logits(model), expected)
+    assert ("GET", f"/lfs-blob/zoo-test/{NAME}/model.safetensors") in server.requests
+    cached = list(Path(hf_env).rglob("model.safetensors"))
+    assert cached, "hf_hub_download should have filled the cache"
+    server.stop()
+    n = len(server.requests)
+    again = create_model(NAME)  # from the cache: no request needed
+    assert torch.equal(logits(again), expected) and len(server.requests) == n
+
+
+def test_corrupt_download_refused_and_removed(tiny_hub, spec, hf_env, server):
+    weights = server.repo / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="deleted from the Hugging Face cache"):
+        create_model(NAME)
+    leftovers = [p for p in Path(hf_env).rglob("*") if p.is_file() and p.stat().st_size > 1000]
+    assert leftovers == []
+
+
+def test_corrupt_cache_copy_is_replaced_by_fresh_download(tiny_hub, spec, hf_env, server):
+    create_model(NAME)
+    (blob,) = [p for p in Path(hf_env).rglob("*") if p.is_file() and "blobs" in p.parts]
+    blob.write_bytes(b"garbage")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = create_model(NAME)
+    assert any("deleted from the Hugging Face cache" in str(w.message) for w in caught)
+    assert torch.equal(logits(model), logits(reference_model(tiny_hub)))
+
+
+def test_truncated_transfer_keeps_nothing(tiny_hub, spec, hf_env, server):
+    server.truncate_to = 4096
+    with pytest.raises(Exception):
+        create_model(NAME)
+    assert not any(p.is_file() and p.name == "model.safetensors" for p in Path(hf_env).rglob("*"))
+    server.truncate_to = None
+    assert torch.equal(logits(create_model(NAME)), logits(reference_model(tiny_hub)))
+
+
+def test_offline_without_cache_says_how_to_get_it(spec, hf_env, monkeypatch):
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsError) as e:
+        create_model(NAME)
+    text = str(e.value)
+    assert "zoo-test/convtwist_resnet18.tinyset" in text and "hf download" in text
+    assert "CONVTWIST_ZOO_HUB_DIR" in text and "pretrained_file" in text
+
+
+def test_missing_repo_on_server(spec, hf_env, server, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_ZOO_HF_ORG", "someone-else")
+    with pytest.raises(WeightsError, match="someone-else/convtwist_resnet18.tinyset"):
+        create_model(NAME)
+
+
+def test_num_classes_change_drops_head(tiny_hub, spec, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tiny_hub[0]))
+    full = create_model(NAME).eval()
+    with pytest.warns(UserWarning, match="classifier for 3 classes dropped"):
+        tuned = create_model(NAME, num_classes=7).eval()
+    assert tuned.fc.out_features == 7
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(full.forward_features(x), tuned.forward_features(x))
+
+
+def test_registry_errors(spec):
+    with pytest.raises(UnknownModelError, match="Did you mean 'convtwist_resnet50'.*Known models: convtwist_resnet18"):
+        create_model("convtwist_resnet5O")
+    with pytest.raises(UnknownModelError, match="available for convtwist_resnet18: tinyset"):
+        create_model("convtwist_resnet18.nosuchtag")
+    with pytest.raises(ValueError, match="asks for tag"):
+        create_model(NAME, pretrained="other")
+
+
+def test_torch_hub_load_local(tiny_hub, spec, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tiny_hub[0]))
+    from convtwist_zoo.registry import list_models
+    for name in list_models():  # one entrypoint per registry name
+        assert torch.hub.load(str(ROOT), name, source="local", num_classes=5).fc.out_features == 5
+    model = torch.hub.load(str(ROOT), "convtwist_resnet18", source="local", pretrained="tinyset")
+    assert torch.equal(logits(model), logits(reference_model(tiny_hub)))
+
+
+def test_publish_dry_run_and_refusal(tiny_hub, spec, tmp_path):
+    files = publish_folder(tiny_hub[0] / NAME, dry_run=True)
+    assert "model.safetensors" in files and "config.json" in files
+    broken = tmp_path / NAME
+    shutil.copytree(tiny_hub[0] / NAME, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(IntegrityError):
+        publish_folder(broken, dry_run=True)
+
+
+@pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
+def test_real_hub_checkpoint_loads():
+    import convtwist_zoo.registry as registry
+    for spec in specs_from_hub(ROOT / "hub"):
+        assert spec.name in registry.list_pretrained(), f"{spec.name} missing from pretrained.json"
+        model = create_model(spec.name).eval()
+        assert logits(model).shape == (2, spec.num_classes)

@@ -1,0 +1,178 @@
+"""ConvTwist against the seed's reference formulas, its parametrisation, init, autograd, and twistify."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from convtwist_zoo import ConvTwist, to_seed_state_dict, twistify
+from convtwist_zoo.layers import antisymmetric_kernel, twist_taps_from_kernel
+from seed_reference import SeedConvTwist
+
+
+def seed_and_ours(ni, nf, stride, seed=0):
+    torch.manual_seed(seed)
+    ref = SeedConvTwist(ni, nf, stride)
+    # random (not just antisymmetric-at-init) kernels at Conv2d's scale: the seed antisymmetrises them in
+    # forward, we on load
+    with torch.no_grad():
+        for conv in (ref.conv, ref.conv_x, ref.conv_y):
+            conv.weight.normal_(0, (9 * ni) ** -0.5)
+    ours = ConvTwist(ni, nf, stride)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    return ref, ours
+
+
+@pytest.mark.parametrize("ni,nf,stride,h,w", [
+    (3, 5, 1, 7, 9), (4, 6, 2, 8, 8), (4, 6, 2, 9, 7), (8, 8, 1, 16, 16), (2, 3, 2, 5, 12), (5, 4, 1, 1, 1)])
+def test_matches_seed_forward(ni, nf, stride, h, w):
+    ref, ours = seed_and_ours(ni, nf, stride)
+    x = torch.randn(3, ni, h, w)
+    with torch.no_grad():
+        expected = ref(x)
+        got = ours(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_matches_seed_channels_last_and_deepcopy():
+    ref, ours = seed_and_ours(6, 7, 2, seed=1)
+    x = torch.randn(2, 6, 11, 10)
+    with torch.no_grad():
+        expected = ref(x)
+        got = copy.deepcopy(ours).to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_parameter_count_is_the_seeds_done_properly():
+    for ni, nf in [(3, 5), (64, 64), (128, 256)]:
+        layer = ConvTwist(ni, nf)
+        assert sum(p.numel() for p in layer.parameters()) == nf * ni * (9 + 4 + 4) + 2 * nf
+    assert sum(p.numel() for p in ConvTwist(4, 6, bias=True).parameters()) == 6 * 4 * 17 + 2 * 6 + 6
+
+
+def test_init_antisymmetric_rotated_and_centres_in_range():
+    torch.manual_seed(3)
+    layer = ConvTwist(16, 32, init_max=1.5)
+    _, wx, wy = (k.detach() for k in layer.kernels())
+    assert torch.equal(wx, -wx.flip(2).flip(3))
+    assert torch.equal(wx[:, :, 1, 1], torch.zeros(32, 16))
+    assert torch.equal(wy, wx.transpose(2, 3).flip(3))  # seed: conv_y = conv_x rotated 90 degrees
+    for c in (layer.center_x, layer.center_y):
+        assert c.abs().max() <= 1.5 and c.std() > 0.5  # uniform(-1.5, 1.5): std 0.87
+    assert wx.abs().max() > 0
+
+
+def test_taps_round_trip_and_antisymmetrisation():
+    k = torch.randn(4, 3, 3, 3)
+    anti = (k - k.flip(2).flip(3)) / 2  # the seed's symmetrize
+    assert torch.allclose(antisymmetric_kernel(twist_taps_from_kernel(k)), anti)
+    taps = torch.randn(4, 3, 4)
+    assert torch.equal(twist_taps_from_kernel(antisymmetric_kernel(taps)), taps)
+
+
+def test_seed_layout_round_trip():
+    ref, ours = seed_and_ours(3, 4, 1, seed=2)
+    seed_sd = to_seed_state_dict(ours)
+    assert set(seed_sd) == {"conv.weight", "conv_x.weight", "conv_y.weight", "center_x", "center_y"}
+    fresh = SeedConvTwist(3, 4)
+    fresh.load_state_dict(seed_sd)
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert (fresh(x) - ours(x)).abs().max() < 1e-5
+    back = ConvTwist(3, 4)
+    back.load_state_dict(seed_sd)
+    for k, v in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v)
+
+
+def test_seed_layout_loads_into_a_whole_model():
+    seedy = twistify(torchvision.models.resnet18(num_classes=3))
+    sd = to_seed_state_dict(seedy)
+    assert "layer1.0.conv1.conv_x.weight" in sd
+    other = twistify(torchvision.models.resnet18(num_classes=3))
+    other.load_state_dict(sd)
+    seedy.eval(), other.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(seedy(x), other(x), atol=1e-5)
+
+
+def test_forward_does_not_modify_parameters_and_grads_flow():
+    layer = ConvTwist(3, 4, 2)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer(torch.randn(2, 3, 8, 8)).square().sum().backward()
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k])
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    for stride in (1, 2):
+        layer = ConvTwist(2, 3, stride, bias=True).double()
+        x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+        params = tuple(layer.parameters())
+
+        def f(x, *ps):
+            return torch.func.functional_call(layer, dict(zip([n for n, _ in layer.named_parameters()], ps)), (x,))
+        assert torch.autograd.gradcheck(f, (x, *params))
+
+
+def test_bf16_autocast_close_to_fp32():
+    torch.manual_seed(0)
+    layer = ConvTwist(16, 16)
+    x = torch.randn(2, 16, 12, 12)
+    with torch.no_grad():
+        ref = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() / ref.abs().max() < 0.03
+
+
+def test_bad_input_errors():
+    layer = ConvTwist(3, 4)
+    with pytest.raises(ValueError, match="4-D"):
+        layer(torch.randn(3, 8, 8))
+    with pytest.raises(ValueError, match="expects 3 input channels, got 1"):
+        layer(torch.randn(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="stride"):
+        ConvTwist(3, 4, stride=3)
+
+
+def test_twistify_torchvision_resnet():
+    model = torchvision.models.resnet18(num_classes=10)
+    convs3 = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    model, report = twistify(model, return_report=True)
+    assert report.replaced == convs3 and len(convs3) == 16
+    assert ("conv1", "kernel 7x7") in report.skipped
+    twists = {n: m for n, m in model.named_modules() if isinstance(m, ConvTwist)}
+    assert set(twists) == set(convs3)
+    assert twists["layer2.0.conv1"].stride == 2 and twists["layer2.0.conv2"].stride == 1
+    assert report.params_after - report.params_before == sum(2 * m.weight_x.numel() + 2 * m.out_channels
+                                                              for m in twists.values())
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    assert "layer1.0.conv1" in str(report)
+
+
+def test_twistify_keeps_bias_and_weights_and_exclude():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                          nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 4, 3, padding=2, dilation=2))
+    w0, b0 = model[0].weight.clone(), model[0].bias.clone()
+    model, report = twistify(model, exclude=["2"], return_report=True)
+    assert isinstance(model[0], ConvTwist) and torch.equal(model[0].weight, w0) and torch.equal(model[0].bias, b0)
+    assert isinstance(model[2], nn.Conv2d) and not isinstance(model[2], ConvTwist)
+    assert dict(report.skipped) == {"2": "excluded", "3": "depthwise", "4": "dilation (2, 2)"}
+
+
+def test_torch_compile_small_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(ConvTwist(3, 4), nn.ReLU(), ConvTwist(4, 4, 2)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model, backend="aot_eager")(x)
+    assert torch.allclose(eager, compiled, atol=1e-5)
