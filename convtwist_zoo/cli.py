@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -37,6 +38,124 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_finetune(args) -> int:
+    from .train import TrainConfig, train
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**values)
+    if not cfg.pretrained:
+        raise SystemExit("finetune needs --pretrained TAG (e.g. imagenette) or a run folder")
+    print(json.dumps(train(cfg)))
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .inference import load_classifier
+    clf = load_classifier(args.model, args.pretrained)
+    results = clf.predict(args.images, topk=args.topk)
+    if args.json:
+        print(json.dumps({str(p): [{"class_id": c, "class_name": n, "probability": round(pr, 6)}
+                                   for c, n, pr in r] for p, r in zip(args.images, results)}, indent=1))
+        return 0
+    for path, result in zip(args.images, results):
+        print(f"{path}  ({clf.name})")
+        for class_id, name, prob in result:
+            print(f"  {prob * 100:6.2f}%  {name} ({class_id})")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .onnx_export import export_onnx, run_onnx
+    from .registry import create_model, split_model_name
+    arch, tag = split_model_name(args.model)
+    pretrained = args.pretrained or tag or False
+    model = create_model(arch, pretrained=pretrained).eval()
+    size = args.image_size if len(args.image_size) == 2 else args.image_size * 2
+    report = export_onnx(model, args.output, tuple(size), dynamic_batch=args.dynamic_batch, opset=args.opset,
+                         optimize=args.optimize)
+    print(report)
+    if args.check:
+        import torch
+        x = torch.randn(args.check, 3, *size)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        diff = float(abs(run_onnx(report.path, x) - ref).max())
+        print(f"parity: ONNX Runtime vs PyTorch, {args.check} random images, max abs diff {diff:.2e}")
+        if diff > 1e-4:
+            print("parity check FAILED (> 1e-4)")
+            return 1
+    return 0
+
+
+def _cmd_stage(args) -> int:
+    from .hub import REPO_HUB_DIR, stage_run, write_specs_file
+    hub_root = args.hub or REPO_HUB_DIR
+    spec = stage_run(args.run_dir, hub_root, tag=args.tag, default=args.default)
+    print(f"staged {spec.name}: {hub_root}/{spec.name} sha256 {spec.sha256}")
+    print(f"wrote {write_specs_file(hub_root)}")
+    return 0
+
+
+def _cmd_publish(args) -> int:
+    from .hub import publish_folder
+    files = publish_folder(args.folder, args.repo_id, dry_run=args.dry_run, revision=args.revision)
+    verb = "would upload" if args.dry_run else "uploaded"
+    print(f"{verb} {len(files)} files from {args.folder}: {', '.join(files)}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot_training
+    out = args.out or f"{args.run_dirs[0].rstrip('/')}/curves.png"
+    print(f"wrote {plot_training(args.run_dirs, out)}")
+    return 0
+
+
+# the embedded default for `demo`: the first of these with weights in hub/ (or $CONVTWIST_ZOO_HUB_DIR)
+DEMO_PREFERENCE = ("convtwist_resnet50.imagenette", "convtwist_resnet18.imagenette", "resnet50.imagenette",
+                   "resnet18.imagenette")
+
+
+def _demo_default() -> str:
+    from .hub import hub_dir
+    folder = hub_dir()
+    for name in DEMO_PREFERENCE:
+        if folder is not None and (folder / name / "model.safetensors").is_file():
+            return name
+    raise FileNotFoundError(f"no checkpoint of {', '.join(DEMO_PREFERENCE)} in {folder}; pass --model ARCH.TAG "
+                            "(weights then come from the Hugging Face Hub)")
+
+
+def _cmd_demo(args) -> int:
+    """Load a pretrained model, classify the bundled images, export to ONNX and check ONNX Runtime's parity."""
+    from pathlib import Path
+
+    import torch
+
+    from .inference import load_classifier, open_image
+    from .onnx_export import export_onnx, run_onnx
+    name = args.model or _demo_default()
+    clf = load_classifier(name)
+    images = args.images or sorted(str(p) for p in (Path(__file__).parent / "assets").glob("*.jpg"))
+    print(f"model {clf.name}: {sum(p.numel() for p in clf.model.parameters()):,} parameters")
+    for path, result in zip(images, clf.predict(images, topk=3)):
+        print(f"{Path(path).name:>16}: " + ", ".join(f"{n} {p * 100:.1f}%" for _, n, p in result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = tuple(clf.model.pretrained_config.get("input_size", (3, 128, 128))[1:])
+    report = export_onnx(clf.model, out / f"{clf.name}.onnx", size, compare_unfolded=False)
+    batch = torch.stack([clf.transform(open_image(p)) for p in images])
+    with torch.no_grad():
+        ref = clf.model(batch).numpy()
+    got = run_onnx(report.path, batch)
+    diff = float(abs(got - ref).max())
+    agree = int((got.argmax(1) == ref.argmax(1)).sum())
+    print(f"exported {report.path} ({sum(report.nodes_after.values())} nodes); ONNX Runtime vs PyTorch on "
+          f"{len(images)} images: max abs diff {diff:.2e}, top-1 agrees on {agree}/{len(images)}")
+    ok = diff <= 1e-4 and agree == len(images)
+    print("parity OK" if ok else "parity FAILED")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
     parser = argparse.ArgumentParser(prog="convtwist-zoo", description="ConvTwist model zoo")
@@ -49,6 +168,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (single process, or under torchrun)")
     _add_config_args(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a folder (new head for its classes)")
+    _add_config_args(p, TrainConfig)
+    p.set_defaults(func=_cmd_finetune, epochs=10, freeze_epochs=2, backbone_lr_mult=0.1, lr=0.02, warmup_epochs=1.0)
+
+    p = sub.add_parser("predict", help="top-k classes of images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default="convtwist_resnet50.imagenette", help="arch.tag, or arch with --pretrained")
+    p.add_argument("--pretrained", help="tag, or a local run folder / model.safetensors")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a model to ONNX with the twist folded in")
+    p.add_argument("model", help="registry name, optionally arch.tag")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--image-size", type=int, nargs="+", default=[128], help="S or H W (multiples of 32)")
+    p.add_argument("--pretrained", help="tag or local run folder (default: the name's tag, else random weights)")
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--optimize", action="store_true", help="also write an ORT-optimised *.ort.onnx")
+    p.add_argument("--check", type=int, default=4, help="parity check on N random images (0 = skip)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("stage", help="turn a finished run into a hub/<arch>.<tag>/ folder (fp16) + spec")
+    p.add_argument("run_dir")
+    p.add_argument("--tag", help="default: the run's dataset")
+    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--default", action="store_true", help="make it the architecture's default checkpoint")
+    p.set_defaults(func=_cmd_stage)
+
+    p = sub.add_parser("publish", help="upload a hub/<arch>.<tag>/ folder to the Hugging Face Hub")
+    p.add_argument("folder")
+    p.add_argument("--repo-id", help="default: $CONVTWIST_ZOO_HF_ORG/<folder name>")
+    p.add_argument("--revision")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("demo", help="the main job: pretrained model from hub/, classify, export, check parity")
+    p.add_argument("images", nargs="*", help="default: the bundled sample images")
+    p.add_argument("--model", help=f"arch.tag (default: first of {', '.join(DEMO_PREFERENCE)} found in hub/)")
+    p.add_argument("--out", default="demo-out", help="folder for the exported ONNX model")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("plot", help="loss and accuracy curves of run folders to PNG")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out")
+    p.set_defaults(func=_cmd_plot)
     return parser
 
 
@@ -58,6 +225,11 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, RuntimeError, FileNotFoundError, PermissionError, TypeError) as e:
+        if os.environ.get("CONVTWIST_ZOO_DEBUG"):
+            raise
+        print(f"convtwist-zoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""Export-time folding: turn a trained model into a plain, static module of convolutions and constants.
+
+For each ConvTwist (at a fixed input size):
+- the antisymmetric kernels become constant weights; ``center_x``/``center_y`` fold into the main kernel
+  (``W + center_x*Wx + center_y*Wy`` is one conv);
+- the twist convolutions keep their 4-tap form: a fixed depthwise conv of +-1 taps (4 differences per input channel)
+  and a 1x1 conv, i.e. 8/9 of a 3x3 conv's work;
+- the coordinate grids of the layer's output resolution become constants (one ``1x1x1xW`` and one ``1x1xHx1``);
+- the BatchNorm that follows folds into both convs' weights and the main conv's bias.
+Plain Conv2d + BatchNorm pairs fold as usual. Folding never touches the source model.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import TWIST_TAPS, ConvTwist, coordinate_grids
+
+__all__ = ["FoldedConvTwist", "fold_model", "UnsupportedLayerError", "network_stride", "SUPPORTED_LEAVES"]
+
+# Leaf modules the exporter knows how to handle (everything else is refused with a clear error).
+SUPPORTED_LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
+                    nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear, nn.Identity, nn.Flatten,
+                    nn.Dropout)
+
+
+class UnsupportedLayerError(TypeError):
+    """The model holds a layer type the exporter does not know."""
+
+
+class FoldedConvTwist(nn.Module):
+    """A ConvTwist (and the BatchNorm after it) folded for one input size: constant convs and grids only."""
+
+    def __init__(self, layer: ConvTwist, bn: nn.BatchNorm2d | None, in_hw: tuple[int, int]):
+        super().__init__()
+        ni, nf, s = layer.in_channels, layer.out_channels, layer.stride
+        self.out_channels, self.in_hw = nf, tuple(in_hw)
+        self.out_hw = layer.output_size(*in_hw)
+        with torch.no_grad():
+            main = layer.folded_kernel().detach().clone()
+            bias = layer.bias.detach().clone() if layer.bias is not None else torch.zeros(nf)
+            taps = torch.cat([layer.weight_x, layer.weight_y]).detach().clone()  # (2nf, ni, 4)
+            if bn is not None:
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                main = main * scale.view(-1, 1, 1, 1)
+                bias = (bias - bn.running_mean) * scale + bn.bias
+                taps = taps * scale.repeat(2).view(-1, 1, 1)
+        self.main = nn.Conv2d(ni, nf, 3, s, 1, bias=True)
+        self.main.weight.data.copy_(main)
+        self.main.bias.data.copy_(bias)
+        # depthwise +-1 taps: output channel c*4+t holds x[p+t] - x[p-t] of input channel c
+        diff = torch.zeros(len(TWIST_TAPS), 3, 3)
+        for t, (r, c) in enumerate(TWIST_TAPS):
+            diff[t, r, c], diff[t, 2 - r, 2 - c] = 1.0, -1.0
+        self.diff = nn.Conv2d(ni, ni * len(TWIST_TAPS), 3, s, 1, groups=ni, bias=False)
+        self.diff.weight.data.copy_(diff.repeat(ni, 1, 1).unsqueeze(1))
+        self.twist = nn.Conv2d(ni * len(TWIST_TAPS), 2 * nf, 1, bias=False)
+        self.twist.weight.data.copy_(taps.reshape(2 * nf, -1, 1, 1))
+        gx, gy = coordinate_grids(*self.out_hw, torch.float32, torch.device("cpu"))
+        self.register_buffer("grid_x", gx.clone())
+        self.register_buffer("grid_y", gy.clone())
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and tuple(x.shape[-2:]) != self.in_hw:
+            raise ValueError(f"this folded layer was built for {self.in_hw[0]}x{self.in_hw[1]} inputs, got "
+                             f"{x.shape[-2]}x{x.shape[-1]}; fold (export) again for that image size")
+        tx, ty = self.twist(self.diff(x)).split(self.out_channels, dim=1)
+        return self.main(x) + self.grid_x * tx + self.grid_y * ty
+
+
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def _conv_bn_pairs(module: nn.Module):
+    """(conv name, bn name) pairs inside ``module`` whose BN directly follows the conv: ``convN``/``bnN`` attributes
+    (torchvision ResNet blocks and stem) and adjacent entries of an ``nn.Sequential``."""
+    children = dict(module.named_children())
+    pairs = []
+    for name, child in children.items():
+        if isinstance(child, nn.Conv2d) and name.startswith("conv"):
+            bn = children.get("bn" + name[len("conv"):])
+            if isinstance(bn, nn.BatchNorm2d):
+                pairs.append((name, "bn" + name[len("conv"):]))
+    if isinstance(module, nn.Sequential):
+        names = list(children)
+        for a, b in zip(names, names[1:]):
+            if isinstance(children[a], nn.Conv2d) and isinstance(children[b], nn.BatchNorm2d):
+                pairs.append((a, b))
+    return pairs
+
+
+def _check_supported(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, ConvTwist) or next(m.children(), None) is not None:
+            continue
+        if not isinstance(m, SUPPORTED_LEAVES):
+            raise UnsupportedLayerError(
+                f"cannot export layer {name!r} of type {type(m).__name__}: the exporter knows ConvTwist and "
+                f"{', '.join(t.__name__ for t in SUPPORTED_LEAVES)}. Replace it, or export the model with "
+                "torch.onnx.export directly")
+
+
+def _input_sizes(model: nn.Module, image_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Spatial input size of every ConvTwist for one forward pass at ``image_size`` (found with hooks)."""
+    sizes, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, ConvTwist):
+            hooks.append(m.register_forward_pre_hook(
+                lambda mod, args, name=name: sizes.__setitem__(name, tuple(args[0].shape[-2:]))))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, _in_channels(model), *image_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def _in_channels(model: nn.Module) -> int:
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, ConvTwist)))
+    return first.in_channels
+
+
+def network_stride(model: nn.Module) -> int:
+    """Product of the strides along the network (32 for a ResNet): image sizes must be multiples of it."""
+    stride = 1
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, ConvTwist)) and not (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)):
+            s = m.stride if isinstance(m, ConvTwist) else m.stride[0]
+            stride *= s
+        elif isinstance(m, nn.MaxPool2d):
+            stride *= m.stride if isinstance(m.stride, int) else m.stride[0]
+    return stride
+
+
+def fold_model(model: nn.Module, image_size) -> nn.Module:
+    """A folded, eval-mode copy of ``model`` for ``image_size`` (int or (H, W)): every ConvTwist becomes a
+    `FoldedConvTwist` with its BatchNorm folded in, every Conv2d+BatchNorm pair one Conv2d."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    _check_supported(model)
+    folded = copy.deepcopy(model).eval().float()
+    sizes = _input_sizes(folded, (h, w))
+    for parent_name, parent in list(folded.named_modules()):
+        for conv_name, bn_name in _conv_bn_pairs(parent):
+            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+            full = f"{parent_name}.{conv_name}" if parent_name else conv_name
+            if isinstance(conv, ConvTwist):
+                setattr(parent, conv_name, FoldedConvTwist(conv, bn, sizes[full]))
+            else:
+                setattr(parent, conv_name, _fold_conv_bn(conv, bn))
+            setattr(parent, bn_name, nn.Identity())
+    for name, m in list(folded.named_modules()):  # ConvTwists without a BatchNorm after them
+        if isinstance(m, ConvTwist):
+            parent_name, _, child = name.rpartition(".")
+            setattr(folded.get_submodule(parent_name) if parent_name else folded, child,
+                    FoldedConvTwist(m, None, sizes[name]))
+    return folded

@@ -1,0 +1,72 @@
+"""Classify images with a pretrained or fine-tuned model: the model, its eval transform and class names together."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from .registry import create_model, split_model_name
+from .transforms import eval_transform
+
+__all__ = ["Classifier", "load_classifier", "open_image", "ImageError"]
+
+MIN_IMAGE_SIDE = 32
+
+
+class ImageError(ValueError):
+    """An image that cannot be classified (unreadable, too small)."""
+
+
+@dataclass
+class Classifier:
+    model: nn.Module
+    transform: object
+    class_ids: tuple
+    class_names: tuple
+    name: str
+
+    @torch.no_grad()
+    def predict(self, images, topk: int = 5) -> list[list[tuple[str, str, float]]]:
+        """Top-k (class id, class name, probability) for each PIL image or path."""
+        batch = torch.stack([self.transform(open_image(im) if isinstance(im, (str, os.PathLike)) else im)
+                             for im in images])
+        probs = self.model(batch).float().softmax(dim=1)
+        top = probs.topk(min(topk, probs.shape[1]), dim=1)
+        return [[(self.class_ids[i], self.class_names[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
+                for ps, idx in zip(top.values, top.indices)]
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB, with an error that says what is wrong with it."""
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ImageError(f"{path} is not a readable image ({e}); use a JPEG or PNG file") from e
+    if min(image.size) < MIN_IMAGE_SIDE:
+        raise ImageError(f"{path} is {image.size[0]}x{image.size[1]}: too small, the models need at least "
+                         f"{MIN_IMAGE_SIDE}px on each side (they were trained at 128px)")
+    return image.convert("RGB")
+
+
+def load_classifier(model: str, pretrained: str | None = None) -> Classifier:
+    """``model`` is ``arch.tag`` (a zoo checkpoint) or ``arch`` with ``pretrained`` a tag or a local run folder."""
+    arch, tag = split_model_name(model)
+    net = create_model(model if pretrained is None else arch, pretrained=pretrained if pretrained else (tag or True))
+    net.eval()
+    spec = getattr(net, "pretrained_spec", None)
+    if spec is not None:
+        return Classifier(net, spec.transforms(), spec.class_ids, spec.class_names, spec.name)
+    config = net.pretrained_config
+    size = config.get("input_size", [3, 128, 128])
+    n = net.get_classifier().out_features
+    ids = tuple(config.get("class_ids") or [str(i) for i in range(n)])
+    return Classifier(net, eval_transform(tuple(size[1:]), config.get("mean", (0.485, 0.456, 0.406)),
+                                          config.get("std", (0.229, 0.224, 0.225)), config.get("crop_pct", 0.875)),
+                      ids, tuple(config.get("class_names") or ids), f"{arch} ({Path(str(pretrained)).name})")

@@ -1,0 +1,164 @@
+"""ONNX export of any registry model (pretrained or fine-tuned) as a static graph with the twist folded in.
+
+``export_onnx`` folds the model (`folding`), exports it with a fixed image size (batch optionally dynamic), embeds
+metadata, checks the file with ``onnx.checker`` (full check), and writes it atomically. ONNX Runtime rejects inputs
+of another size through the graph's static shapes.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .folding import fold_model, network_stride
+
+__all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "DEFAULT_OPSET"]
+
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    image_size: tuple
+    nodes_before: dict = field(default_factory=dict)   # op type -> count, unfolded model
+    nodes_after: dict = field(default_factory=dict)    # op type -> count, exported graph
+    metadata: dict = field(default_factory=dict)
+    optimized_path: Path | None = None
+
+    def __str__(self) -> str:
+        ops = sorted(set(self.nodes_before) | set(self.nodes_after))
+        lines = [f"exported {self.path} ({self.image_size[0]}x{self.image_size[1]})",
+                 f"{'op':<22}{'unfolded':>10}{'folded':>10}"]
+        lines += [f"{op:<22}{self.nodes_before.get(op, 0):>10}{self.nodes_after.get(op, 0):>10}" for op in ops]
+        lines.append(f"{'total':<22}{sum(self.nodes_before.values()):>10}{sum(self.nodes_after.values()):>10}")
+        if self.optimized_path:
+            lines.append(f"ORT-optimized model: {self.optimized_path}")
+        return "\n".join(lines)
+
+
+def _to_onnx_bytes(model: nn.Module, image_size, opset: int, dynamic_batch: bool, in_chans: int) -> bytes:
+    buffer = io.BytesIO()
+    dummy = torch.zeros(1, in_chans, *image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
+                          output_names=["logits"], do_constant_folding=True,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+    return buffer.getvalue()
+
+
+def _op_counts(onnx_model) -> dict:
+    return dict(collections.Counter(node.op_type for node in onnx_model.graph.node))
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict:
+    """The convtwist-zoo metadata embedded in an exported model (JSON values decoded)."""
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    out = {}
+    for prop in model.metadata_props:
+        try:
+            out[prop.key] = json.loads(prop.value)
+        except json.JSONDecodeError:
+            out[prop.key] = prop.value
+    return out
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynamic_batch: bool = True,
+                opset: int = DEFAULT_OPSET, metadata: dict | None = None, optimize: bool = False,
+                compare_unfolded: bool = True) -> ExportReport:
+    """Fold ``model`` for ``image_size`` (int or (H, W)) and write a static ONNX graph to ``path``.
+
+    ``metadata`` (model name, classes, mean/std, source sha256...) is stored in ``metadata_props``; by default it is
+    taken from the model's ``pretrained_config`` when it has one. With ``optimize`` an ORT-optimised copy is written
+    beside it (``*.ort.onnx``). Returns an `ExportReport` with the op counts before and after folding.
+    """
+    import onnx
+
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    stride = network_stride(model)
+    if h % stride or w % stride:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the network's stride {stride}; use e.g. "
+                         f"{max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
+    path = Path(path)
+    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: folder {path.parent} does not exist or is not writable")
+    in_chans = next(m for m in model.modules() if hasattr(m, "in_channels")).in_channels
+
+    folded = fold_model(model, (h, w))
+    graph = onnx.load_from_string(_to_onnx_bytes(folded, (h, w), opset, dynamic_batch, in_chans))
+    nodes_before = {}
+    if compare_unfolded:
+        unfolded = onnx.load_from_string(_to_onnx_bytes(model.eval(), (h, w), opset, dynamic_batch, in_chans))
+        nodes_before = _op_counts(unfolded)
+    meta = dict(_default_metadata(model))
+    meta.update(metadata or {})
+    meta.update({"input_size": [in_chans, h, w], "producer": "convtwist-zoo", "folded": True})
+    del graph.metadata_props[:]
+    for key, value in meta.items():
+        graph.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    onnx.checker.check_model(graph, full_check=True)
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(graph, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    report = ExportReport(path, (h, w), nodes_before, _op_counts(graph), meta)
+    if optimize:
+        report.optimized_path = optimize_for_ort(path)
+    return report
+
+
+def _default_metadata(model: nn.Module) -> dict:
+    config = getattr(model, "pretrained_config", None) or {}
+    spec = getattr(model, "pretrained_spec", None)
+    meta = {}
+    if spec is not None:
+        meta.update(model_name=spec.name, source_sha256=spec.sha256)
+    elif config.get("architecture"):
+        meta["model_name"] = config["architecture"]
+    for key in ("class_ids", "class_names", "mean", "std", "crop_pct", "interpolation"):
+        if config.get(key) is not None:
+            meta[key] = list(config[key]) if isinstance(config[key], (list, tuple)) else config[key]
+    meta.setdefault("mean", [0.485, 0.456, 0.406])
+    meta.setdefault("std", [0.229, 0.224, 0.225])
+    meta.setdefault("crop_pct", 0.875)
+    meta.setdefault("interpolation", "bilinear")
+    return meta
+
+
+def optimize_for_ort(path: str | os.PathLike) -> Path:
+    """Write ONNX Runtime's offline-optimised graph (extended level) beside ``path`` as ``*.ort.onnx``."""
+    import onnxruntime as ort
+    path = Path(path)
+    out = path.with_suffix(".ort.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return out
+
+
+def run_onnx(path: str | os.PathLike, images: np.ndarray | torch.Tensor, threads: int = 0) -> np.ndarray:
+    """Logits from ONNX Runtime (CPU) for a float32 batch (N, C, H, W)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = images.numpy() if isinstance(images, torch.Tensor) else images
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
