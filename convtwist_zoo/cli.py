@@ -110,6 +110,96 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _load_for_eval(args):
+    """(model, spec-like dict, name) from --model NAME.TAG or --checkpoint RUN_DIR."""
+    from .registry import create_model, split_model_name
+    if args.checkpoint:
+        import json as _json
+        from pathlib import Path
+        config = _json.loads((Path(args.checkpoint) / "config.json").read_text())
+        model = create_model(config["architecture"], pretrained=str(args.checkpoint))
+        return model.eval(), config, f"{config['architecture']} ({args.checkpoint})"
+    arch, tag = split_model_name(args.model)
+    model = create_model(args.model if tag else arch, pretrained=True if not tag else False).eval()
+    spec = model.pretrained_spec
+    return model, spec.to_dict() | {"dataset": spec.meta.get("dataset", spec.tag)}, spec.name
+
+
+def _val_dir(args, dataset: str):
+    from pathlib import Path
+
+    from .data import DATASETS, prepare_dataset
+    data = args.data or dataset
+    return (prepare_dataset(data, args.data_dir) if data in DATASETS else Path(data)) / "val"
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import count_macs, evaluate_on_folder
+    from .transforms import eval_transform
+    model, config, name = _load_for_eval(args)
+    val_dir = _val_dir(args, config["dataset"])
+    result = {"model": name, "dataset": config["dataset"], "params": sum(p.numel() for p in model.parameters()),
+              "sizes": {}}
+    for size in args.image_size:
+        tf = eval_transform(size, config["mean"], config["std"], config["crop_pct"])
+        r = evaluate_on_folder(model, val_dir, tf, config["class_ids"], amp=args.amp, workers=args.workers,
+                               progress=not args.no_progress, desc=f"eval {size}px")
+        r["macs"] = count_macs(model, size)
+        result["sizes"][str(size)] = r
+        print(f"{name} on {config['dataset']} val at {size}px: top-1 {r['top1']:.2f}%, top-5 {r['top5']:.2f}% "
+              f"({r['images']} images, {'bf16' if args.amp else 'fp32'})")
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def _cmd_robustness(args) -> int:
+    from .evaluate import robustness_sweep
+    rows_by_model = {}
+    for model_name in args.models:
+        args.model, args.checkpoint = model_name, None
+        model, config, name = _load_for_eval(args)
+        rows = robustness_sweep(model, _val_dir(args, config["dataset"]), config["class_ids"], args.image_size,
+                                config["mean"], config["std"], config["crop_pct"], amp=args.amp,
+                                workers=args.workers, progress=not args.no_progress)
+        rows_by_model[name] = rows
+        print(name + ": " + ", ".join(f"{r['kind']} {r['value']}: {r['top1']:.1f}%" for r in rows))
+        if args.json_dir:
+            from pathlib import Path
+            _write_json(Path(args.json_dir) / name / "robustness.json",
+                        {"model": name, "image_size": args.image_size, "amp": args.amp, "rows": rows})
+    if args.plot:
+        from .plots import plot_robustness
+        print(f"wrote {plot_robustness(rows_by_model, args.plot)}")
+    return 0
+
+
+def _write_json(path, payload) -> None:
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+def _cmd_download(args) -> int:
+    from .data import DATASETS, download_archive, prepare_dataset
+    path = download_archive(DATASETS[args.dataset], args.archive)
+    print(f"downloaded {path}; extracted to {prepare_dataset(args.dataset, path.parent)}")
+    return 0
+
+
+def _cmd_cards(args) -> int:
+    from .cards import write_cards
+    from .hub import REPO_HUB_DIR
+    hub_root = args.hub or REPO_HUB_DIR
+    for path in write_cards(hub_root, args.out or REPO_HUB_DIR.parent / "MODEL_CARDS.md"):
+        print(f"wrote {path}")
+    return 0
+
+
 # the embedded default for `demo`: the first of these with weights in hub/ (or $CONVTWIST_ZOO_HUB_DIR)
 DEMO_PREFERENCE = ("convtwist_resnet50.imagenette", "convtwist_resnet18.imagenette", "resnet50.imagenette",
                    "resnet18.imagenette")
@@ -205,6 +295,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix on a validation set")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="arch.tag of a zoo checkpoint")
+    g.add_argument("--checkpoint", help="a run folder from `train`/`finetune`")
+    p.add_argument("--data", help="imagenette | imagewoof | folder with val/ (default: the checkpoint's dataset)")
+    p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
+    p.add_argument("--image-size", type=int, nargs="+", default=[128])
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (default: fp32)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", help="write the full result (per-class, confusion) here")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("robustness", help="top-1 under rotations (0/15/30/45/90) and rescalings (0.75x/1.25x)")
+    p.add_argument("models", nargs="+", help="arch.tag names")
+    p.add_argument("--data")
+    p.add_argument("--data-dir")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json-dir", help="write <dir>/<name>/robustness.json (e.g. hub)")
+    p.add_argument("--plot", help="PNG of top-1 against angle/scale")
+    p.set_defaults(func=_cmd_robustness)
+
+    p = sub.add_parser("download", help="download a dataset archive from the official fast.ai URL into the cache")
+    p.add_argument("dataset", choices=["imagenette", "imagewoof"])
+    p.add_argument("--archive", help="archive stem, e.g. imagenette2-320 (default: the 160px one)")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
+    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--out", help="MODEL_CARDS.md path (default: beside hub/)")
+    p.set_defaults(func=_cmd_cards)
 
     p = sub.add_parser("demo", help="the main job: pretrained model from hub/, classify, export, check parity")
     p.add_argument("images", nargs="*", help="default: the bundled sample images")

@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-__all__ = ["evaluate", "autocast_for", "accuracy_report"]
+__all__ = ["evaluate", "autocast_for", "accuracy_report", "evaluate_on_folder", "robustness_sweep",
+           "ROTATIONS", "SCALES"]
+
+ROTATIONS = (0, 15, 30, 45, 90)
+SCALES = (0.75, 1.25)
 
 
 def autocast_for(device: torch.device, amp: bool):
@@ -51,3 +55,70 @@ def accuracy_report(confusion: torch.Tensor, loss_sum: float, top5_hits: int, n:
     return {"loss": loss_sum / max(n, 1), "top1": confusion.diag().sum().item() / max(n, 1) * 100,
             "top5": top5_hits / max(n, 1) * 100, "per_class": per_class, "confusion": confusion.tolist(),
             "images": n}
+
+
+def _val_loader(val_dir, transform, batch_size: int, workers: int):
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+    dataset = ImageFolder(str(val_dir), transform=transform)
+    return dataset, DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                               persistent_workers=False)
+
+
+def evaluate_on_folder(model, val_dir, transform, class_ids, batch_size: int = 100, workers: int = 1,
+                       amp: bool = True, progress: bool = True, desc: str = "eval") -> dict:
+    """Evaluate on an ImageFolder-style ``val_dir`` whose sub-folders must be the model's ``class_ids``."""
+    dataset, loader = _val_loader(val_dir, transform, batch_size, workers)
+    if list(dataset.classes) != list(class_ids):
+        raise ValueError(f"{val_dir} has classes {dataset.classes[:5]}..., the model was trained on "
+                         f"{list(class_ids)[:5]}...: evaluate on the dataset the model was trained for")
+    return evaluate(model, loader, len(class_ids), amp=amp, progress=progress, desc=desc)
+
+
+def robustness_sweep(model, val_dir, class_ids, image_size: int, mean, std, crop_pct: float,
+                     rotations=ROTATIONS, scales=SCALES, **kw) -> list[dict]:
+    """Top-1/top-5 on ``val_dir`` with every crop rotated by each angle and rescaled by each factor."""
+    from .transforms import eval_transform
+    conditions = [("rotation", a, dict(angle=a)) for a in rotations] + [("scale", s, dict(scale=s)) for s in scales]
+    rows = []
+    for kind, value, extra in conditions:
+        tf = eval_transform(image_size, mean, std, crop_pct, **extra)
+        r = evaluate_on_folder(model, val_dir, tf, class_ids, desc=f"{kind} {value}", **kw)
+        rows.append({"kind": kind, "value": value, "top1": r["top1"], "top5": r["top5"]})
+    return rows
+
+
+def count_macs(model, image_size) -> int:
+    """Multiply-accumulates of one forward pass at ``image_size`` (int or (H, W)), batch 1: convolutions (a ConvTwist
+    counts its 9 main taps and 8 twist taps per input channel), and linear layers."""
+    import torch.nn as nn
+
+    from .layers import ConvTwist
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    total, hooks = [0], []
+
+    def conv_hook(m, args, out):
+        total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def twist_hook(m, args, out):
+        total[0] += out.numel() * m.in_channels * (9 + 2 * m.weight_x.shape[-1])
+
+    def linear_hook(m, args, out):
+        total[0] += out.numel() * m.in_features
+    for m in model.modules():
+        if isinstance(m, ConvTwist):
+            hooks.append(m.register_forward_hook(twist_hook))
+        elif isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, h, w))
+    finally:
+        for hk in hooks:
+            hk.remove()
+        model.train(was_training)
+    return total[0]

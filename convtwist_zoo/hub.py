@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -226,6 +227,8 @@ def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB
         meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
     hub_config = {**config, "pretrained_spec": spec.to_dict()}
     (folder / "config.json").write_text(json.dumps(hub_config, indent=2) + "\n")
+    if (run_dir / "metrics.jsonl").exists():  # the training log travels with the weights
+        shutil.copyfile(run_dir / "metrics.jsonl", folder / "metrics.jsonl")
     return spec
 
 

@@ -39,3 +39,27 @@ def plot_training(run_dirs, out: str | Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_robustness(rows_by_model: dict, out: str | Path) -> Path:
+    """Top-1 against rotation angle and against rescaling, one line per model."""
+    fig, (ax_rot, ax_scale) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in rows_by_model.items():
+        rot = [(r["value"], r["top1"]) for r in rows if r["kind"] == "rotation"]
+        base = next((t for v, t in rot if v == 0), None)
+        scl = sorted([(r["value"], r["top1"]) for r in rows if r["kind"] == "scale"] +
+                     ([(1.0, base)] if base is not None else []))
+        style = "-" if "convtwist" in name else "--"
+        ax_rot.plot(*zip(*rot), style, marker="o", label=name)
+        ax_scale.plot(*zip(*scl), style, marker="o", label=name)
+    ax_rot.set(xlabel="rotation (degrees)", ylabel="top-1 (%)", title="rotated validation images")
+    ax_scale.set(xlabel="scale factor", ylabel="top-1 (%)", title="rescaled validation images")
+    for ax in (ax_rot, ax_scale):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

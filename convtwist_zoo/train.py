@@ -42,7 +42,7 @@ class TrainConfig:
     epochs: int = 20
     image_size: int = 128
     batch_size: int = 64                # global batch, split over processes
-    optimizer: str = "sgd"              # sgd (nesterov) | adamw
+    optimizer: str = "sgd"              # sgd (nesterov) | adamw | radam
     lr: float = 0.1                     # peak learning rate at batch_size 64; scaled linearly with the batch
     momentum: float = 0.9
     weight_decay: float = 5e-4          # not applied to BatchNorm, biases and ConvTwist centres
@@ -240,8 +240,10 @@ def train(cfg: TrainConfig) -> dict:
         optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=cfg.momentum, nesterov=True)
     elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=(0.9, 0.99), eps=1e-6)
+    elif cfg.optimizer == "radam":  # rectified Adam needs no warm-up; with flat-cos it is fast.ai's Ranger minus Lookahead
+        optimizer = torch.optim.RAdam(groups, lr=peak_lr, betas=(0.95, 0.99), eps=1e-6, decoupled_weight_decay=True)
     else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd or adamw")
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd, adamw or radam")
     for g in optimizer.param_groups:  # the schedule sets the base lr; lr_mult/lr_scale apply at each step
         g["initial_lr"] = peak_lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))

@@ -20,12 +20,20 @@ def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, min_s
 
 
 def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875,
-                   interpolation: str = "bilinear"):
+                   interpolation: str = "bilinear", angle: float = 0.0, scale: float = 1.0):
     """Resize the shortest side to ``image_size / crop_pct``, centre-crop ``image_size``, normalise (the fast.ai and
-    timm protocol). ``image_size`` is an int or (height, width)."""
+    timm protocol). ``image_size`` is an int or (height, width).
+
+    ``angle`` (degrees, counter-clockwise) and ``scale`` (>1 zooms in) turn/rescale the crop about its centre, with
+    black where the image has no pixels: the robustness sweeps."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    return v2.Compose([
-        v2.RGB(),
-        v2.Resize(int(round(min(h, w) / crop_pct)), interpolation=InterpolationMode(interpolation), antialias=True),
-        v2.CenterCrop((h, w)),
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    steps = [v2.RGB(),
+             v2.Resize(int(round(min(h, w) / crop_pct)), interpolation=InterpolationMode(interpolation),
+                       antialias=True),
+             v2.CenterCrop((h, w))]
+    if angle or scale != 1.0:
+        steps.append(v2.Lambda(lambda im: v2.functional.affine(
+            im, angle=float(angle), translate=[0.0, 0.0], scale=float(scale), shear=[0.0, 0.0],
+            interpolation=InterpolationMode.BILINEAR, fill=0)))
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    return v2.Compose(steps)

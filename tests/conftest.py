@@ -9,7 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # seed_reference, hub_server
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -67,3 +67,28 @@ def register_spec(spec, monkeypatch):
 
 def load_json(path):
     return json.loads(Path(path).read_text())
+
+
+def make_image_folder(root: Path, classes=("c0", "c1", "c2"), per_class=(8, 4), size=(40, 48), seed=0) -> Path:
+    """An ImageFolder tree ``root/{train,val}/<class>/*.png`` of generated images whose colour depends on the class
+    (so a model can learn it): small enough for tests that train."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "val"), per_class):
+        for k, cls in enumerate(classes):
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                base = np.zeros((*size, 3), dtype=np.float32)
+                base[..., k % 3] = 160
+                noise = rng.normal(0, 40, size=(*size, 3))
+                img = np.clip(base + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{cls}_{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return make_image_folder(tmp_path / "imgs")

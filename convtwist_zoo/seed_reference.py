@@ -1,5 +1,6 @@
-"""The seed's reference ConvTwist, verbatim in substance (../shared/seeds/convtwist-introduction.txt): the oracle for
-parity tests. Only ``torch.Tensor(nf)`` became ``torch.empty(nf)``; nothing else changed."""
+"""The seed's reference ConvTwist (shared/seeds/convtwist-introduction.txt), kept verbatim as the oracle for parity
+tests and the baseline of `bench/layer.py`. Not for training: it edits parameters inside ``forward``.
+Only ``torch.Tensor(nf)`` became ``torch.empty(nf)`` and the class was renamed; nothing else changed."""
 import numpy as np
 import torch
 import torch.nn as nn

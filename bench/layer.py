@@ -1,0 +1,118 @@
+"""ConvTwist vs nn.Conv2d vs the seed's module: forward and forward+backward, fp32 and bf16 autocast, at ResNet
+stage shapes (batch 32), plus a model-level train step (fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones.
+
+    python bench/layer.py [--repeats 10] [--skip-models]
+
+Prints a table of ratios to Conv2d and writes bench/results/layer.json. Run it on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import geomean, median_time, print_table, write_json  # noqa: E402
+
+from convtwist_zoo import ConvTwist, create_model  # noqa: E402
+from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
+
+SHAPES = [(64, 32, 1), (128, 16, 1), (256, 8, 1), (512, 4, 1), (128, 32, 2)]  # channels, size, stride
+BATCH = 32
+
+
+def _autocast(dtype: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+
+
+def layer_rows(repeats: int) -> list[dict]:
+    rows = []
+    for dtype in ("fp32", "bf16"):
+        for ch, size, stride in SHAPES:
+            x = torch.randn(BATCH, ch, size, size).contiguous(memory_format=torch.channels_last)
+            modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": ConvTwist(ch, ch, stride),
+                       "seed": SeedConvTwist(ch, ch, stride)}
+            row = {"dtype": dtype, "shape": f"{ch}ch@{size} s{stride}"}
+            for name, m in modules.items():
+                m = m.to(memory_format=torch.channels_last)
+                xg = x.clone().requires_grad_()
+
+                def fwd():
+                    with torch.no_grad(), _autocast(dtype):
+                        m(x)
+
+                def fwd_bwd():
+                    with _autocast(dtype):
+                        y = m(xg)
+                    y.float().sum().backward()
+                row[f"{name}_fwd_ms"] = median_time(fwd, repeats) * 1e3
+                row[f"{name}_fwdbwd_ms"] = median_time(fwd_bwd, repeats) * 1e3
+            for name in ("convtwist", "seed"):
+                row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
+                row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
+            rows.append(row)
+            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "seed_fwd_x",
+                                                "seed_fwdbwd_x", "conv2d_fwdbwd_ms"])
+    return rows
+
+
+def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
+    rows = []
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    for depth in (18, 50):
+        times = {}
+        for name in (f"resnet{depth}", f"convtwist_resnet{depth}"):
+            model = create_model(name).to(memory_format=torch.channels_last).train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+            def step():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = nn.functional.cross_entropy(model(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            times[name] = median_time(step, repeats, warmup=2)
+        rows.append({"model": f"convtwist_resnet{depth} vs resnet{depth}", "dtype": "bf16", "batch": batch,
+                     "image": size, "plain_ms": times[f"resnet{depth}"] * 1e3,
+                     "convtwist_ms": times[f"convtwist_resnet{depth}"] * 1e3,
+                     "ratio": times[f"convtwist_resnet{depth}"] / times[f"resnet{depth}"],
+                     "convtwist_img_s": batch / times[f"convtwist_resnet{depth}"],
+                     "plain_img_s": batch / times[f"resnet{depth}"]})
+        print_table([rows[-1]], list(rows[-1]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--skip-models", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = layer_rows(args.repeats)
+    summary = {}
+    for dtype in ("fp32", "bf16"):
+        sel = [r for r in rows if r["dtype"] == dtype]
+        summary[dtype] = {
+            "convtwist_fwdbwd_geomean_x": geomean(r["convtwist_fwdbwd_x"] for r in sel),
+            "convtwist_fwdbwd_max_x": max(r["convtwist_fwdbwd_x"] for r in sel),
+            "convtwist_fwd_geomean_x": geomean(r["convtwist_fwd_x"] for r in sel),
+            "seed_fwdbwd_geomean_x": geomean(r["seed_fwdbwd_x"] for r in sel),
+            "seed_fwd_geomean_x": geomean(r["seed_fwd_x"] for r in sel)}
+    print("\nlayer summary (ratio to nn.Conv2d, geometric mean over the five shapes)")
+    print_table([{"dtype": k, **v} for k, v in summary.items()], ["dtype", *next(iter(summary.values()))])
+    models = [] if args.skip_models else model_rows(max(3, args.repeats // 2))
+    if models:
+        print("\nmodel train step (fwd+bwd+SGD)")
+        print_table(models, list(models[0]))
+    write_json("layer", {"batch": BATCH, "layers": rows, "summary": summary, "models": models,
+                         "targets": {"fwdbwd_geomean_x": 2.2, "fwdbwd_max_x": 3.0, "resnet18_ratio": 2.0,
+                                     "resnet50_ratio": 1.3}})
+
+
+if __name__ == "__main__":
+    main()

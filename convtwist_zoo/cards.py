@@ -1,0 +1,213 @@
+"""Model cards: ``MODEL_CARDS.md`` and every ``hub/<name>/README.md``, generated from the JSON beside the weights
+(``config.json`` from training, ``eval.json`` from ``convtwist-zoo eval``, ``robustness.json``, ``inspect/inspect.json``,
+``metrics.jsonl``). Nothing in a card is typed by hand; ``convtwist-zoo cards`` rewrites them all."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["write_cards", "collect", "PLANNED", "FASTAI_LEADERBOARD"]
+
+# The zoo's eight runs; a card lists the ones not trained yet as pending.
+PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
+           for arch in ("convtwist_resnet18", "resnet18", "convtwist_resnet50", "resnet50")]
+# fastai/imagenette leaderboard, top-1 at 128px by epochs (xresnet50 family, random init, no TTA); for context only.
+FASTAI_LEADERBOARD = {"imagenette": {5: 87.43, 20: 91.57, 80: 93.55, 200: 94.24},
+                      "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
+TARGETS = {"convtwist_resnet50.imagenette": 90.0, "convtwist_resnet18.imagenette": 88.0,
+           "convtwist_resnet50.imagewoof": 80.0, "convtwist_resnet18.imagewoof": 78.0}
+DATA_NOTES = {
+    "imagenette": "imagenette2-160sq: the official Imagenette2 file list and 70/30 split, rebuilt from a public copy in "
+                  "which every image was squashed to 224x224 (aspect ratio not kept), resized to 160x160, JPEG q80",
+    "imagewoof": "imagewoof2-160: the official Imagewoof2 file list and split, rebuilt from a public copy of "
+                 "imagewoof2-320 (shortest side 320, aspect kept), shortest side resized to 160 (bicubic), JPEG q80",
+}
+
+
+def _read(path: Path):
+    if not path.exists():
+        return None
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
+
+
+def collect(hub_root: Path) -> dict:
+    """Everything known about each checkpoint folder under ``hub_root``."""
+    out = {}
+    for folder in sorted(p for p in Path(hub_root).iterdir() if (p / "config.json").exists()):
+        out[folder.name] = {
+            "config": _read(folder / "config.json"), "eval": _read(folder / "eval.json"),
+            "robustness": _read(folder / "robustness.json"), "inspect": _read(folder / "inspect" / "inspect.json"),
+            "metrics": _read(folder / "metrics.jsonl") or []}
+    return out
+
+
+def _baseline_of(name: str) -> str | None:
+    return name.replace("convtwist_", "", 1) if name.startswith("convtwist_") else None
+
+
+def _top1(entry, size="128"):
+    ev = entry and entry.get("eval")
+    return ev["sizes"][size]["top1"] if ev and size in ev.get("sizes", {}) else None
+
+
+def _fmt(v, spec="{:.2f}", none="–"):
+    return none if v is None else spec.format(v)
+
+
+def _summary_rows(info: dict) -> list[str]:
+    rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
+            "baseline | baseline top-1 @128 | ConvTwist − baseline |", "|" + "---|" * 11]
+    for name in PLANNED + sorted(set(info) - set(PLANNED)):
+        entry = info.get(name)
+        if entry is None:
+            rows.append(f"| {name} | | | not trained yet | | | | | | | |")
+            continue
+        ev, metrics = entry["eval"] or {}, entry["metrics"]
+        s128 = (ev.get("sizes") or {}).get("128", {})
+        hours = sum(m["seconds"] for m in metrics) / 3600 if metrics else None
+        base = _baseline_of(name)
+        base_top1 = _top1(info.get(base)) if base else None
+        diff = s128.get("top1") - base_top1 if base_top1 is not None and s128.get("top1") is not None else None
+        rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
+                    f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
+                    f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} | {base or '–'} | {_fmt(base_top1)} | "
+                    f"{_fmt(diff, '{:+.2f}')} |")
+    return rows
+
+
+def _robustness_rows(info: dict) -> list[str]:
+    entries = {n: e["robustness"] for n, e in info.items() if e.get("robustness")}
+    if not entries:
+        return ["No robustness sweep has been run yet (`convtwist-zoo robustness NAME... --json-dir hub`)."]
+    first = next(iter(entries.values()))["rows"]
+    header = [f"{r['kind']} {r['value']}" for r in first]
+    rows = ["| checkpoint | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+    for name, rob in sorted(entries.items()):
+        rows.append(f"| {name} | " + " | ".join(_fmt(r["top1"], "{:.1f}") for r in rob["rows"]) + " |")
+    return rows
+
+
+def _inspect_rows(info: dict) -> list[str]:
+    entries = {n: e["inspect"] for n, e in info.items() if e.get("inspect")}
+    if not entries:
+        return ["No ConvTwist checkpoint has been inspected yet (`convtwist-zoo inspect NAME --out hub/NAME/inspect`)."]
+    rows = ["| checkpoint | stage | layers | twist/main kernel norm (mean) | |center_x| mean | |center_y| mean |",
+            "|---|---|---|---|---|---|"]
+    for name, ins in sorted(entries.items()):
+        for stage in ins["stages"]:
+            rows.append(f"| {name} | {stage['stage']} | {stage['layers']} | {stage['twist_ratio']:.3f} | "
+                        f"{stage['center_x_abs']:.2f} | {stage['center_y_abs']:.2f} |")
+    return rows
+
+
+def _recipe_rows(info: dict) -> list[str]:
+    recipes = {json.dumps({k: v for k, v in e["config"]["recipe"].items() if k not in ("model", "data")},
+                          sort_keys=True) for e in info.values()}
+    if not recipes:
+        return ["(no checkpoint yet)"]
+    rows = []
+    for r in sorted(recipes):
+        rows += ["| knob | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in json.loads(r).items()] + [""]
+    if len(recipes) > 1:
+        rows.insert(0, "**Warning: the checkpoints do not all share one recipe.**\n")
+    return rows
+
+
+def render_model_cards(info: dict) -> str:
+    lines = ["# Model cards", "",
+             "Generated by `convtwist-zoo cards` from the JSON files in `hub/` (training config and metrics, "
+             "`convtwist-zoo eval`, `convtwist-zoo robustness`, `convtwist-zoo inspect`). Do not edit by hand.", "",
+             "Every ConvTwist checkpoint stands beside a plain torchvision ResNet trained with the same recipe, the "
+             "same data and the same number of epochs. Accuracy is top-1/top-5 on the full validation split, fp32, "
+             "resize to size/0.875 then centre crop (no test-time augmentation).", "",
+             "## Checkpoints", ""] + _summary_rows(info) + [""]
+    lines += ["## Targets", "", "| checkpoint | target top-1 @128 | measured | met |", "|---|---|---|---|"]
+    for name, target in TARGETS.items():
+        got = _top1(info.get(name))
+        lines.append(f"| {name} | {target:.0f}% | {_fmt(got)} | "
+                     f"{'–' if got is None else ('yes' if got >= target else 'no')} |")
+    lines += ["", "## Does ConvTwist beat the plain ResNet?", ""]
+    verdicts = []
+    for name in PLANNED:
+        base = _baseline_of(name)
+        if base and _top1(info.get(name)) is not None and _top1(info.get(base)) is not None:
+            d = _top1(info[name]) - _top1(info[base])
+            verdicts.append(f"- {name}: {'+' if d >= 0 else ''}{d:.2f} points top-1 against {base} "
+                            f"({'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'}; one seed "
+                            "each, so differences under about 1 point are within run-to-run noise).")
+    lines += verdicts or ["No pair is complete yet."]
+    lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
+              "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
+              "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
+              "augmentation was used in training.", ""] + _robustness_rows(info)
+    lines += ["", "## What the ConvTwist checkpoints learned", "",
+              "Per stage: the norm of the twist kernels (`conv_x`, `conv_y`) relative to the main kernel, and the mean "
+              "absolute learned centres (init uniform(-1.5, 1.5), mean 0.75). PNGs in `hub/<name>/inspect/`.", ""]
+    lines += _inspect_rows(info)
+    lines += ["", "## Recipe", ""] + _recipe_rows(info)
+    lines += ["## Data", ""]
+    lines += [f"- **{k}**: {v}." for k, v in DATA_NOTES.items()]
+    lines += ["- Differences from the fast.ai protocol: Imagenette here is squashed to a square (the official "
+              "archive keeps the aspect ratio) and both sets were re-encoded as JPEG q80, so accuracies are close "
+              "to, not identical with, the leaderboard's.", "",
+              "For context, the fastai/imagenette leaderboard (xresnet50 family with Mish, self-attention and "
+              "Ranger; random init, 128px, no TTA):", "", "| dataset | 5 epochs | 20 | 80 | 200 |", "|---|---|---|---|---|"]
+    for ds, row in FASTAI_LEADERBOARD.items():
+        lines.append(f"| {ds} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
+    lines += ["", "## Intended use and limitations", "",
+              "- Research on ConvTwist and a starting point for fine-tuning on small image-classification sets "
+              "(`convtwist-zoo finetune`). Ten classes each; not ImageNet-1k models.",
+              "- Trained at 128px on about 9,000 images each: expect weaker transfer than ImageNet-pretrained weights.",
+              "- The images come from ImageNet (research use only); the weights inherit that restriction.",
+              "- The exported ONNX graphs are static in image size (the coordinate grids are constants).", ""]
+    return "\n".join(lines)
+
+
+def render_hub_readme(name: str, entry: dict, info: dict) -> str:
+    config, ev = entry["config"], entry["eval"] or {}
+    dataset = config["dataset"]
+    arch = config["architecture"]
+    s128 = (ev.get("sizes") or {}).get("128", {})
+    base = _baseline_of(name)
+    results = []
+    if s128:
+        results = ["    results:", "      - task: {type: image-classification}",
+                   f"        dataset: {{name: {dataset} (160px, 10 classes), type: {dataset}}}",
+                   "        metrics:",
+                   f"          - {{type: accuracy, name: top-1 @128px, value: {s128['top1']:.2f}}}",
+                   f"          - {{type: accuracy, name: top-5 @128px, value: {s128['top5']:.2f}}}"]
+    front = ["---", "library_name: pytorch", "license: mit", "pipeline_tag: image-classification",
+             "tags: [image-classification, convtwist, resnet, convtwist-zoo]", f"datasets: [{dataset}]",
+             "model-index:", f"  - name: {name}"] + results + ["---", ""]
+    body = [f"# {name}", "",
+            f"{arch} trained from scratch on {dataset} at 128px with convtwist-zoo "
+            f"({'every 3x3 convolution a ConvTwist' if arch.startswith('convtwist') else 'plain baseline'}).", "",
+            "```python", "import torch",
+            f'model = torch.hub.load("<owner>/convtwist-zoo", "{arch}", pretrained="{name.split(".", 1)[1]}")',
+            "# or: convtwist_zoo.create_model(\"" + name + "\")", "```", "",
+            "| metric | value |", "|---|---|",
+            f"| top-1 @128px | {_fmt(s128.get('top1'))} |", f"| top-5 @128px | {_fmt(s128.get('top5'))} |",
+            f"| top-1 @160px | {_fmt(_top1(entry, '160'))} |", f"| parameters | {_fmt(ev.get('params'), '{:,}')} |",
+            f"| MACs @128px | {_fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |"]
+    if base:
+        body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
+    body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
+             f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
+             "", "See MODEL_CARDS.md in the convtwist-zoo repository for the recipe, robustness sweeps and limitations.",
+             ""]
+    return "\n".join(front + body)
+
+
+def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
+    """Rewrite ``model_cards`` and every ``hub_root/<name>/README.md``; returns the written paths."""
+    info = collect(Path(hub_root))
+    written = []
+    for name, entry in info.items():
+        path = Path(hub_root) / name / "README.md"
+        path.write_text(render_hub_readme(name, entry, info))
+        written.append(path)
+    Path(model_cards).write_text(render_model_cards(info))
+    written.append(Path(model_cards))
+    return written

@@ -1,0 +1,123 @@
+"""Datasets: fast.ai archives extracted once and atomically, noisy labels, folders, transforms, seeded augmentation."""
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHARED_DATA, make_image_folder
+from convtwist_zoo import data as data_lib
+
+
+@pytest.fixture
+def tiny_fastai(tmp_path, monkeypatch):
+    """A fake 'imagewoof' dataset: a fast.ai-layout archive with 3 classes, its csv, and matching split sizes."""
+    root = make_image_folder(tmp_path / "src" / "imagewoof2-160", classes=("n1", "n2", "n3"), per_class=(4, 2))
+    rows = ["path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid"]
+    for p in sorted((root / "train").rglob("*.png")):
+        rel = p.relative_to(root).as_posix()
+        cls = p.parent.name
+        noisy = "n3" if p.name.endswith("_0.png") else cls  # the 5% column relabels every *_0 image
+        rows.append(f"{rel},{cls},{cls},{noisy},{noisy},{noisy},False")
+    (root / "noisy_imagewoof.csv").write_text("\n".join(rows) + "\n")
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    with tarfile.open(archives / "imagewoof2-160.tgz", "w:gz") as tar:
+        tar.add(root, arcname="imagewoof2-160")
+    info = data_lib.DatasetInfo("imagewoof", ("imagewoof2-160",), ("n1", "n2", "n3"), ("one", "two", "three"),
+                                {"train": 12, "val": 6})
+    monkeypatch.setitem(data_lib.DATASETS, "imagewoof", info)
+    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CONVTWIST_DATA", raising=False)
+    return archives
+
+
+def test_archive_extracted_once_with_marker(tiny_fastai, tmp_path):
+    root = data_lib.prepare_dataset("imagewoof", tiny_fastai)
+    assert root == tmp_path / "cache" / "data" / "imagewoof2-160"
+    assert (root / ".complete").exists() and len(list((root / "train").rglob("*.png"))) == 12
+    stamp = (root / ".complete").stat().st_mtime_ns
+    assert data_lib.prepare_dataset("imagewoof", tiny_fastai) == root
+    assert (root / ".complete").stat().st_mtime_ns == stamp  # not extracted again
+    train, val, ids, names = data_lib.build_datasets("imagewoof", str(tiny_fastai))
+    assert (len(train), len(val), ids, names) == (12, 6, ("n1", "n2", "n3"), ("one", "two", "three"))
+
+
+def test_env_var_locates_archive(tiny_fastai, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_DATA", str(tiny_fastai))
+    assert data_lib.find_archive(data_lib.DATASETS["imagewoof"]).name == "imagewoof2-160.tgz"
+
+
+def test_truncated_archive_leaves_nothing_complete(tiny_fastai, tmp_path):
+    archive = tiny_fastai / "imagewoof2-160.tgz"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises((tarfile.TarError, EOFError, OSError)):
+        data_lib.prepare_dataset("imagewoof", tiny_fastai)
+    target = tmp_path / "cache" / "data" / "imagewoof2-160"
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if not p.name.startswith(".")] if target.parent.exists() else True
+
+
+def test_incomplete_archive_is_refused(tiny_fastai, monkeypatch):
+    info = data_lib.DATASETS["imagewoof"]
+    monkeypatch.setitem(data_lib.DATASETS, "imagewoof", data_lib.DatasetInfo(
+        info.name, info.archives, info.class_ids, info.class_names, {"train": 13, "val": 6}))
+    with pytest.raises(data_lib.DatasetNotFoundError, match="incomplete or corrupt"):
+        data_lib.prepare_dataset("imagewoof", tiny_fastai)
+
+
+def test_noisy_labels_column(tiny_fastai):
+    clean, _, _, _ = data_lib.build_datasets("imagewoof", str(tiny_fastai))
+    noisy, _, _, _ = data_lib.build_datasets("imagewoof", str(tiny_fastai), noise=5)
+    changed = [(Path(a[0]).name, a[1], b[1]) for a, b in zip(clean.samples, noisy.samples) if a[1] != b[1]]
+    assert sorted(changed) == [("n1_0.png", 0, 2), ("n2_0.png", 1, 2)]
+    with pytest.raises(ValueError, match="choose --noise among"):
+        data_lib.build_datasets("imagewoof", str(tiny_fastai), noise=7)
+
+
+def test_missing_dataset_error_names_places(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONVTWIST_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(data_lib.DatasetNotFoundError) as e:
+        data_lib.build_datasets("imagenette")
+    assert str(tmp_path / "nowhere" / "imagenette2-160sq.tgz") in str(e.value)
+    assert "convtwist-zoo download imagenette" in str(e.value)
+
+
+def test_folder_dataset_and_bad_folder(image_folder, tmp_path):
+    (image_folder / "classes.txt").write_text("c0\tzero\nc1\tone\n")
+    train, val, ids, names = data_lib.build_datasets(str(image_folder))
+    assert ids == ("c0", "c1", "c2") and names == ("zero", "one", "c2") and len(train) == 24
+    with pytest.raises(data_lib.DatasetNotFoundError, match="train/ and val/"):
+        data_lib.build_datasets(str(tmp_path))
+
+
+def test_seeded_augmentation_depends_on_epoch_and_index_only(image_folder):
+    train, _, _, _ = data_lib.build_datasets(str(image_folder))
+    ds = data_lib.SeededTransformDataset(train, data_lib.train_transform(32), seed=3)
+    a = ds[5][0]
+    torch.rand(10)  # global RNG use must not matter
+    assert torch.equal(ds[5][0], a)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[5][0], a)
+    assert a.shape == (3, 32, 32)
+
+
+def test_eval_transform_resize_crop_and_rotation():
+    from PIL import Image
+    img = Image.new("RGB", (300, 200), (255, 0, 0))
+    x = data_lib.eval_transform(128)(img)
+    assert x.shape == (3, 128, 128)
+    assert torch.allclose(x[:, 64, 64], torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]),
+                          atol=1e-3)
+    turned = data_lib.eval_transform(128, angle=45)(img)
+    black = torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+    assert torch.allclose(turned[:, 0, 0], black, atol=1e-3) and torch.allclose(turned[:, 64, 64], x[:, 64, 64])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "imagenette2-160sq.tgz").exists(), reason="shared data not present")
+def test_shared_archives_are_found():
+    for name in ("imagenette", "imagewoof"):
+        assert data_lib.find_archive(data_lib.DATASETS[name], SHARED_DATA).suffix == ".tgz"

@@ -1,0 +1,116 @@
+"""Training: a run on generated images, exact resume after SIGKILL, foreign checkpoints, fine-tuning, plots."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT, make_image_folder
+from convtwist_zoo.train import CheckpointError, TrainConfig, train
+
+TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
+
+
+def run_cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "convtwist_zoo", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_path):
+    out = tmp_path / "run"
+    metrics = train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"epoch", "train_loss", "val_loss", "top1", "top5", "lr", "seconds", "samples_per_s"}
+    assert metrics == rows[-1] and 0 <= metrics["top1"] <= 100
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "convtwist_resnet18" and config["class_ids"] == ["c0", "c1", "c2"]
+    assert config["input_size"] == [3, 32, 32] and config["recipe"]["epochs"] == 2
+    weights = load_file(out / "model.safetensors")
+    assert weights["fc.weight"].shape == (3, 512)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["format"].startswith("convtwist-zoo/")
+    with pytest.raises(CheckpointError, match="pass --resume"):
+        train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
+
+
+def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
+    data = make_image_folder(tmp_path / "imgs", per_class=(24, 4))
+    args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "32", "--batch-size", "8",
+            "--epochs", "3", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5"]
+    env = {"OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    assert run_cli(*args, "--out", str(full), env=env).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "convtwist_zoo", *args, "--out", str(killed)], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    assert not (killed / "model.safetensors").exists()
+    result = run_cli(*args, "--out", str(killed), "--resume", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed" in result.stdout
+    a, b = load_file(full / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), **{**TINY, "epochs": 1}))
+    with pytest.raises(CheckpointError, match="belongs to another run.*model: checkpoint 'resnet18', now "
+                                              "'convtwist_resnet18'"):
+        train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable convtwist-zoo checkpoint"):
+        train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
+    torch.save({"state_dict": {}}, out / "last.pt")
+    with pytest.raises(CheckpointError, match="was not written by `convtwist-zoo train`"):
+        train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
+
+
+def test_finetune_from_a_run_gets_a_new_head(image_folder, tmp_path):
+    first = tmp_path / "first"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(first), **{**TINY, "epochs": 1}))
+    other = make_image_folder(tmp_path / "other", classes=("a", "b", "c", "d"), per_class=(4, 2))
+    out = tmp_path / "tuned"
+    before = load_file(first / "model.safetensors")
+    with pytest.warns(UserWarning, match="classifier for 3 classes dropped"):
+        train(TrainConfig(model="resnet18", data=str(other), out=str(out), pretrained=str(first), freeze_epochs=1,
+                          backbone_lr_mult=0.1, **{**TINY, "epochs": 1}))
+    after = load_file(out / "model.safetensors")
+    assert after["fc.weight"].shape == (4, 512)
+    assert torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])  # frozen for epoch 1
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVTWIST_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
+    result = run_cli("train", "--model", "resnet18", "--data", "imagewoof", "--out", str(tmp_path / "x"),
+                     env={"CONVTWIST_DATA": str(tmp_path / "empty"), "CONVTWIST_ZOO_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    assert "dataset 'imagewoof' not found" in result.stderr and str(tmp_path / "empty") in result.stderr
+    assert "CONVTWIST_DATA" in result.stderr
+
+
+def test_plot_writes_png(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), **{**TINY, "epochs": 1}))
+    result = run_cli("plot", str(out))
+    assert result.returncode == 0, result.stderr
+    png = out / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
