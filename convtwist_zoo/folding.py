@@ -89,14 +89,14 @@ def _conv_bn_pairs(module: nn.Module):
     children = dict(module.named_children())
     pairs = []
     for name, child in children.items():
-        if isinstance(child, nn.Conv2d) and name.startswith("conv"):
+        if isinstance(child, (nn.Conv2d, ConvTwist)) and name.startswith("conv"):
             bn = children.get("bn" + name[len("conv"):])
             if isinstance(bn, nn.BatchNorm2d):
                 pairs.append((name, "bn" + name[len("conv"):]))
     if isinstance(module, nn.Sequential):
         names = list(children)
         for a, b in zip(names, names[1:]):
-            if isinstance(children[a], nn.Conv2d) and isinstance(children[b], nn.BatchNorm2d):
+            if isinstance(children[a], (nn.Conv2d, ConvTwist)) and isinstance(children[b], nn.BatchNorm2d):
                 pairs.append((a, b))
     return pairs
 

@@ -171,9 +171,17 @@ def register_pretrained(spec: PretrainedSpec) -> PretrainedSpec:
 
 
 def _load_specs_file() -> None:
+    """The packaged specs, then any extra checkpoint folders in ``$CONVTWIST_ZOO_HUB_DIR`` (a user's own Hub-style
+    folder; the packaged entries win, so a folder cannot override a zoo checkpoint's hash)."""
     if SPECS_FILE.exists():
         for entry in json.loads(SPECS_FILE.read_text()):
             register_pretrained(PretrainedSpec.from_dict(entry))
+    extra = os.environ.get("CONVTWIST_ZOO_HUB_DIR")
+    if extra and Path(extra).is_dir():
+        for config in sorted(Path(extra).glob("*/config.json")):
+            entry = json.loads(config.read_text()).get("pretrained_spec")
+            if entry and f"{entry['architecture']}.{entry['tag']}" not in _PRETRAINED:
+                register_pretrained(PretrainedSpec.from_dict(entry))
 
 
 def list_pretrained(pattern: str = "") -> list[str]:

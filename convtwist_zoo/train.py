@@ -42,11 +42,11 @@ class TrainConfig:
     epochs: int = 20
     image_size: int = 128
     batch_size: int = 64                # global batch, split over processes
-    optimizer: str = "sgd"              # sgd (nesterov) | adamw | radam
-    lr: float = 0.1                     # peak learning rate at batch_size 64; scaled linearly with the batch
-    momentum: float = 0.9
-    weight_decay: float = 5e-4          # not applied to BatchNorm, biases and ConvTwist centres
-    schedule: str = "onecycle"          # onecycle (warmup then cosine) | flatcos (flat then cosine)
+    optimizer: str = "radam"            # radam (decoupled wd) | sgd (nesterov) | adamw
+    lr: float = 4e-3                    # peak learning rate at batch_size 64; scaled linearly with the batch
+    momentum: float = 0.9               # sgd only
+    weight_decay: float = 1e-2          # decoupled for radam/adamw; never on BatchNorm, biases, ConvTwist centres
+    schedule: str = "flatcos"           # flatcos (flat then cosine) | onecycle (warmup then cosine)
     warmup_epochs: float = 2.0
     flat_fraction: float = 0.72         # flatcos: share of training at peak lr
     label_smoothing: float = 0.1

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: int = 3, seed: int = 0) -> Path:
+def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: int = 3, seed: int = 0,
+                 data: str = "tinyset", class_ids=None, class_names=None) -> Path:
     """A finished-run folder (model.safetensors + config.json) with random weights, as `train` writes it."""
     from convtwist_zoo.registry import create_model
     from convtwist_zoo.train import TrainConfig, write_final
@@ -27,9 +28,10 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(model=arch, data="tinyset", epochs=1)
-    ids = [f"c{i}" for i in range(num_classes)]
-    write_final(folder, model, cfg, ids, [f"class {i}" for i in range(num_classes)], {"top1": 50.0})
+    cfg = TrainConfig(model=arch, data=data, epochs=1)
+    ids = class_ids or [f"c{i}" for i in range(num_classes)]
+    names = class_names or [f"class {i}" for i in range(num_classes)]
+    write_final(folder, model, cfg, ids, names, {"top1": 50.0})
     return folder
 
 

@@ -1,0 +1,77 @@
+"""The command line end to end: list, predict, demo (the README's main job) on a tiny Hub-style folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, make_run_dir
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "convtwist_zoo", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def demo_hub(tmp_path_factory):
+    """A hub folder holding a (random-weight) resnet18.imagenette with Imagenette's classes, staged as the zoo does."""
+    from convtwist_zoo.data import DATASETS
+    from convtwist_zoo.hub import stage_run
+    root = tmp_path_factory.mktemp("demo")
+    info = DATASETS["imagenette"]
+    run = make_run_dir(root / "run", arch="resnet18", num_classes=10, data="imagenette",
+                       class_ids=list(info.class_ids), class_names=list(info.class_names))
+    stage_run(run, root / "hub")
+    return root / "hub"
+
+
+def test_list():
+    result = cli("list")
+    assert result.returncode == 0
+    assert result.stdout.split() == ["convtwist_resnet18", "convtwist_resnet50", "resnet18", "resnet50"]
+
+
+def test_predict_prints_top5_with_names(demo_hub):
+    img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
+    result = cli("predict", str(img), "--model", "resnet18.imagenette", env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 6 and "church.jpg" in lines[0]
+    names = ("tench", "English springer", "cassette player", "chain saw", "church", "French horn", "garbage truck",
+             "gas pump", "golf ball", "parachute")
+    probs = []
+    for line in lines[1:]:
+        assert any(n in line for n in names) and "(n0" in line
+        probs.append(float(line.split("%")[0]))
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.01
+    js = cli("predict", str(img), "--model", "resnet18.imagenette", "--json",
+             env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
+    entry = json.loads(js.stdout)[str(img)]
+    assert len(entry) == 5 and entry[0]["class_name"] in names
+
+
+def test_predict_bad_inputs(demo_hub, tmp_path):
+    env = {"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)}
+    tiny = tmp_path / "tiny.png"
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(tiny)
+    result = cli("predict", str(tiny), "--model", "resnet18.imagenette", env=env)
+    assert result.returncode == 2 and "too small" in result.stderr
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    result = cli("predict", str(junk), "--model", "resnet18.imagenette", env=env)
+    assert result.returncode == 2 and "not a readable image" in result.stderr
+    result = cli("predict", str(tiny), "--model", "resnet34.imagenette", env=env)
+    assert result.returncode == 2 and "unknown model 'resnet34'" in result.stderr
+
+
+def test_demo_main_job(demo_hub, tmp_path):
+    result = cli("demo", "--out", str(tmp_path / "out"), env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
+    assert result.returncode == 0, result.stderr
+    assert "model resnet18.imagenette" in result.stdout and "parity OK" in result.stdout
+    assert "top-1 agrees on 3/3" in result.stdout
+    assert (tmp_path / "out" / "resnet18.imagenette.onnx").exists()

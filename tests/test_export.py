@@ -1,0 +1,140 @@
+"""ONNX export: folding is exact, ONNX Runtime matches PyTorch, graphs are static and clean, errors are clear."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import ROOT
+from convtwist_zoo import ConvTwist, create_model, list_models, twistify
+from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
+from convtwist_zoo.onnx_export import export_onnx, onnx_metadata, run_onnx
+
+
+def trained_like(model: nn.Module, seed=0) -> nn.Module:
+    """Random weights with non-trivial BatchNorm statistics (as after training), in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.2, 0.8)
+                m.bias.uniform_(-0.1, 0.1)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registry_model_matches_in_onnx_runtime(name, tmp_path):
+    model = trained_like(create_model(name))
+    report = export_onnx(model, tmp_path / "m.onnx", 64, compare_unfolded=False)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = run_onnx(report.path, x)
+    assert np.abs(got - ref).max() <= 1e-4
+    assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+def test_non_square_stride2_batch_and_static_size(tmp_path):
+    model = trained_like(create_model("convtwist_resnet18"), seed=1)
+    report = export_onnx(model, tmp_path / "m.onnx", (96, 64), dynamic_batch=True)
+    x = torch.randn(5, 3, 96, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(run_onnx(report.path, x) - ref).max() <= 1e-4
+    with pytest.raises(Exception, match="Got invalid dimensions|Expected: 96"):
+        run_onnx(report.path, torch.randn(1, 3, 64, 64))
+    static = export_onnx(model, tmp_path / "s.onnx", (96, 64), dynamic_batch=False)
+    dims = [d.dim_value for d in onnx.load(str(static.path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 96, 64]
+
+
+def test_folded_graph_has_no_grid_subgraphs_and_checker_passes(tmp_path):
+    model = trained_like(create_model("convtwist_resnet18"))
+    report = export_onnx(model, tmp_path / "m.onnx", 128)
+    ops = report.nodes_after
+    for op in ("Range", "Shape", "Gather", "Unsqueeze", "ConstantOfShape", "BatchNormalization", "Sub", "Slice",
+               "Pad", "Concat"):
+        assert ops.get(op, 0) == 0, (op, ops)
+    n_twist = sum(isinstance(m, ConvTwist) for m in model.modules())
+    assert ops["Conv"] == 3 * n_twist + 4  # main + depthwise taps + 1x1 per ConvTwist; stem and 3 shortcuts
+    assert ops["Mul"] == 2 * n_twist  # one grid each for x and y, per layer
+    assert report.nodes_before.get("Range", 0) > 0 or report.nodes_before.get("Slice", 0) > 0
+    onnx.checker.check_model(onnx.load(str(report.path)), full_check=True)
+    text = str(report)
+    assert "unfolded" in text and "folded" in text and "Conv" in text
+    grids = [i for i in onnx.load(str(report.path)).graph.initializer if len(i.dims) == 4 and i.dims[1] == 1
+             and (i.dims[2] == 1 or i.dims[3] == 1) and max(i.dims) > 1]
+    assert grids, "coordinate grids should be initializers of shape 1x1x1xW / 1x1xHx1"
+
+
+def test_fold_is_exact_in_pytorch_and_does_not_touch_the_source():
+    model = trained_like(create_model("convtwist_resnet50"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_model(model, 64)
+    assert any(isinstance(m, FoldedConvTwist) for m in folded.modules())
+    assert not any(isinstance(m, (ConvTwist, nn.BatchNorm2d)) for m in folded.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (folded(x) - model(x)).abs().max() <= 1e-4
+        with pytest.raises(ValueError, match="built for 16x16"):
+            folded(torch.randn(1, 3, 96, 96))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_metadata_embedded(tmp_path):
+    model = trained_like(create_model("resnet18", num_classes=3))
+    model.pretrained_config = {"class_ids": ["a", "b", "c"], "class_names": ["A", "B", "C"]}
+    export_onnx(model, tmp_path / "m.onnx", 64, compare_unfolded=False, metadata={"model_name": "resnet18.test"})
+    meta = onnx_metadata(tmp_path / "m.onnx")
+    assert meta["model_name"] == "resnet18.test" and meta["class_names"] == ["A", "B", "C"]
+    assert meta["input_size"] == [3, 64, 64] and meta["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_twistified_vgg_exports(tmp_path):
+    import torchvision
+    model = trained_like(twistify(torchvision.models.vgg11_bn(num_classes=4)))
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Linear(512, 4)
+    report = export_onnx(model, tmp_path / "vgg.onnx", 64, compare_unfolded=False)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert np.abs(run_onnx(report.path, x) - model(x).numpy()).max() <= 1e-4
+
+
+def test_bad_inputs_are_clear_and_leave_no_file(tmp_path):
+    model = create_model("resnet18").eval()
+    with pytest.raises(ValueError, match="not a multiple of the network's stride 32"):
+        export_onnx(model, tmp_path / "a.onnx", 100)
+    with pytest.raises(PermissionError, match="cannot write"):
+        export_onnx(model, tmp_path / "missing" / "a.onnx", 64)
+    odd = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LSTM(4, 4))
+    with pytest.raises(UnsupportedLayerError, match="'1' of type LSTM"):
+        export_onnx(odd, tmp_path / "b.onnx", 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ort_optimized_variant(tmp_path):
+    model = trained_like(create_model("convtwist_resnet18"))
+    report = export_onnx(model, tmp_path / "m.onnx", 64, optimize=True, compare_unfolded=False)
+    assert report.optimized_path.exists()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert np.abs(run_onnx(report.optimized_path, x) - model(x).numpy()).max() <= 1e-4
+
+
+def test_cli_export_with_parity_check(tmp_path):
+    out = tmp_path / "cli.onnx"
+    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "export", "convtwist_resnet18", "-o", str(out),
+                             "--image-size", "64", "--check", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "parity: ONNX Runtime vs PyTorch" in result.stdout and out.exists()
