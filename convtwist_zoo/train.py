@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import data as data_lib
 from .evaluate import autocast_for, evaluate
 from .registry import create_model, split_model_name
+from .sync_batchnorm import convert_to_global_batchnorm
 
 __all__ = ["TrainConfig", "train", "CheckpointError", "save_atomic", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -273,9 +274,9 @@ def train(cfg: TrainConfig) -> dict:
         raise CheckpointError(f"{ckpt_path} exists: pass --resume to continue that run, or use another --out")
 
     train_model = model
-    if world > 1:
-        if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if world > 1:  # normalise over the global batch, so N processes train like one
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" \
+            else convert_to_global_batchnorm(model)
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda"
                                                           else None)
     step_model = torch.compile(train_model) if cfg.compile else train_model
