@@ -191,6 +191,44 @@ def _cmd_download(args) -> int:
     return 0
 
 
+def _cmd_flow(args) -> int:
+    from pathlib import Path
+
+    from torchvision.transforms.v2 import functional as TF
+
+    from .inference import open_image
+    from .plots import plot_flow
+    from .visualize import apply_flow
+    path = args.image or str(Path(__file__).parent / "assets" / "church.jpg")
+    image = TF.to_dtype(TF.to_image(open_image(path)), scale=True)
+    snaps = apply_flow(image, args.generator, args.steps, args.snapshots, args.strength,
+                       -1.0 if args.reverse else 1.0)
+    print(f"wrote {plot_flow(snaps, args.generator, args.out)}")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from pathlib import Path
+
+    from .plots import plot_inspect
+    from .registry import create_model, split_model_name
+    from .visualize import layer_statistics
+    arch, tag = split_model_name(args.model)
+    model = create_model(args.model if tag or args.pretrained is None else arch,
+                         pretrained=args.pretrained or (tag or True)).eval()
+    stats = layer_statistics(model)
+    if not stats["layers"]:
+        raise ValueError(f"{args.model} has no ConvTwist layer to inspect")
+    out = Path(args.out)
+    _write_json(out / "inspect.json", {"model": args.model, **stats})
+    for png in plot_inspect(stats, args.model, out):
+        print(f"wrote {png}")
+    for s in stats["stages"]:
+        print(f"{s['stage']}: {s['layers']} layers, twist/main {s['twist_ratio']:.3f}, "
+              f"|center_x| {s['center_x_abs']:.2f}, |center_y| {s['center_y_abs']:.2f}")
+    return 0
+
+
 def _cmd_cards(args) -> int:
     from .cards import write_cards
     from .hub import REPO_HUB_DIR
@@ -325,6 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["imagenette", "imagewoof"])
     p.add_argument("--archive", help="archive stem, e.g. imagenette2-320 (default: the 160px one)")
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("flow", help="the seed's experiment: apply a twist flow (rotation, scaling, shift) repeatedly")
+    p.add_argument("image", nargs="?", help="default: the bundled church image")
+    p.add_argument("--generator", choices=["rotation", "scaling", "shift-x", "shift-y"], default="rotation")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--snapshots", type=int, default=3)
+    p.add_argument("--strength", type=float, default=0.01, help="the seed's 0.01 times the Sobel kernels")
+    p.add_argument("--reverse", action="store_true", help="flip the kernels' sign (the opposite flow)")
+    p.add_argument("--out", default="flow.png")
+    p.set_defaults(func=_cmd_flow)
+
+    p = sub.add_parser("inspect", help="what a trained ConvTwist model learned: centres and twist strength")
+    p.add_argument("model", help="arch.tag, or arch with --pretrained")
+    p.add_argument("--pretrained", help="tag or local run folder")
+    p.add_argument("--out", required=True, help="folder for inspect.json and PNGs")
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")

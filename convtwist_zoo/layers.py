@@ -250,17 +250,19 @@ class TwistifyReport:
 
 
 def _skip_reason(conv: nn.Conv2d):
+    """Why a conv cannot become a ConvTwist (all reasons, comma-separated), or None when it can."""
+    reasons = []
     if conv.kernel_size != (3, 3):
-        return f"kernel {conv.kernel_size[0]}x{conv.kernel_size[1]}"
+        reasons.append(f"kernel {conv.kernel_size[0]}x{conv.kernel_size[1]}")
     if conv.groups != 1:
-        return "depthwise" if conv.groups == conv.in_channels else f"groups={conv.groups}"
+        reasons.append("depthwise" if conv.groups == conv.in_channels else f"groups={conv.groups}")
     if conv.dilation != (1, 1):
-        return f"dilation {conv.dilation}"
-    if conv.padding != (1, 1) or conv.padding_mode != "zeros":
-        return f"padding {conv.padding} {conv.padding_mode}"
+        reasons.append(f"dilation {conv.dilation}")
     if conv.stride[0] != conv.stride[1] or conv.stride[0] not in (1, 2):
-        return f"stride {conv.stride}"
-    return None
+        reasons.append(f"stride {conv.stride}")
+    if not reasons and (conv.padding != (1, 1) or conv.padding_mode != "zeros"):
+        reasons.append(f"padding {conv.padding} {conv.padding_mode}")
+    return ", ".join(reasons) or None
 
 
 def twistify(model: nn.Module, exclude=(), init_max: float = 1.5, keep_weights: bool = True,

@@ -61,7 +61,7 @@ class ZooResNet(ResNet):
 class FeatureResNet(nn.Module):
     """A ResNet trunk that returns the feature maps of the chosen stages (timm's ``features_only``).
 
-    ``out_indices`` count the stem as 0 (reduction 2? no: the max-pooled stem, reduction 4) and stages as 1..4.
+    ``out_indices`` count the max-pooled stem as 0 (reduction 4) and the stages as 1..4 (reductions 4, 8, 16, 32).
     Parameter names match the full model's, so pretrained weights load into it (the classifier is dropped).
     """
 

@@ -63,3 +63,48 @@ def plot_robustness(rows_by_model: dict, out: str | Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_flow(snapshots, generator: str, out: str | Path) -> Path:
+    """The original image and its snapshots under the flow, side by side."""
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(3.2 * len(snapshots), 3.4))
+    for ax, (step, img) in zip(axes, snapshots):
+        arr = img.permute(1, 2, 0).clamp(0, 1).numpy() if img.dim() == 3 else img.numpy()
+        ax.imshow(arr, cmap=None if img.dim() == 3 else "gray")
+        ax.set_title("original" if step == 0 else f"{generator}, {step} steps", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_inspect(stats: dict, name: str, out_dir: str | Path) -> list[Path]:
+    """Twist/main kernel norm ratio per layer, and the learned centres of every channel per stage."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layers = stats["layers"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers)), 3.6))
+    ax.bar(range(len(layers)), [r["twist_ratio"] for r in layers])
+    ax.set_xticks(range(len(layers)), [r["layer"] for r in layers], rotation=90, fontsize=6)
+    ax.set(ylabel="||twist|| / ||main||", title=f"{name}: how much each ConvTwist uses its twist")
+    fig.tight_layout()
+    ratio_png = out_dir / "twist_ratio.png"
+    fig.savefig(ratio_png, dpi=110)
+    plt.close(fig)
+    stages = sorted({r["stage"] for r in layers})
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.2), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        rows = [r for r in layers if r["stage"] == stage]
+        ax.scatter(sum((r["center_x"] for r in rows), []), sum((r["center_y"] for r in rows), []), s=2, alpha=0.4)
+        ax.add_patch(plt.Rectangle((-1.5, -1.5), 3, 3, fill=False, ls="--", lw=0.8))  # init range
+        ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, lw=0.8, color="k"))  # the image
+        ax.set(title=stage, xlabel="center_x", ylabel="center_y", aspect="equal")
+    fig.suptitle(f"{name}: learned centres (dashed: init range, solid: image extent)", fontsize=9)
+    fig.tight_layout()
+    centres_png = out_dir / "centres.png"
+    fig.savefig(centres_png, dpi=110)
+    plt.close(fig)
+    return [ratio_png, centres_png]
