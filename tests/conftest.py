@@ -20,13 +20,7 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
     from convtwist_zoo.train import TrainConfig, write_final
 
     torch.manual_seed(seed)
-    model = create_model(arch, num_classes=num_classes)
-    with torch.no_grad():  # non-trivial BN statistics so eval-mode tests exercise them
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
+    model = trained_like(create_model(arch, num_classes=num_classes), seed)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(model=arch, data=data, epochs=1)
     ids = class_ids or [f"c{i}" for i in range(num_classes)]
@@ -94,3 +88,16 @@ def make_image_folder(root: Path, classes=("c0", "c1", "c2"), per_class=(8, 4), 
 @pytest.fixture
 def image_folder(tmp_path):
     return make_image_folder(tmp_path / "imgs")
+
+
+def trained_like(model, seed=0):
+    """Random weights with non-trivial BatchNorm statistics (as after training), in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.2, 0.8)
+                m.bias.uniform_(-0.1, 0.1)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()

@@ -12,23 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ROOT
+from conftest import ROOT, trained_like
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
 from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
 from convtwist_zoo.onnx_export import export_onnx, onnx_metadata, run_onnx
-
-
-def trained_like(model: nn.Module, seed=0) -> nn.Module:
-    """Random weights with non-trivial BatchNorm statistics (as after training), in eval mode."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.2, 0.8)
-                m.bias.uniform_(-0.1, 0.1)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 @pytest.mark.parametrize("name", list_models())
