@@ -35,7 +35,8 @@ def _read(path: Path):
 def collect(hub_root: Path) -> dict:
     """Everything known about each checkpoint folder under ``hub_root``."""
     out = {}
-    for folder in sorted(p for p in Path(hub_root).iterdir() if (p / "config.json").exists()):
+    for folder in sorted(Path(hub_root).glob("*/config.json")):
+        folder = folder.parent
         out[folder.name] = {
             "config": _read(folder / "config.json"), "eval": _read(folder / "eval.json"),
             "robustness": _read(folder / "robustness.json"), "inspect": _read(folder / "inspect" / "inspect.json"),
@@ -141,7 +142,7 @@ def render_model_cards(info: dict) -> str:
     lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
-              "augmentation was used in training.", ""] + _robustness_rows(info)
+              "augmentation was used in training. Plots: `docs/robustness-<dataset>.png`.", ""] + _robustness_rows(info)
     lines += ["", "## What the ConvTwist checkpoints learned", "",
               "Per stage: the norm of the twist kernels (`conv_x`, `conv_y`) relative to the main kernel, and the mean "
               "absolute learned centres (init uniform(-1.5, 1.5), mean 0.75). PNGs in `hub/<name>/inspect/`.", ""]
@@ -200,10 +201,23 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
     return "\n".join(front + body)
 
 
-def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
-    """Rewrite ``model_cards`` and every ``hub_root/<name>/README.md``; returns the written paths."""
-    info = collect(Path(hub_root))
+def _robustness_plots(info: dict, out_dir: Path) -> list[Path]:
+    """One PNG per dataset with every swept checkpoint (ConvTwist solid, baselines dashed)."""
+    from .plots import plot_robustness
     written = []
+    for dataset in sorted({e["config"]["dataset"] for e in info.values()}):
+        rows = {n: e["robustness"]["rows"] for n, e in sorted(info.items())
+                if e.get("robustness") and e["config"]["dataset"] == dataset}
+        if rows:
+            written.append(plot_robustness(rows, out_dir / f"robustness-{dataset}.png"))
+    return written
+
+
+def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
+    """Rewrite ``model_cards``, every ``hub_root/<name>/README.md`` and the robustness plots (in ``docs/`` beside
+    ``model_cards``); returns the written paths."""
+    info = collect(Path(hub_root))
+    written = _robustness_plots(info, Path(model_cards).parent / "docs")
     for name, entry in info.items():
         path = Path(hub_root) / name / "README.md"
         path.write_text(render_hub_readme(name, entry, info))

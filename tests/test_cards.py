@@ -1,0 +1,38 @@
+"""Model cards are generated from the JSON in hub/: numbers, baseline differences, Hub front matter."""
+from __future__ import annotations
+
+import json
+
+from conftest import make_run_dir
+from convtwist_zoo.cards import write_cards
+from convtwist_zoo.hub import stage_run
+
+
+def fake_eval(top1, top5=99.0):
+    return {"params": 123, "sizes": {"128": {"top1": top1, "top5": top5, "macs": 1_000_000},
+                                     "160": {"top1": top1 + 1, "top5": top5, "macs": 2_000_000}}}
+
+
+def test_cards_from_hub_json(tmp_path):
+    hub = tmp_path / "hub"
+    for arch, top1 in (("convtwist_resnet18", 80.5), ("resnet18", 79.25)):
+        run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof")
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 1800}) for e in (1, 2)))
+        stage_run(run, hub)
+        (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1)))
+        rows = [{"kind": "rotation", "value": a, "top1": top1 - a / 10, "top5": 90} for a in (0, 15)]
+        (hub / f"{arch}.imagewoof" / "robustness.json").write_text(json.dumps({"rows": rows}))
+    cards = tmp_path / "MODEL_CARDS.md"
+    written = write_cards(hub, cards)
+    text = cards.read_text()
+    assert "| convtwist_resnet18.imagewoof | 123 | 1,000,000 | 80.50 | 99.00 | 81.50 | 2 | 1.00 h | resnet18.imagewoof" \
+           " | 79.25 | +1.25 |" in text
+    assert "| resnet50.imagenette | | | not trained yet |" in text
+    assert "| convtwist_resnet18.imagewoof | 78% | 80.50 | yes |" in text
+    assert "convtwist_resnet18.imagewoof: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins" in text
+    assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
+    assert (tmp_path / "docs" / "robustness-imagewoof.png").exists()
+    readme = (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
+    assert readme.startswith("---\nlibrary_name: pytorch\nlicense: mit\n")
+    assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
+    assert len(written) == 4
