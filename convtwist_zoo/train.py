@@ -52,6 +52,7 @@ class TrainConfig:
     flat_fraction: float = 0.72         # flatcos: share of training at peak lr
     label_smoothing: float = 0.1
     min_scale: float = 0.35             # RandomResizedCrop scale lower bound
+    augment: str = "crop"               # crop (RandomResizedCrop + flip) | trivial (+ TrivialAugmentWide)
     ema: float = 0.0                    # EMA decay per step (0 = off); evaluation then uses the EMA weights
     noise: int = 0                      # fast.ai noisy-label column: 0, 1, 5, 25, 50
     seed: int = 0
@@ -217,7 +218,7 @@ def train(cfg: TrainConfig) -> dict:
     train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
     num_classes = len(class_ids)
     train_set = data_lib.SeededTransformDataset(
-        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale), cfg.seed)
+        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale, augment=cfg.augment), cfg.seed)
     val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)

@@ -4,19 +4,25 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, min_scale: float = 0.35):
-    """RandomResizedCrop + horizontal flip, then normalise."""
-    return v2.Compose([
-        v2.RGB(),
-        v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+AUGMENTATIONS = ("crop", "trivial")
+
+
+def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, min_scale: float = 0.35,
+                    augment: str = "crop"):
+    """RandomResizedCrop + horizontal flip (``crop``), plus TrivialAugmentWide (``trivial``), then normalise."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    steps = [v2.RGB(), v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
+             v2.RandomHorizontalFlip()]
+    if augment == "trivial":
+        steps.append(v2.TrivialAugmentWide())
+    return v2.Compose(steps + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875,
