@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 from common import median_time, print_table, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
