@@ -185,6 +185,14 @@ def _build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return create_model(cfg.model, num_classes=num_classes)
 
 
+def make_train_loader(dataset, sampler, batch_size: int, workers: int, pin_memory: bool = False) -> DataLoader:
+    """The training DataLoader. Its workers are not persistent: each epoch's workers must copy the dataset *after*
+    ``set_epoch``, or they would keep augmenting with epoch 0's seeds (the same crops every epoch). Starting a worker
+    costs about a second per epoch."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=workers,
+                      persistent_workers=False, pin_memory=pin_memory)
+
+
 def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | None = None) -> dict:
     """The ``config.json`` that travels with final weights (run folder and Hub repo alike)."""
     arch, _ = split_model_name(cfg.model)
@@ -223,9 +231,10 @@ def train(cfg: TrainConfig) -> dict:
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)
     per_proc_batch = cfg.batch_size // world
-    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
-    train_loader = DataLoader(train_set, batch_size=per_proc_batch, sampler=sampler, drop_last=True, **loader_kw)
-    val_loader = DataLoader(val_base, batch_size=max(per_proc_batch, 64), shuffle=False, **loader_kw)
+    pin = device.type == "cuda"
+    train_loader = make_train_loader(train_set, sampler, per_proc_batch, cfg.workers, pin)
+    val_loader = DataLoader(val_base, batch_size=max(per_proc_batch, 64), shuffle=False, num_workers=cfg.workers,
+                            persistent_workers=cfg.workers > 0, pin_memory=pin)
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -255,7 +264,7 @@ def train(cfg: TrainConfig) -> dict:
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    start_epoch = 0
+    start_epoch, history = 0, []
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         _check_resumable(ckpt["config"], cfg, class_ids)
@@ -269,6 +278,7 @@ def train(cfg: TrainConfig) -> dict:
             ema.load_state_dict(ckpt["ema"])
         _set_rng_state(ckpt["rng"])
         start_epoch = ckpt["epoch"]
+        history = json.loads(ckpt.get("history", "[]"))
         if is_main:
             print(f"resumed {ckpt_path} after epoch {start_epoch}/{cfg.epochs}", flush=True)
     elif ckpt_path.exists() and is_main and not cfg.resume:
@@ -282,8 +292,6 @@ def train(cfg: TrainConfig) -> dict:
                                                           else None)
     step_model = torch.compile(train_model) if cfg.compile else train_model
     metrics_path = out / "metrics.jsonl"
-    if is_main and start_epoch == 0:
-        metrics_path.unlink(missing_ok=True)
 
     final = {}
     for epoch in range(start_epoch, cfg.epochs):
@@ -329,13 +337,14 @@ def train(cfg: TrainConfig) -> dict:
             final = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val["loss"],
                      "top1": val["top1"], "top5": val["top5"], "lr": scheduler.get_last_lr()[0],
                      "seconds": seconds, "samples_per_s": seen / seconds}
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(final) + "\n")
-            print(json.dumps(final), flush=True)
+            history.append(final)
             save_atomic({"format": CHECKPOINT_FORMAT, "config": {**asdict(cfg), "class_ids": list(class_ids)},
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                         "epoch": epoch + 1, "rng": _rng_state()}, ckpt_path)
+                         "epoch": epoch + 1, "rng": _rng_state(), "history": json.dumps(history)}, ckpt_path)
+            # the log is rewritten from the checkpoint's history: it never lists an epoch the checkpoint lacks
+            write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in history))
+            print(json.dumps(final), flush=True)
         if world > 1:
             dist.barrier()
 

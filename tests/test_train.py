@@ -44,8 +44,8 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
 
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     data = make_image_folder(tmp_path / "imgs", per_class=(24, 4))
-    args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "32", "--batch-size", "8",
-            "--epochs", "3", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5"]
+    args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "64", "--batch-size", "8",
+            "--epochs", "4", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5"]
     env = {"OMP_NUM_THREADS": "1"}
     full = tmp_path / "full"
     assert run_cli(*args, "--out", str(full), env=env).returncode == 0
@@ -53,12 +53,15 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "convtwist_zoo", *args, "--out", str(killed)], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (killed / "metrics.jsonl").exists() and time.time() < deadline:
+    while not (killed / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
+    time.sleep(0.3)  # into epoch 2
+    assert proc.poll() is None, "the run ended before it could be killed mid-way"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    done = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert done == list(range(1, len(done) + 1)) and len(done) < 4
+    assert torch.load(killed / "last.pt", weights_only=True)["epoch"] == len(done)
     assert not (killed / "model.safetensors").exists()
     result = run_cli(*args, "--out", str(killed), "--resume", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -114,3 +117,26 @@ def test_plot_writes_png(image_folder, tmp_path):
     assert result.returncode == 0, result.stderr
     png = out / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_augmentation_changes_every_epoch_with_workers(image_folder):
+    """The training loader's worker processes see the current epoch: epoch 2's crops differ from epoch 1's (with
+    persistent workers they would not, which is why the loader does not keep them)."""
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    from convtwist_zoo import data as data_lib
+    from convtwist_zoo.train import make_train_loader
+    train_base, _, _, _ = data_lib.build_datasets(str(image_folder))
+    ds = data_lib.SeededTransformDataset(train_base, data_lib.train_transform(32), seed=0)
+
+    def first_batches(loader):
+        batches = []
+        for epoch in range(2):
+            ds.set_epoch(epoch)
+            batches.append(next(iter(loader))[0])
+        return batches
+    ours = first_batches(make_train_loader(ds, SequentialSampler(ds), 4, workers=1))
+    assert not torch.equal(ours[0], ours[1])
+    persistent = first_batches(DataLoader(ds, batch_size=4, sampler=SequentialSampler(ds), num_workers=1,
+                                          persistent_workers=True))
+    assert torch.equal(persistent[0], persistent[1])  # the pitfall the loader avoids
