@@ -18,14 +18,14 @@ def cli(*args, env=None):
 
 @pytest.fixture(scope="module")
 def demo_hub(tmp_path_factory):
-    """A hub folder holding a (random-weight) resnet18.imagenette with Imagenette's classes, staged as the zoo does."""
+    """A hub folder holding a (random-weight) resnet18.testset with Imagenette's classes, staged as the zoo does."""
     from convtwist_zoo.data import DATASETS
     from convtwist_zoo.hub import stage_run
     root = tmp_path_factory.mktemp("demo")
     info = DATASETS["imagenette"]
     run = make_run_dir(root / "run", arch="resnet18", num_classes=10, data="imagenette",
                        class_ids=list(info.class_ids), class_names=list(info.class_names))
-    stage_run(run, root / "hub")
+    stage_run(run, root / "hub", tag="testset")  # a tag of its own: zoo tags are pinned by pretrained.json
     return root / "hub"
 
 
@@ -37,7 +37,7 @@ def test_list():
 
 def test_predict_prints_top5_with_names(demo_hub):
     img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
-    result = cli("predict", str(img), "--model", "resnet18.imagenette", env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
+    result = cli("predict", str(img), "--model", "resnet18.testset", env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 6 and "church.jpg" in lines[0]
@@ -48,7 +48,7 @@ def test_predict_prints_top5_with_names(demo_hub):
         assert any(n in line for n in names) and "(n0" in line
         probs.append(float(line.split("%")[0]))
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.01
-    js = cli("predict", str(img), "--model", "resnet18.imagenette", "--json",
+    js = cli("predict", str(img), "--model", "resnet18.testset", "--json",
              env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
     entry = json.loads(js.stdout)[str(img)]
     assert len(entry) == 5 and entry[0]["class_name"] in names
@@ -59,19 +59,44 @@ def test_predict_bad_inputs(demo_hub, tmp_path):
     tiny = tmp_path / "tiny.png"
     from PIL import Image
     Image.new("RGB", (20, 20)).save(tiny)
-    result = cli("predict", str(tiny), "--model", "resnet18.imagenette", env=env)
+    result = cli("predict", str(tiny), "--model", "resnet18.testset", env=env)
     assert result.returncode == 2 and "too small" in result.stderr
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
-    result = cli("predict", str(junk), "--model", "resnet18.imagenette", env=env)
+    result = cli("predict", str(junk), "--model", "resnet18.testset", env=env)
     assert result.returncode == 2 and "not a readable image" in result.stderr
     result = cli("predict", str(tiny), "--model", "resnet34.imagenette", env=env)
     assert result.returncode == 2 and "unknown model 'resnet34'" in result.stderr
 
 
 def test_demo_main_job(demo_hub, tmp_path):
-    result = cli("demo", "--out", str(tmp_path / "out"), env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
+    result = cli("demo", "--model", "resnet18.testset", "--out", str(tmp_path / "out"),
+                 env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
     assert result.returncode == 0, result.stderr
-    assert "model resnet18.imagenette" in result.stdout and "parity OK" in result.stdout
+    assert "model resnet18.testset" in result.stdout and "parity OK" in result.stdout
     assert "top-1 agrees on 3/3" in result.stdout
-    assert (tmp_path / "out" / "resnet18.imagenette.onnx").exists()
+    assert (tmp_path / "out" / "resnet18.testset.onnx").exists()
+
+
+@pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
+def test_demo_on_the_embedded_default(tmp_path):
+    """The README's main job exactly: no arguments, the repository's own hub/ checkpoint."""
+    result = cli("demo", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "parity OK" in result.stdout and "church.jpg: church" in result.stdout
+
+
+def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
+    from convtwist_zoo.registry import list_pretrained
+    if "resnet18.imagenette" not in list_pretrained():
+        pytest.skip("no packaged resnet18.imagenette spec")
+    from convtwist_zoo.data import DATASETS
+    from convtwist_zoo.hub import stage_run
+    info = DATASETS["imagenette"]
+    run = make_run_dir(tmp_path / "run", arch="resnet18", num_classes=10, data="imagenette",
+                       class_ids=list(info.class_ids), class_names=list(info.class_names))
+    stage_run(run, tmp_path / "hub")  # same name as the zoo's checkpoint, other weights
+    img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
+    result = cli("predict", str(img), "--model", "resnet18.imagenette",
+                 env={"CONVTWIST_ZOO_HUB_DIR": str(tmp_path / "hub")})
+    assert result.returncode == 2 and "expected" in result.stderr and "corrupt or truncated" in result.stderr
