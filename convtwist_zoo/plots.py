@@ -9,7 +9,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_training", "read_metrics"]
+__all__ = ["plot_training", "read_metrics", "plot_robustness", "plot_flow", "plot_inspect"]
+
+
+def _save(fig, out: str | Path, axes=(), dpi: int = 120) -> Path:
+    """Grid and legend on ``axes``, tight layout, write ``out`` (folders created), close the figure."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -31,14 +44,7 @@ def plot_training(run_dirs, out: str | Path) -> Path:
         ax_acc.plot(epochs, [r["top1"] for r in rows], label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out, (ax_loss, ax_acc))
 
 
 def plot_robustness(rows_by_model: dict, out: str | Path) -> Path:
@@ -54,15 +60,7 @@ def plot_robustness(rows_by_model: dict, out: str | Path) -> Path:
         ax_scale.plot(*zip(*scl), style, marker="o", label=name)
     ax_rot.set(xlabel="rotation (degrees)", ylabel="top-1 (%)", title="rotated validation images")
     ax_scale.set(xlabel="scale factor", ylabel="top-1 (%)", title="rescaled validation images")
-    for ax in (ax_rot, ax_scale):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out, (ax_rot, ax_scale))
 
 
 def plot_flow(snapshots, generator: str, out: str | Path) -> Path:
@@ -73,12 +71,7 @@ def plot_flow(snapshots, generator: str, out: str | Path) -> Path:
         ax.imshow(arr, cmap=None if img.dim() == 3 else "gray")
         ax.set_title("original" if step == 0 else f"{generator}, {step} steps", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, dpi=110)
 
 
 def plot_inspect(stats: dict, name: str, out_dir: str | Path) -> list[Path]:
@@ -90,10 +83,7 @@ def plot_inspect(stats: dict, name: str, out_dir: str | Path) -> list[Path]:
     ax.bar(range(len(layers)), [r["twist_ratio"] for r in layers])
     ax.set_xticks(range(len(layers)), [r["layer"] for r in layers], rotation=90, fontsize=6)
     ax.set(ylabel="||twist|| / ||main||", title=f"{name}: how much each ConvTwist uses its twist")
-    fig.tight_layout()
-    ratio_png = out_dir / "twist_ratio.png"
-    fig.savefig(ratio_png, dpi=110)
-    plt.close(fig)
+    ratio_png = _save(fig, out_dir / "twist_ratio.png", dpi=110)
     stages = sorted({r["stage"] for r in layers})
     fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.2), squeeze=False)
     for ax, stage in zip(axes[0], stages):
@@ -103,8 +93,4 @@ def plot_inspect(stats: dict, name: str, out_dir: str | Path) -> list[Path]:
         ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, lw=0.8, color="k"))  # the image
         ax.set(title=stage, xlabel="center_x", ylabel="center_y", aspect="equal")
     fig.suptitle(f"{name}: learned centres (dashed: init range, solid: image extent)", fontsize=9)
-    fig.tight_layout()
-    centres_png = out_dir / "centres.png"
-    fig.savefig(centres_png, dpi=110)
-    plt.close(fig)
-    return [ratio_png, centres_png]
+    return [ratio_png, _save(fig, out_dir / "centres.png", dpi=110)]
