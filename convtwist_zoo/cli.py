@@ -176,11 +176,10 @@ def _cmd_robustness(args) -> int:
 
 def _write_json(path, payload) -> None:
     from pathlib import Path
+    from .atomic import write_text_atomic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -15,7 +15,6 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .layers import TWIST_TAPS, ConvTwist, coordinate_grids
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from .atomic import atomic_path
 from .registry import PretrainedSpec, get_builder, get_pretrained, split_model_name
 
 __all__ = ["WeightsError", "IntegrityError", "sha256_file", "hub_dir", "resolve_weights", "load_pretrained",
@@ -214,9 +215,8 @@ def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB
     folder.mkdir(parents=True, exist_ok=True)
     state = load_file(str(run_dir / "model.safetensors"))
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "architecture": arch, "dtype": "float16"})
-    os.replace(tmp, folder / "model.safetensors")
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": arch, "dtype": "float16"})
     weights = folder / "model.safetensors"
     spec = PretrainedSpec(
         architecture=arch, tag=tag, sha256=sha256_file(weights), size=weights.stat().st_size,

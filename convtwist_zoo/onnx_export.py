@@ -10,7 +10,6 @@ import collections
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .atomic import atomic_path
 from .folding import fold_model, network_stride
 
 __all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "DEFAULT_OPSET"]
@@ -109,14 +109,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
         graph.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
     onnx.checker.check_model(graph, full_check=True)
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(graph, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp))
     report = ExportReport(path, (h, w), nodes_before, _op_counts(graph), meta)
     if optimize:
         report.optimized_path = optimize_for_ort(path)

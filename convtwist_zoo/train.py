@@ -11,9 +11,8 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from . import data as data_lib
+from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
 from .registry import create_model, split_model_name
 from .sync_batchnorm import convert_to_global_batchnorm
@@ -81,25 +81,10 @@ class CheckpointError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------- files
 def save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename: a crash leaves the old file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -361,9 +346,7 @@ def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    save_file(state, tmp, metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
-    os.replace(tmp, out / "model.safetensors")
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
     write_text_atomic(out / "config.json",
                       json.dumps(run_config_json(cfg, class_ids, class_names, metrics), indent=2) + "\n")
