@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused_kernels
+
 __all__ = ["ConvTwist", "TWIST_TAPS", "antisymmetric_kernel", "twist_taps_from_kernel", "twistify",
            "TwistifyReport", "to_seed_state_dict", "coordinate_grids"]
 
@@ -102,8 +104,9 @@ class ConvTwist(nn.Module):
 
     def folded_kernel(self) -> torch.Tensor:
         """Main kernel with the centre terms folded in: ``W + center_x*Wx + center_y*Wy``."""
-        w, wx, wy = self.kernels()
-        return w + self.center_x.view(-1, 1, 1, 1) * wx + self.center_y.view(-1, 1, 1, 1) * wy
+        # antisymmetric_kernel is linear: fold the centres on the 4 taps (4/9 of the work) and expand once
+        taps = self.center_x.view(-1, 1, 1) * self.weight_x + self.center_y.view(-1, 1, 1) * self.weight_y
+        return self.weight + antisymmetric_kernel(taps)
 
     def output_size(self, h: int, w: int):
         return (h - 1) // self.stride + 1, (w - 1) // self.stride + 1
@@ -161,18 +164,25 @@ class _TwistConv(torch.autograd.Function):
         n, ni, h, w = x.shape
         nf, ntaps = main_kernel.shape[0], len(TWIST_TAPS)
         ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-        xp = F.pad(x, (1, 1, 1, 1))
-        diffs = x.new_empty((n, ho, wo, ntaps, ni))  # rows = output pixels, columns = (tap, input channel)
-        diffs_view = diffs.permute(0, 3, 4, 1, 2)
-        for t, (a, b) in enumerate(_tap_slices(ho, wo, stride)):
-            torch.sub(xp[:, :, a[0], a[1]], xp[:, :, b[0], b[1]], out=diffs_view[:, t])
         a_mat = taps.transpose(1, 2).reshape(2 * nf, ntaps * ni)
-        twist = (diffs.view(-1, ntaps * ni) @ a_mat.t()).view(n, ho, wo, 2 * nf).permute(0, 3, 1, 2)
-        out = F.conv2d(x, main_kernel, bias, stride, 1)
-        gx, gy = coordinate_grids(ho, wo, out.dtype, out.device)
-        out = out.addcmul_(gx, twist[:, :nf]).addcmul_(gy, twist[:, nf:])
+        kernels = fused_kernels.load() if x.device.type == "cpu" else None
+        if kernels is not None:  # one pass per step, NHWC throughout
+            x = x.contiguous(memory_format=torch.channels_last)
+            diffs = kernels.twist_diffs(x, stride)
+            out = F.conv2d(x, main_kernel, bias, stride, 1).contiguous(memory_format=torch.channels_last)
+            kernels.twist_combine_(out, diffs @ a_mat.t())
+        else:
+            xp = F.pad(x, (1, 1, 1, 1))
+            diffs = x.new_empty((n, ho, wo, ntaps, ni))  # rows = output pixels, columns = (tap, input channel)
+            diffs_view = diffs.permute(0, 3, 4, 1, 2)
+            for t, (a, b) in enumerate(_tap_slices(ho, wo, stride)):
+                torch.sub(xp[:, :, a[0], a[1]], xp[:, :, b[0], b[1]], out=diffs_view[:, t])
+            twist = (diffs.view(-1, ntaps * ni) @ a_mat.t()).view(n, ho, wo, 2 * nf).permute(0, 3, 1, 2)
+            out = F.conv2d(x, main_kernel, bias, stride, 1)
+            gx, gy = coordinate_grids(ho, wo, out.dtype, out.device)
+            out = out.addcmul_(gx, twist[:, :nf]).addcmul_(gy, twist[:, nf:])
         ctx.save_for_backward(x, main_kernel, a_mat, diffs)
-        ctx.stride, ctx.has_bias = stride, bias is not None
+        ctx.stride, ctx.has_bias, ctx.fused = stride, bias is not None, kernels is not None
         return out
 
     @staticmethod
@@ -181,23 +191,32 @@ class _TwistConv(torch.autograd.Function):
         n, ni, h, w = x.shape
         nf, ntaps, s = main_kernel.shape[0], len(TWIST_TAPS), ctx.stride
         ho, wo = grad.shape[-2:]
-        gx, gy = coordinate_grids(ho, wo, grad.dtype, grad.device)
-        grad_twist = grad.new_empty((n, ho, wo, 2 * nf))
-        torch.mul(grad, gx, out=grad_twist.permute(0, 3, 1, 2)[:, :nf])
-        torch.mul(grad, gy, out=grad_twist.permute(0, 3, 1, 2)[:, nf:])
-        grad_twist = grad_twist.view(-1, 2 * nf)
-        grad_taps = (grad_twist.t() @ diffs.view(-1, ntaps * ni)).view(2 * nf, ntaps, ni).transpose(1, 2)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if ctx.fused:
+            grad = grad.contiguous(memory_format=torch.channels_last)
+            grad_twist = fused_kernels.load().twist_grid_grad(grad)
+        else:
+            gx, gy = coordinate_grids(ho, wo, grad.dtype, grad.device)
+            grad_twist = grad.new_empty((n, ho, wo, 2 * nf))
+            torch.mul(grad, gx, out=grad_twist.permute(0, 3, 1, 2)[:, :nf])
+            torch.mul(grad, gy, out=grad_twist.permute(0, 3, 1, 2)[:, nf:])
+            grad_twist = grad_twist.view(-1, 2 * nf)
+        grad_taps = (grad_twist.t() @ diffs.view(-1, ntaps * ni)).view(2 * nf, ntaps, ni).transpose(1, 2)
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad, x, main_kernel, [nf] if ctx.has_bias else None, [s, s], [1, 1], [1, 1], False, [0, 0], 1,
             [need_x, need_w, ctx.has_bias])
         if need_x:
-            grad_diffs = (grad_twist @ a_mat).view(n, ho, wo, ntaps, ni).permute(0, 3, 4, 1, 2)
-            padded = F.pad(grad_x, (1, 1, 1, 1))
-            for t, (a, b) in enumerate(_tap_slices(ho, wo, s)):
-                padded[:, :, a[0], a[1]] += grad_diffs[:, t]
-                padded[:, :, b[0], b[1]] -= grad_diffs[:, t]
-            grad_x = padded[:, :, 1:h + 1, 1:w + 1]
+            grad_diffs = grad_twist @ a_mat
+            if ctx.fused:
+                grad_x = grad_x.contiguous(memory_format=torch.channels_last)
+                fused_kernels.load().twist_scatter_add_(grad_x, grad_diffs, s)
+            else:
+                grad_diffs = grad_diffs.view(n, ho, wo, ntaps, ni).permute(0, 3, 4, 1, 2)
+                padded = F.pad(grad_x, (1, 1, 1, 1))
+                for t, (a, b) in enumerate(_tap_slices(ho, wo, s)):
+                    padded[:, :, a[0], a[1]] += grad_diffs[:, t]
+                    padded[:, :, b[0], b[1]] -= grad_diffs[:, t]
+                grad_x = padded[:, :, 1:h + 1, 1:w + 1]
         return grad_x, grad_w, grad_taps, grad_b, None
 
 

@@ -11,6 +11,25 @@ from convtwist_zoo.layers import antisymmetric_kernel, twist_taps_from_kernel
 from convtwist_zoo.seed_reference import SeedConvTwist
 
 
+@pytest.fixture(params=["fused", "plain"])
+def kernel_path(request, monkeypatch):
+    """Run a test on the fused C++ kernels and on the plain PyTorch fallback."""
+    from convtwist_zoo import fused_kernels
+    if request.param == "plain":
+        monkeypatch.setitem(fused_kernels._STATE, "module", None)
+    elif fused_kernels.load() is None:
+        pytest.skip("fused kernels could not be built here")
+    return request.param
+
+
+def test_fused_kernels_build_where_a_compiler_exists():
+    import shutil
+    from convtwist_zoo import fused_kernels
+    if shutil.which("c++") is None or shutil.which("ninja") is None:
+        pytest.skip("no C++ compiler/ninja: the plain path is used")
+    assert fused_kernels.load() is not None
+
+
 def seed_and_ours(ni, nf, stride, seed=0):
     torch.manual_seed(seed)
     ref = SeedConvTwist(ni, nf, stride)
@@ -26,7 +45,7 @@ def seed_and_ours(ni, nf, stride, seed=0):
 
 @pytest.mark.parametrize("ni,nf,stride,h,w", [
     (3, 5, 1, 7, 9), (4, 6, 2, 8, 8), (4, 6, 2, 9, 7), (8, 8, 1, 16, 16), (2, 3, 2, 5, 12), (5, 4, 1, 1, 1)])
-def test_matches_seed_forward(ni, nf, stride, h, w):
+def test_matches_seed_forward(ni, nf, stride, h, w, kernel_path):
     ref, ours = seed_and_ours(ni, nf, stride)
     x = torch.randn(3, ni, h, w)
     with torch.no_grad():
@@ -109,7 +128,7 @@ def test_forward_does_not_modify_parameters_and_grads_flow():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(kernel_path):
     torch.manual_seed(0)
     for stride in (1, 2):
         layer = ConvTwist(2, 3, stride, bias=True).double()
@@ -179,13 +198,14 @@ def test_torch_compile_small_model():
 
 
 @pytest.mark.parametrize("stride,h,w", [(1, 9, 7), (2, 8, 8), (2, 9, 11)])
-def test_fused_backward_equals_autograd_of_plain_ops(stride, h, w):
+def test_fused_backward_equals_autograd_of_plain_ops(stride, h, w, kernel_path):
     """The hand-written backward of the fused path against autograd through the plain-ops reference."""
     from convtwist_zoo.layers import _twist_reference
     torch.manual_seed(stride)
     layer = ConvTwist(5, 6, stride, bias=True)
     x = torch.randn(2, 5, h, w).contiguous(memory_format=torch.channels_last).requires_grad_()
     out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
     grad = torch.randn_like(out)
     got = torch.autograd.grad(out, [x, *layer.parameters()], grad)
     ref_out = _twist_reference(x, layer.folded_kernel(), torch.cat([layer.weight_x, layer.weight_y]), layer.bias,

@@ -1,0 +1,183 @@
+// Fused CPU kernels for ConvTwist's 4-tap twist (see convtwist_zoo/layers.py, `_TwistConv`).
+// Tensors are NHWC (channels_last); the tap differences are a matrix with one row per output pixel and columns
+// (tap, input channel). Each kernel is one pass over memory where plain PyTorch ops need several.
+#include <torch/extension.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+namespace {
+
+// Free taps of an antisymmetric 3x3 kernel, (row, col); the mirror (2-r, 2-c) holds the negative.
+constexpr int kTapR[4] = {0, 0, 0, 1};
+constexpr int kTapC[4] = {0, 1, 2, 0};
+
+// float for float/bfloat16/half, double for double
+template <typename T>
+using acc_t = at::opmath_type<T>;
+
+template <typename T>
+inline acc_t<T> ld(const T* p) { return static_cast<acc_t<T>>(*p); }
+
+// diffs[n, oh, ow, t, c] = x[n, oh*s + r_t - 1, ow*s + c_t - 1, c] - x[n, oh*s + 1 - r_t, ow*s + 1 - c_t, c]
+// (zero outside the image, as with padding 1).
+template <typename T>
+void diffs_kernel(const T* x, T* d, int64_t N, int64_t C, int64_t H, int64_t W, int64_t HO, int64_t WO, int s) {
+  at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / HO, oh = row % HO;
+      for (int64_t ow = 0; ow < WO; ++ow) {
+        T* out = d + ((row * WO) + ow) * 4 * C;
+        for (int t = 0; t < 4; ++t) {
+          const int64_t ha = oh * s + kTapR[t] - 1, wa = ow * s + kTapC[t] - 1;
+          const int64_t hb = oh * s + 1 - kTapR[t], wb = ow * s + 1 - kTapC[t];
+          const bool in_a = ha >= 0 && ha < H && wa >= 0 && wa < W;
+          const bool in_b = hb >= 0 && hb < H && wb >= 0 && wb < W;
+          const T* pa = x + ((n * H + ha) * W + wa) * C;
+          const T* pb = x + ((n * H + hb) * W + wb) * C;
+          T* o = out + t * C;
+          if (in_a && in_b) {
+            for (int64_t c = 0; c < C; ++c) o[c] = static_cast<T>(ld(pa + c) - ld(pb + c));
+          } else if (in_a) {
+            for (int64_t c = 0; c < C; ++c) o[c] = pa[c];
+          } else if (in_b) {
+            for (int64_t c = 0; c < C; ++c) o[c] = static_cast<T>(-ld(pb + c));
+          } else {
+            for (int64_t c = 0; c < C; ++c) o[c] = static_cast<T>(0);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The transpose of diffs_kernel, added into gx: every input pixel gathers the (at most 8) difference gradients it
+// fed, so threads never write the same element.
+template <typename T>
+void scatter_kernel(const T* g, T* gx, int64_t N, int64_t C, int64_t H, int64_t W, int64_t HO, int64_t WO, int s) {
+  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t<T>> acc(C);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / H, h = row % H;
+      for (int64_t w = 0; w < W; ++w) {
+        T* dst = gx + ((row * W) + w) * C;
+        for (int64_t c = 0; c < C; ++c) acc[c] = ld(dst + c);
+        for (int t = 0; t < 4; ++t) {
+          for (int sign = 0; sign < 2; ++sign) {
+            // input (h, w) = (oh*s + dr - 1, ow*s + dc - 1) with (dr, dc) the tap (+) or its mirror (-)
+            const int dr = sign == 0 ? kTapR[t] : 2 - kTapR[t];
+            const int dc = sign == 0 ? kTapC[t] : 2 - kTapC[t];
+            const int64_t ph = h + 1 - dr, pw = w + 1 - dc;
+            if (ph < 0 || pw < 0 || ph % s || pw % s) continue;
+            const int64_t oh = ph / s, ow = pw / s;
+            if (oh >= HO || ow >= WO) continue;
+            const T* src = g + (((n * HO + oh) * WO + ow) * 4 + t) * C;
+            if (sign == 0) {
+              for (int64_t c = 0; c < C; ++c) acc[c] += ld(src + c);
+            } else {
+              for (int64_t c = 0; c < C; ++c) acc[c] -= ld(src + c);
+            }
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<T>(acc[c]);
+      }
+    }
+  });
+}
+
+// out[p, f] += gxg[ow] * tw[p, f] + gyg[oh] * tw[p, F + f] with the grids 2*j/WO - 1, 2*i/HO - 1.
+template <typename T>
+void combine_kernel(T* out, const T* tw, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+  at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t oh = row % HO;
+      const acc_t<T> gy = static_cast<acc_t<T>>(static_cast<double>(2 * oh) / HO - 1);
+      for (int64_t ow = 0; ow < WO; ++ow) {
+        const acc_t<T> gx = static_cast<acc_t<T>>(static_cast<double>(2 * ow) / WO - 1);
+        T* o = out + (row * WO + ow) * F;
+        const T* a = tw + (row * WO + ow) * 2 * F;
+        for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(o + f) + gx * ld(a + f) + gy * ld(a + F + f));
+      }
+    }
+  });
+}
+
+// gt[p, f] = gxg[ow] * g[p, f], gt[p, F + f] = gyg[oh] * g[p, f]: the twist's gradient from the output's.
+template <typename T>
+void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+  at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t oh = row % HO;
+      const acc_t<T> gy = static_cast<acc_t<T>>(static_cast<double>(2 * oh) / HO - 1);
+      for (int64_t ow = 0; ow < WO; ++ow) {
+        const acc_t<T> gx = static_cast<acc_t<T>>(static_cast<double>(2 * ow) / WO - 1);
+        const T* a = g + (row * WO + ow) * F;
+        T* o = gt + (row * WO + ow) * 2 * F;
+        for (int64_t f = 0; f < F; ++f) {
+          const acc_t<T> v = ld(a + f);
+          o[f] = static_cast<T>(gx * v);
+          o[F + f] = static_cast<T>(gy * v);
+        }
+      }
+    }
+  });
+}
+
+void check_nhwc(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), name,
+              " must be a channels_last 4-D tensor");
+}
+
+}  // namespace
+
+// x: (N, C, H, W) channels_last -> (N*HO*WO, 4*C)
+torch::Tensor twist_diffs(const torch::Tensor& x, int64_t stride) {
+  check_nhwc(x, "x");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t HO = (H - 1) / stride + 1, WO = (W - 1) / stride + 1;
+  auto d = torch::empty({N * HO * WO, 4 * C}, x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "twist_diffs", [&] {
+    diffs_kernel<scalar_t>(x.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), N, C, H, W, HO, WO, stride);
+  });
+  return d;
+}
+
+// grad_x (N, C, H, W) channels_last, updated in place with the transpose of twist_diffs applied to g
+void twist_scatter_add_(torch::Tensor& grad_x, const torch::Tensor& g, int64_t stride) {
+  check_nhwc(grad_x, "grad_x");
+  TORCH_CHECK(g.is_contiguous() && g.scalar_type() == grad_x.scalar_type(), "g must be contiguous, same dtype");
+  const int64_t N = grad_x.size(0), C = grad_x.size(1), H = grad_x.size(2), W = grad_x.size(3);
+  const int64_t HO = (H - 1) / stride + 1, WO = (W - 1) / stride + 1;
+  TORCH_CHECK(g.numel() == N * HO * WO * 4 * C, "g has the wrong size");
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "twist_scatter", [&] {
+    scatter_kernel<scalar_t>(g.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), N, C, H, W, HO, WO, stride);
+  });
+}
+
+// out (N, F, HO, WO) channels_last += grids * twist (N*HO*WO, 2F)
+void twist_combine_(torch::Tensor& out, const torch::Tensor& tw) {
+  check_nhwc(out, "out");
+  TORCH_CHECK(tw.is_contiguous() && tw.scalar_type() == out.scalar_type(), "tw must be contiguous, same dtype");
+  const int64_t N = out.size(0), F = out.size(1), HO = out.size(2), WO = out.size(3);
+  TORCH_CHECK(tw.numel() == N * HO * WO * 2 * F, "tw has the wrong size");
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out.scalar_type(), "twist_combine", [&] {
+    combine_kernel<scalar_t>(out.data_ptr<scalar_t>(), tw.data_ptr<scalar_t>(), N, F, HO, WO);
+  });
+}
+
+// grad (N, F, HO, WO) channels_last -> (N*HO*WO, 2F): [gx * grad, gy * grad]
+torch::Tensor twist_grid_grad(const torch::Tensor& grad) {
+  check_nhwc(grad, "grad");
+  const int64_t N = grad.size(0), F = grad.size(1), HO = grad.size(2), WO = grad.size(3);
+  auto gt = torch::empty({N * HO * WO, 2 * F}, grad.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "twist_grid_grad", [&] {
+    grid_grad_kernel<scalar_t>(grad.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), N, F, HO, WO);
+  });
+  return gt;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("twist_diffs", &twist_diffs, "tap differences (NHWC)");
+  m.def("twist_scatter_add_", &twist_scatter_add_, "transpose of twist_diffs, added in place");
+  m.def("twist_combine_", &twist_combine_, "out += gx*Tx + gy*Ty");
+  m.def("twist_grid_grad", &twist_grid_grad, "[gx*grad, gy*grad]");
+}
