@@ -18,11 +18,22 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import geomean, median_time, print_table, write_json  # noqa: E402
 
-from convtwist_zoo import ConvTwist, create_model  # noqa: E402
+from convtwist_zoo import ConvTwist, create_model, fused_kernels  # noqa: E402
 from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
 
 SHAPES = [(64, 32, 1), (128, 16, 1), (256, 8, 1), (512, 4, 1), (128, 32, 2)]  # channels, size, stride
 BATCH = 32
+
+
+@contextlib.contextmanager
+def _plain_path():
+    """Run ConvTwist on its plain-PyTorch fallback (as on a machine without a C++ compiler)."""
+    saved = fused_kernels.load()
+    fused_kernels._STATE["module"] = None
+    try:
+        yield
+    finally:
+        fused_kernels._STATE["module"] = saved
 
 
 def _autocast(dtype: str):
@@ -34,29 +45,32 @@ def layer_rows(repeats: int) -> list[dict]:
     for dtype in ("fp32", "bf16"):
         for ch, size, stride in SHAPES:
             x = torch.randn(BATCH, ch, size, size).contiguous(memory_format=torch.channels_last)
-            modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": ConvTwist(ch, ch, stride),
-                       "seed": SeedConvTwist(ch, ch, stride)}
+            twist = ConvTwist(ch, ch, stride)
+            modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": twist,
+                       "convtwist_plain": twist, "seed": SeedConvTwist(ch, ch, stride)}
             row = {"dtype": dtype, "shape": f"{ch}ch@{size} s{stride}"}
             for name, m in modules.items():
                 m = m.to(memory_format=torch.channels_last)
                 xg = x.clone().requires_grad_()
 
+                path = _plain_path if name == "convtwist_plain" else contextlib.nullcontext
+
                 def fwd():
-                    with torch.no_grad(), _autocast(dtype):
+                    with torch.no_grad(), _autocast(dtype), path():
                         m(x)
 
                 def fwd_bwd():
-                    with _autocast(dtype):
+                    with _autocast(dtype), path():
                         y = m(xg)
                     y.float().sum().backward()
                 row[f"{name}_fwd_ms"] = median_time(fwd, repeats) * 1e3
                 row[f"{name}_fwdbwd_ms"] = median_time(fwd_bwd, repeats) * 1e3
-            for name in ("convtwist", "seed"):
+            for name in ("convtwist", "convtwist_plain", "seed"):
                 row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
                 row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
             rows.append(row)
-            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "seed_fwd_x",
-                                                "seed_fwdbwd_x", "conv2d_fwdbwd_ms"])
+            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "convtwist_plain_fwdbwd_x",
+                                                "seed_fwd_x", "seed_fwdbwd_x", "conv2d_fwdbwd_ms"])
     return rows
 
 
@@ -101,6 +115,7 @@ def main() -> None:
             "convtwist_fwdbwd_geomean_x": geomean(r["convtwist_fwdbwd_x"] for r in sel),
             "convtwist_fwdbwd_max_x": max(r["convtwist_fwdbwd_x"] for r in sel),
             "convtwist_fwd_geomean_x": geomean(r["convtwist_fwd_x"] for r in sel),
+            "convtwist_plain_fwdbwd_geomean_x": geomean(r["convtwist_plain_fwdbwd_x"] for r in sel),
             "seed_fwdbwd_geomean_x": geomean(r["seed_fwdbwd_x"] for r in sel),
             "seed_fwd_geomean_x": geomean(r["seed_fwd_x"] for r in sel)}
     print("\nlayer summary (ratio to nn.Conv2d, geometric mean over the five shapes)")

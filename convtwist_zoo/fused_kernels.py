@@ -9,6 +9,7 @@ the layer uses its plain PyTorch path, which computes the same function.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import warnings
@@ -40,6 +41,8 @@ def load():
         return _STATE["module"]
     module = None
     if os.environ.get("CONVTWIST_ZOO_FUSED", "1") != "0":
+        # importing cpp_extension logs a warning about CUDA_HOME on CPU-only machines; it builds CPU code only
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         try:
             from torch.utils.cpp_extension import load as load_extension
             module = load_extension(name="convtwist_zoo_twist_cpu", sources=[str(SOURCE)],
