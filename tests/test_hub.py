@@ -170,7 +170,7 @@ def test_num_classes_change_drops_head(tiny_hub, spec, monkeypatch):
 def test_registry_errors(spec):
     with pytest.raises(UnknownModelError, match="Did you mean 'convtwist_resnet50'.*Known models: convtwist_resnet18"):
         create_model("convtwist_resnet5O")
-    with pytest.raises(UnknownModelError, match="available for convtwist_resnet18: tinyset"):
+    with pytest.raises(UnknownModelError, match="available for convtwist_resnet18: .*tinyset"):
         create_model("convtwist_resnet18.nosuchtag")
     with pytest.raises(ValueError, match="asks for tag"):
         create_model(NAME, pretrained="other")
