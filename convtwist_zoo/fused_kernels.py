@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import platform
+import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,14 @@ def _build_dir() -> Path:
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
     path = base / "ext" / key
     path.mkdir(parents=True, exist_ok=True)
+    # torch's build lock is a plain file: a build killed mid-way leaves it and every later load would wait forever.
+    # A build takes under a minute, so a lock older than 10 minutes is stale.
+    lock = path / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > 600:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
     return path
 
 
