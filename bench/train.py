@@ -2,9 +2,10 @@
 
     CONVTWIST_DATA=../shared/data python bench/train.py [--steps 20] [--models resnet18 convtwist_resnet18 ...]
 
-Measures (1) the DataLoader alone (decode + RandomResizedCrop + flip + normalise, the training configuration:
-1 worker), (2) the model's train step on a fixed batch, (3) the full loop (loader + step) and reports the share of
-step time the input costs. Prints a table and writes bench/results/train.json. Run it on an idle machine.
+Measures (1) the DataLoader alone (decode + RandomResizedCrop + flip to uint8, the training configuration: 1 worker;
+batches are normalised in the step), (2) the model's train step on a fixed batch, (3) the full loop (loader + step)
+and reports the share of step time the input costs. Prints a table and writes bench/results/train.json. Run it on an
+idle machine.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from common import print_table, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.data import SeededTransformDataset, build_datasets, train_transform  # noqa: E402
+from convtwist_zoo.transforms import normalize_batch  # noqa: E402
 
 
 def loader_for(dataset: str, batch: int, workers: int, size: int) -> DataLoader:
     train, _, _, _ = build_datasets(dataset)
-    ds = SeededTransformDataset(train, train_transform(size), seed=0)
+    ds = SeededTransformDataset(train, train_transform(size, normalize=False), seed=0)  # as in training
     return DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
                       persistent_workers=workers > 0)
 
@@ -64,7 +66,7 @@ def main() -> None:
         fixed_x, fixed_y = next(iter(loader0))
 
         def step(x, y):
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = normalize_batch(x.contiguous(memory_format=torch.channels_last))
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = nn.functional.cross_entropy(model(x).float(), y, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)

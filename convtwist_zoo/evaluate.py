@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+
 __all__ = ["evaluate", "autocast_for", "accuracy_report", "evaluate_on_folder", "robustness_sweep",
            "ROTATIONS", "SCALES"]
 
@@ -26,15 +28,17 @@ def autocast_for(device: torch.device, amp: bool):
 
 @torch.no_grad()
 def evaluate(model, loader, num_classes: int, device=torch.device("cpu"), amp: bool = True,
-             progress: bool = False, desc: str = "eval") -> dict:
+             progress: bool = False, desc: str = "eval", mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
     """Run ``model`` in eval mode over ``loader``; returns loss, top1, top5 (in %), per_class (%), confusion
-    (rows = true class, columns = predicted) and the number of images."""
+    (rows = true class, columns = predicted) and the number of images. uint8 batches are normalised with
+    ``mean``/``std`` here (`normalize_batch`); float batches are used as they come."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, top5_hits, n = 0.0, 0, 0
     for images, targets in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        images = normalize_batch(images, mean, std)
         targets = targets.to(device)
         with autocast_for(device, amp):
             logits = model(images)

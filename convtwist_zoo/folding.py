@@ -3,9 +3,10 @@
 For each ConvTwist (at a fixed input size):
 - the antisymmetric kernels become constant weights; ``center_x``/``center_y`` fold into the main kernel
   (``W + center_x*Wx + center_y*Wy`` is one conv);
-- the twist convolutions keep their 4-tap form: a fixed depthwise conv of +-1 taps (4 differences per input channel)
-  and a 1x1 conv, i.e. 8/9 of a 3x3 conv's work;
-- the coordinate grids of the layer's output resolution become constants (one ``1x1x1xW`` and one ``1x1xHx1``);
+- the twist convolutions keep their 4-tap form: per tap a fixed depthwise conv of +-1 (the difference of opposite
+  pixels) and a 1x1 conv for each of x and y, i.e. 8/9 of a 3x3 conv's work;
+- the coordinate grids of the layer's output resolution become two ``1x1xHxW`` constants (per resolution, not per
+  channel; full planes rather than a row and a column because ONNX Runtime broadcasts a whole plane 2x faster);
 - the BatchNorm that follows folds into both convs' weights and the main conv's bias.
 Plain Conv2d + BatchNorm pairs fold as usual. Folding never touches the source model.
 """
@@ -50,17 +51,23 @@ class FoldedConvTwist(nn.Module):
         self.main = nn.Conv2d(ni, nf, 3, s, 1, bias=True)
         self.main.weight.data.copy_(main)
         self.main.bias.data.copy_(bias)
-        # depthwise +-1 taps: output channel c*4+t holds x[p+t] - x[p-t] of input channel c
-        diff = torch.zeros(len(TWIST_TAPS), 3, 3)
+        # Per tap t: a depthwise +-1 conv gives D_t = x[p+t] - x[p-t], and 1x1 convs add A_t @ D_t into each twist.
+        # Many small convs beat one concatenated pair in ONNX Runtime: every op stays in its blocked NCHWc layout
+        # and each conv accumulates into the previous one's output (its Conv+Add fusion); no Concat or Split copies.
+        ntaps = len(TWIST_TAPS)
+        self.diff, self.twist_x, self.twist_y = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for t, (r, c) in enumerate(TWIST_TAPS):
-            diff[t, r, c], diff[t, 2 - r, 2 - c] = 1.0, -1.0
-        self.diff = nn.Conv2d(ni, ni * len(TWIST_TAPS), 3, s, 1, groups=ni, bias=False)
-        self.diff.weight.data.copy_(diff.repeat(ni, 1, 1).unsqueeze(1))
-        self.twist = nn.Conv2d(ni * len(TWIST_TAPS), 2 * nf, 1, bias=False)
-        self.twist.weight.data.copy_(taps.reshape(2 * nf, -1, 1, 1))
+            diff = nn.Conv2d(ni, ni, 3, s, 1, groups=ni, bias=False)
+            diff.weight.data.zero_()
+            diff.weight.data[:, 0, r, c], diff.weight.data[:, 0, 2 - r, 2 - c] = 1.0, -1.0
+            self.diff.append(diff)
+            for twist, rows in ((self.twist_x, taps[:nf]), (self.twist_y, taps[nf:])):
+                conv = nn.Conv2d(ni, nf, 1, bias=False)
+                conv.weight.data.copy_(rows[:, :, t, None, None])
+                twist.append(conv)
         gx, gy = coordinate_grids(*self.out_hw, torch.float32, torch.device("cpu"))
-        self.register_buffer("grid_x", gx.clone())
-        self.register_buffer("grid_y", gy.clone())
+        self.register_buffer("grid_x", gx.expand(1, 1, *self.out_hw).clone())
+        self.register_buffer("grid_y", gy.expand(1, 1, *self.out_hw).clone())
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -68,7 +75,11 @@ class FoldedConvTwist(nn.Module):
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and tuple(x.shape[-2:]) != self.in_hw:
             raise ValueError(f"this folded layer was built for {self.in_hw[0]}x{self.in_hw[1]} inputs, got "
                              f"{x.shape[-2]}x{x.shape[-1]}; fold (export) again for that image size")
-        tx, ty = self.twist(self.diff(x)).split(self.out_channels, dim=1)
+        d = self.diff[0](x)
+        tx, ty = self.twist_x[0](d), self.twist_y[0](d)
+        for diff, twist_x, twist_y in zip(self.diff[1:], self.twist_x[1:], self.twist_y[1:]):
+            d = diff(x)
+            tx, ty = tx + twist_x(d), ty + twist_y(d)
         return self.main(x) + self.grid_x * tx + self.grid_y * ty
 
 

@@ -23,16 +23,26 @@ _STATE: dict = {}
 
 
 def _build_dir() -> Path:
-    """One build folder per CPU (the build uses -march=native) under the package's cache."""
+    """One build folder per CPU (the build uses -march=native) and per kernel source, under the package's cache.
+
+    The source is compiled from a copy inside that folder: ninja rebuilds whenever a source *path* changes, so two
+    checkouts of the same code (a work tree and a training snapshot) would otherwise rebuild each other's module.
+    """
     flags = ""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    key = hashlib.sha256((platform.machine() + flags).encode()).hexdigest()[:12]
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(platform.machine().encode() + flags.encode() + source).hexdigest()[:12]
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
     path = base / "ext" / key
     path.mkdir(parents=True, exist_ok=True)
+    copy = path / SOURCE.name
+    if not copy.exists() or copy.read_bytes() != source:
+        tmp = path / f".{SOURCE.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(source)
+        os.replace(tmp, copy)
     # torch's build lock is a plain file: a build killed mid-way leaves it and every later load would wait forever.
     # A build takes under a minute, so a lock older than 10 minutes is stale.
     lock = path / "lock"
@@ -54,9 +64,10 @@ def load():
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         try:
             from torch.utils.cpp_extension import load as load_extension
-            module = load_extension(name="convtwist_zoo_twist_cpu", sources=[str(SOURCE)],
+            build = _build_dir()
+            module = load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / SOURCE.name)],
                                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                                    extra_ldflags=["-fopenmp"], build_directory=str(_build_dir()), verbose=False)
+                                    extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
         except Exception as e:  # no compiler, no ninja, read-only cache...
             warnings.warn(f"ConvTwist: could not build the fused CPU kernels ({type(e).__name__}: {e}); using the "
                           "plain PyTorch path (same results, about 2x slower on CPU). Install a C++ compiler and "

@@ -168,8 +168,10 @@ class _TwistConv(torch.autograd.Function):
         kernels = fused_kernels.load() if x.device.type == "cpu" else None
         if kernels is not None:  # one pass per step, NHWC throughout
             x = x.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(x, main_kernel, bias, stride, 1)
+        if kernels is not None:
             diffs = kernels.twist_diffs(x, stride)
-            out = F.conv2d(x, main_kernel, bias, stride, 1).contiguous(memory_format=torch.channels_last)
+            out = out.contiguous(memory_format=torch.channels_last)
             kernels.twist_combine_(out, diffs @ a_mat.t())
         else:
             xp = F.pad(x, (1, 1, 1, 1))
@@ -178,7 +180,6 @@ class _TwistConv(torch.autograd.Function):
             for t, (a, b) in enumerate(_tap_slices(ho, wo, stride)):
                 torch.sub(xp[:, :, a[0], a[1]], xp[:, :, b[0], b[1]], out=diffs_view[:, t])
             twist = (diffs.view(-1, ntaps * ni) @ a_mat.t()).view(n, ho, wo, 2 * nf).permute(0, 3, 1, 2)
-            out = F.conv2d(x, main_kernel, bias, stride, 1)
             gx, gy = coordinate_grids(ho, wo, out.dtype, out.device)
             out = out.addcmul_(gx, twist[:, :nf]).addcmul_(gy, twist[:, nf:])
         ctx.save_for_backward(x, main_kernel, a_mat, diffs)

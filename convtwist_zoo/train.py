@@ -26,6 +26,7 @@ from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
 from .registry import create_model, split_model_name
+from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
 
 __all__ = ["TrainConfig", "train", "CheckpointError", "save_atomic", "load_checkpoint", "CHECKPOINT_FORMAT"]
@@ -210,9 +211,11 @@ def train(cfg: TrainConfig) -> dict:
     # data: PIL datasets, transforms seeded per (seed, epoch, index)
     train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
     num_classes = len(class_ids)
+    # uint8 out of the workers, normalised per batch in the loop (normalize_batch)
     train_set = data_lib.SeededTransformDataset(
-        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale, augment=cfg.augment), cfg.seed)
-    val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct)
+        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale, augment=cfg.augment,
+                                             normalize=False), cfg.seed)
+    val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct, normalize=False)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)
     per_proc_batch = cfg.batch_size // world
@@ -295,6 +298,7 @@ def train(cfg: TrainConfig) -> dict:
             images = images.to(device, non_blocking=True)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            images = normalize_batch(images)
             targets = targets.to(device, non_blocking=True)
             with autocast_for(device, cfg.amp):
                 loss = criterion(step_model(images).float(), targets)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform", "normalize_batch"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -14,24 +14,41 @@ AUGMENTATIONS = ("crop", "trivial")
 
 
 def train_transform(image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, min_scale: float = 0.35,
-                    augment: str = "crop"):
-    """RandomResizedCrop + horizontal flip (``crop``), plus TrivialAugmentWide (``trivial``), then normalise."""
+                    augment: str = "crop", normalize: bool = True):
+    """RandomResizedCrop + horizontal flip (``crop``), plus TrivialAugmentWide (``trivial``), then normalise.
+
+    With ``normalize=False`` the images stay uint8 tensors and `normalize_batch` finishes the job on whole batches
+    in the training process: per-image float conversion was about 40% of a DataLoader worker's time, and uint8
+    batches are 4x less to copy between processes (and to a GPU)."""
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
     steps = [v2.RGB(), v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
              v2.RandomHorizontalFlip()]
     if augment == "trivial":
         steps.append(v2.TrivialAugmentWide())
+    if not normalize:
+        return v2.Compose(steps + [v2.PILToTensor()])
     return v2.Compose(steps + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
+def normalize_batch(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """A uint8 batch (N, C, H, W) from a ``normalize=False`` transform -> float32, normalised as the per-image
+    transforms do (memory format kept). Float batches are returned unchanged."""
+    if images.dtype != torch.uint8:
+        return images
+    shape = (1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape) * 255
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape) * 255
+    return images.float().sub_(m).div_(s)
+
+
 def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.875,
-                   interpolation: str = "bilinear", angle: float = 0.0, scale: float = 1.0):
+                   interpolation: str = "bilinear", angle: float = 0.0, scale: float = 1.0, normalize: bool = True):
     """Resize the shortest side to ``image_size / crop_pct``, centre-crop ``image_size``, normalise (the fast.ai and
     timm protocol). ``image_size`` is an int or (height, width).
 
     ``angle`` (degrees, counter-clockwise) and ``scale`` (>1 zooms in) turn/rescale the crop about its centre, with
-    black where the image has no pixels: the robustness sweeps."""
+    black where the image has no pixels: the robustness sweeps. ``normalize=False``: uint8 out, see `normalize_batch`."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     steps = [v2.RGB(),
              v2.Resize(int(round(min(h, w) / crop_pct)), interpolation=InterpolationMode(interpolation),
@@ -41,5 +58,7 @@ def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: f
         steps.append(v2.Lambda(lambda im: v2.functional.affine(
             im, angle=float(angle), translate=[0.0, 0.0], scale=float(scale), shear=[0.0, 0.0],
             interpolation=InterpolationMode.BILINEAR, fill=0)))
+    if not normalize:
+        return v2.Compose(steps + [v2.PILToTensor()])
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     return v2.Compose(steps)

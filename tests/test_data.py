@@ -105,6 +105,23 @@ def test_seeded_augmentation_depends_on_epoch_and_index_only(image_folder):
     assert a.shape == (3, 32, 32)
 
 
+
+def test_uint8_transforms_with_batch_normalisation_match_the_float_transforms(image_folder):
+    # training ships uint8 crops out of the workers and normalises whole batches: the same pixels as per-image floats
+    from convtwist_zoo.transforms import normalize_batch
+    train, _, _, _ = data_lib.build_datasets(str(image_folder))
+    as_float = data_lib.SeededTransformDataset(train, data_lib.train_transform(32), seed=3)
+    as_uint8 = data_lib.SeededTransformDataset(train, data_lib.train_transform(32, normalize=False), seed=3)
+    raw = torch.stack([as_uint8[i][0] for i in range(4)])
+    assert raw.dtype == torch.uint8 and raw.shape == (4, 3, 32, 32)
+    batch = normalize_batch(raw.contiguous(memory_format=torch.channels_last))
+    assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(batch, torch.stack([as_float[i][0] for i in range(4)]), rtol=0, atol=1e-5)
+    img = train[0][0]
+    torch.testing.assert_close(normalize_batch(data_lib.eval_transform(24, normalize=False)(img)[None])[0],
+                               data_lib.eval_transform(24)(img), rtol=0, atol=1e-5)
+    assert normalize_batch(batch) is batch  # float batches pass through
+
 def test_eval_transform_resize_crop_and_rotation():
     from PIL import Image
     img = Image.new("RGB", (300, 200), (255, 0, 0))

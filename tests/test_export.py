@@ -1,6 +1,7 @@
 """ONNX export: folding is exact, ONNX Runtime matches PyTorch, graphs are static and clean, errors are clear."""
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch.nn as nn
 from conftest import ROOT, trained_like
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
 from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
-from convtwist_zoo.onnx_export import export_onnx, onnx_metadata, run_onnx
+from convtwist_zoo.onnx_export import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -49,18 +50,27 @@ def test_folded_graph_has_no_grid_subgraphs_and_checker_passes(tmp_path):
     report = export_onnx(model, tmp_path / "m.onnx", 128)
     ops = report.nodes_after
     for op in ("Range", "Shape", "Gather", "Unsqueeze", "ConstantOfShape", "BatchNormalization", "Sub", "Slice",
-               "Pad", "Concat"):
+               "Pad", "Split", "Concat"):
         assert ops.get(op, 0) == 0, (op, ops)
     n_twist = sum(isinstance(m, ConvTwist) for m in model.modules())
-    assert ops["Conv"] == 3 * n_twist + 4  # main + depthwise taps + 1x1 per ConvTwist; stem and 3 shortcuts
+    assert ops["Conv"] == 13 * n_twist + 4  # main + per tap a depthwise diff and two 1x1; stem and 3 shortcuts
     assert ops["Mul"] == 2 * n_twist  # one grid each for x and y, per layer
     assert report.nodes_before.get("Range", 0) > 0 or report.nodes_before.get("Slice", 0) > 0
     onnx.checker.check_model(onnx.load(str(report.path)), full_check=True)
     text = str(report)
     assert "unfolded" in text and "folded" in text and "Conv" in text
-    grids = [i for i in onnx.load(str(report.path)).graph.initializer if len(i.dims) == 4 and i.dims[1] == 1
-             and (i.dims[2] == 1 or i.dims[3] == 1) and max(i.dims) > 1]
-    assert grids, "coordinate grids should be initializers of shape 1x1x1xW / 1x1xHx1"
+    # the grids are constants, one 1x1xHxW pair per layer (not per channel) holding 2*j/W - 1 and 2*i/H - 1
+    from onnx import numpy_helper
+    grids = [numpy_helper.to_array(i) for i in onnx.load(str(report.path)).graph.initializer
+             if len(i.dims) == 4 and i.dims[0] == i.dims[1] == 1 and i.dims[2] > 1 and i.dims[3] > 1]
+    kinds = collections.Counter()
+    for g in grids:
+        h, w = g.shape[-2:]
+        gx = np.broadcast_to(2 * np.arange(w) / w - 1, (h, w))
+        gy = np.broadcast_to((2 * np.arange(h) / h - 1)[:, None], (h, w))
+        kind = "x" if np.allclose(g[0, 0], gx) else "y" if np.allclose(g[0, 0], gy) else "?"
+        kinds[kind, h] += 1
+    assert set(kinds) == {(k, r) for k in "xy" for r in (32, 16, 8, 4)}, kinds
 
 
 def test_fold_is_exact_in_pytorch_and_does_not_touch_the_source():
@@ -119,9 +129,32 @@ def test_ort_optimized_variant(tmp_path):
         assert np.abs(run_onnx(report.optimized_path, x) - model(x).numpy()).max() <= 1e-4
 
 
+def test_fp16_export_halves_the_weights_and_keeps_float32_io(tmp_path):
+    model = trained_like(create_model("convtwist_resnet18"))
+    full = export_onnx(model, tmp_path / "fp32.onnx", 64, compare_unfolded=False)
+    half = export_onnx(model, tmp_path / "fp16.onnx", 64, compare_unfolded=False, fp16=True)
+    graph = onnx.load(str(half.path))
+    weights = [i for i in graph.graph.initializer if len(i.dims) == 4 and i.dims[0] > 1]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert [i.type.tensor_type.elem_type for i in (graph.graph.input[0], graph.graph.output[0])] == \
+        [onnx.TensorProto.FLOAT] * 2
+    assert half.path.stat().st_size < 0.6 * full.path.stat().st_size
+    assert onnx_metadata(half.path)["precision"] == "fp16" and onnx_metadata(full.path)["precision"] == "fp32"
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = run_onnx(half.path, x)
+    assert out.dtype == np.float32 and np.abs(out - ref).max() <= FP16_TOLERANCE * np.abs(ref).max()
+    assert (out.argmax(1) == ref.argmax(1)).all()
+
+
 def test_cli_export_with_parity_check(tmp_path):
     out = tmp_path / "cli.onnx"
     result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "export", "convtwist_resnet18", "-o", str(out),
                              "--image-size", "64", "--check", "2"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "parity: ONNX Runtime vs PyTorch" in result.stdout and out.exists()
+    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "export", "resnet18", "-o", str(out),
+                             "--image-size", "64", "--check", "2", "--fp16"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert onnx_metadata(out)["precision"] == "fp16"

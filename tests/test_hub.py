@@ -202,3 +202,15 @@ def test_real_hub_checkpoint_loads():
         assert spec.name in registry.list_pretrained(), f"{spec.name} missing from pretrained.json"
         model = create_model(spec.name).eval()
         assert logits(model).shape == (2, spec.num_classes)
+
+
+@pytest.mark.skipif(not (ROOT / "hub" / "convtwist_resnet18.imagenette" / "model.safetensors").exists(),
+                    reason="checkpoint not in hub/")
+def test_pretrained_backbone_features_equal_the_full_models_trunk():
+    full = create_model("convtwist_resnet18.imagenette").eval()
+    net = create_model("convtwist_resnet18", pretrained="imagenette", features_only=True).eval()
+    x = torch.randn(2, 3, 128, 160)
+    with torch.no_grad():
+        feats = net(x)
+        assert torch.equal(feats[-1], full.forward_features(x))
+        assert torch.equal(feats[0], full.layer1(full.maxpool(full.relu(full.bn1(full.conv1(x))))))

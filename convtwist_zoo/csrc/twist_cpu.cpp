@@ -84,15 +84,21 @@ void scatter_kernel(const T* g, T* gx, int64_t N, int64_t C, int64_t H, int64_t 
   });
 }
 
+// The coordinate grid 2*i/n - 1 at index i of n, rounded once from double like the PyTorch path's grid.
+template <typename T>
+inline acc_t<T> grid_value(int64_t i, int64_t n) {
+  return static_cast<acc_t<T>>(static_cast<double>(2 * i) / n - 1);
+}
+
 // out[p, f] += gxg[ow] * tw[p, f] + gyg[oh] * tw[p, F + f] with the grids 2*j/WO - 1, 2*i/HO - 1.
 template <typename T>
 void combine_kernel(T* out, const T* tw, int64_t N, int64_t F, int64_t HO, int64_t WO) {
   at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % HO;
-      const acc_t<T> gy = static_cast<acc_t<T>>(static_cast<double>(2 * oh) / HO - 1);
+      const acc_t<T> gy = grid_value<T>(oh, HO);
       for (int64_t ow = 0; ow < WO; ++ow) {
-        const acc_t<T> gx = static_cast<acc_t<T>>(static_cast<double>(2 * ow) / WO - 1);
+        const acc_t<T> gx = grid_value<T>(ow, WO);
         T* o = out + (row * WO + ow) * F;
         const T* a = tw + (row * WO + ow) * 2 * F;
         for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(o + f) + gx * ld(a + f) + gy * ld(a + F + f));
@@ -107,9 +113,9 @@ void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64
   at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t oh = row % HO;
-      const acc_t<T> gy = static_cast<acc_t<T>>(static_cast<double>(2 * oh) / HO - 1);
+      const acc_t<T> gy = grid_value<T>(oh, HO);
       for (int64_t ow = 0; ow < WO; ++ow) {
-        const acc_t<T> gx = static_cast<acc_t<T>>(static_cast<double>(2 * ow) / WO - 1);
+        const acc_t<T> gx = grid_value<T>(ow, WO);
         const T* a = g + (row * WO + ow) * F;
         T* o = gt + (row * WO + ow) * 2 * F;
         for (int64_t f = 0; f < F; ++f) {
