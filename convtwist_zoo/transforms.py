@@ -48,7 +48,8 @@ def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: f
     timm protocol). ``image_size`` is an int or (height, width).
 
     ``angle`` (degrees, counter-clockwise) and ``scale`` (>1 zooms in) turn/rescale the crop about its centre, with
-    black where the image has no pixels: the robustness sweeps. ``normalize=False``: uint8 out, see `normalize_batch`."""
+    black where the image has no pixels: the robustness sweeps. ``normalize=False``: uint8 out, see
+    `normalize_batch`."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     steps = [v2.RGB(),
              v2.Resize(int(round(min(h, w) / crop_pct)), interpolation=InterpolationMode(interpolation),
