@@ -25,21 +25,6 @@ def median_time(fn, repeats: int = 10, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def interleaved_median_times(fns: dict, repeats: int = 10, warmup: int = 3) -> dict:
-    """Median wall time (s) of each ``fns[k]()``, the calls taken in turns (k1, k2, ..., k1, k2, ...), so that a
-    machine that slows down or speeds up mid-run shifts every candidate alike and their ratios stay fair."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),

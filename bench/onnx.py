@@ -1,6 +1,5 @@
 """Inference latency: PyTorch eager, the folded PyTorch module, and ONNX Runtime (CPU), for the ConvTwist ResNets and
-their plain baselines at 128px and 224px, batch 1 and 32 (median of repeats, one process; the four ONNX Runtime
-sessions are timed in turns so that the ratios survive a machine whose speed drifts).
+their plain baselines at 128px and 224px, batch 1 and 32 (median of repeats, one process).
 
     python bench/onnx.py [--repeats 20] [--sizes 128 224] [--batches 1 32]
 
@@ -19,7 +18,7 @@ import torch
 # this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import interleaved_median_times, median_time, print_table, write_json  # noqa: E402
+from common import median_time, print_table, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
@@ -40,26 +39,22 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            models, folded, sessions = {}, {}, {}
             for name in MODELS:
-                models[name] = create_model(name).eval()
-                folded[name] = fold_model(models[name], size)
-                path = export_onnx(models[name], Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
-                sessions[name] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            for batch in args.batches:
-                x = torch.randn(batch, 3, size, size)
-                xn = x.numpy()
-                reps = max(3, args.repeats // (4 if batch > 1 else 1))
-                # ONNX Runtime in turns across the four models: the ratios are the targets
-                onnx_t = interleaved_median_times(
-                    {n: (lambda s=s: s.run(None, {"image": xn})) for n, s in sessions.items()}, reps)
-                for name in MODELS:
+                model = create_model(name).eval()
+                folded = fold_model(model, size)
+                path = export_onnx(model, Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                for batch in args.batches:
+                    x = torch.randn(batch, 3, size, size)
+                    xn = x.numpy()
+                    reps = max(3, args.repeats // (4 if batch > 1 else 1))
                     with torch.inference_mode():
-                        eager = median_time(lambda: models[name](x), reps)
-                        fold = median_time(lambda: folded[name](x), reps)
+                        eager = median_time(lambda: model(x), reps)
+                        fold = median_time(lambda: folded(x), reps)
+                    onnx_t = median_time(lambda: session.run(None, {"image": xn}), reps)
                     rows.append({"model": name, "size": size, "batch": batch, "eager_ms": eager * 1e3,
-                                 "folded_ms": fold * 1e3, "ort_ms": onnx_t[name] * 1e3,
-                                 "ort_img_s": batch / onnx_t[name], "gmacs": count_macs(models[name], size) / 1e9})
+                                 "folded_ms": fold * 1e3, "ort_ms": onnx_t * 1e3, "ort_img_s": batch / onnx_t,
+                                 "gmacs": count_macs(model, size) / 1e9})
                     print_table([rows[-1]], list(rows[-1]))
     ratios = []
     for size in args.sizes:
