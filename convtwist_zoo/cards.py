@@ -87,7 +87,43 @@ def _robustness_rows(info: dict) -> list[str]:
     rows = ["| checkpoint | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for name, rob in sorted(entries.items()):
         rows.append(f"| {name} | " + " | ".join(_fmt(r["top1"], "{:.1f}") for r in rob["rows"]) + " |")
-    return rows
+    return rows + [""] + _robustness_verdicts(entries)
+
+
+def _retained(rows: list[dict]) -> dict:
+    """Top-1 under each condition as a % of the model's own clean (rotation 0) top-1, by (kind, value)."""
+    clean = next((r["top1"] for r in rows if r["kind"] == "rotation" and r["value"] == 0), None)
+    if not clean:
+        return {}
+    return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in rows if (r["kind"], r["value"]) != ("rotation", 0)}
+
+
+def _robustness_verdicts(entries: dict) -> list[str]:
+    """Per ConvTwist/baseline pair: does ConvTwist keep more of its clean accuracy under rotation and rescaling?
+    Retention, not raw top-1, because the ConvTwist models start from a higher clean accuracy."""
+    lines = []
+    for name in sorted(entries):
+        base = _baseline_of(name)
+        if base not in entries:
+            continue
+        mine, theirs = _retained(entries[name]["rows"]), _retained(entries[base]["rows"])
+        shared = sorted(set(mine) & set(theirs))
+        if not shared:
+            continue
+        parts = []
+        for kind in ("rotation", "scale"):
+            keys = [k for k in shared if k[0] == kind]
+            if not keys:
+                continue
+            gap = sum(mine[k] - theirs[k] for k in keys) / len(keys)
+            verdict = "more robust than" if gap > 1 else "less robust than" if gap < -1 else "about as robust as"
+            detail = ", ".join(f"{v}: {mine[(kind, v)]:.0f}% vs {theirs[(kind, v)]:.0f}%" for _, v in keys)
+            parts.append(f"under {kind} it is {verdict} {base} (mean retention gap {gap:+.1f} points; {detail})")
+        lines.append(f"- {name}: " + "; ".join(parts) + ".")
+    if lines:
+        lines = ["Accuracy kept relative to each model's own clean top-1 (so a higher starting point does not count "
+                 "as robustness), ConvTwist vs its baseline:", ""] + lines
+    return lines
 
 
 def _inspect_rows(info: dict) -> list[str]:
