@@ -50,7 +50,13 @@ def _cmd_finetune(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .inference import load_classifier
-    clf = load_classifier(args.model, args.pretrained)
+    model = args.model
+    if model is None:  # the best checkpoint in hub/, else the zoo's flagship from the Hugging Face Hub
+        try:
+            model = _demo_default()
+        except FileNotFoundError:
+            model = DEMO_PREFERENCE[0]
+    clf = load_classifier(model, args.pretrained)
     results = clf.predict(args.images, topk=args.topk)
     if args.json:
         print(json.dumps({str(p): [{"class_id": c, "class_name": n, "probability": round(pr, 6)}
@@ -306,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of images")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", default="convtwist_resnet50.imagenette", help="arch.tag, or arch with --pretrained")
+    p.add_argument("--model", help="arch.tag, or arch with --pretrained (default: first of "
+                   f"{', '.join(DEMO_PREFERENCE)} in hub/, else {DEMO_PREFERENCE[0]} from the Hub)")
     p.add_argument("--pretrained", help="tag, or a local run folder / model.safetensors")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true")

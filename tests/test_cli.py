@@ -86,6 +86,15 @@ def test_demo_on_the_embedded_default(tmp_path):
     assert "parity OK" in result.stdout and "church.jpg: church" in result.stdout
 
 
+@pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
+def test_predict_without_model_uses_the_best_embedded_checkpoint():
+    from convtwist_zoo.cli import _demo_default
+    result = cli("predict", str(ROOT / "convtwist_zoo" / "assets" / "church.jpg"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert f"({_demo_default()})" in lines[0] and "church (n03028079)" in lines[1]
+
+
 def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
     from convtwist_zoo.registry import list_pretrained
     if "resnet18.imagenette" not in list_pretrained():
