@@ -95,7 +95,8 @@ def _retained(rows: list[dict]) -> dict:
     clean = next((r["top1"] for r in rows if r["kind"] == "rotation" and r["value"] == 0), None)
     if not clean:
         return {}
-    return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in rows if (r["kind"], r["value"]) != ("rotation", 0)}
+    return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in rows
+            if (r["kind"], r["value"]) != ("rotation", 0)}
 
 
 def _robustness_verdicts(entries: dict) -> list[str]:

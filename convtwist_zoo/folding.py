@@ -54,7 +54,6 @@ class FoldedConvTwist(nn.Module):
         # Per tap t: a depthwise +-1 conv gives D_t = x[p+t] - x[p-t], and 1x1 convs add A_t @ D_t into each twist.
         # Many small convs beat one concatenated pair in ONNX Runtime: every op stays in its blocked NCHWc layout
         # and each conv accumulates into the previous one's output (its Conv+Add fusion); no Concat or Split copies.
-        ntaps = len(TWIST_TAPS)
         self.diff, self.twist_x, self.twist_y = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for t, (r, c) in enumerate(TWIST_TAPS):
             diff = nn.Conv2d(ni, ni, 3, s, 1, groups=ni, bias=False)
