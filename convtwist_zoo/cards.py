@@ -1,12 +1,13 @@
 """Model cards: ``MODEL_CARDS.md`` and every ``hub/<name>/README.md``, generated from the JSON beside the weights
 (``config.json`` from training, ``eval.json`` from ``convtwist-zoo eval``, ``robustness.json``, ``inspect/inspect.json``,
-``metrics.jsonl``). Nothing in a card is typed by hand; ``convtwist-zoo cards`` rewrites them all."""
+``metrics.jsonl``) and the extra runs' logs in ``docs/runs/``. Nothing in a card is typed by hand;
+``convtwist-zoo cards`` rewrites them all."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-__all__ = ["write_cards", "collect", "PLANNED", "FASTAI_LEADERBOARD"]
+__all__ = ["write_cards", "collect", "collect_extra_runs", "PLANNED", "FASTAI_LEADERBOARD"]
 
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
 PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
@@ -44,8 +45,52 @@ def collect(hub_root: Path) -> dict:
     return out
 
 
+def collect_extra_runs(runs_dir: Path) -> list[dict]:
+    """Replicates and recipe probes listed in ``runs_dir/index.json``, each with its ``metrics.jsonl``."""
+    index = _read(Path(runs_dir) / "index.json")
+    return [{**r, "metrics": _read(Path(runs_dir) / f"{r['run']}.metrics.jsonl") or []}
+            for r in (index or {}).get("runs", [])]
+
+
+def _final_top1(metrics: list) -> float | None:
+    return metrics[-1].get("top1") if metrics else None
+
+
+def _extra_run_rows(info: dict, extra: list[dict]) -> list[str]:
+    """The extra runs against their checkpoint, both read from training logs (bf16 eval after the last epoch), and
+    ConvTwist minus baseline for every seed that has both."""
+    if not extra:
+        return ["No replicate or recipe probe has been run yet (`docs/runs/index.json`)."]
+    rows = ["| run | kind | flags | trained on | epochs | final top-1 | the checkpoint's | difference |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in extra:
+        own = _final_top1(r["metrics"])
+        ck = _final_top1((info.get(r["checkpoint"]) or {}).get("metrics") or [])
+        diff = own - ck if own is not None and ck is not None else None
+        rows.append(f"| {r['run']} | {r['kind']} | `{r['flags']}` | {r['trained_on']} | {len(r['metrics'])} | "
+                    f"{_fmt(own)} | {_fmt(ck)} | {_fmt(diff, '{:+.2f}')} |")
+    pairs = []
+    for name in PLANNED:
+        base = _baseline_of(name)
+        if not base or name not in info or base not in info:
+            continue
+        gaps = [("the published seed", _final_top1(info[name]["metrics"]), _final_top1(info[base]["metrics"]))]
+        for r in extra:
+            twin = next((b for b in extra if b["checkpoint"] == base and b["flags"] == r["flags"]), None)
+            if r["checkpoint"] == name and r["kind"] == "replicate" and twin:
+                gaps.append((f"`{r['flags']}`", _final_top1(r["metrics"]), _final_top1(twin["metrics"])))
+        if len(gaps) > 1 and all(a is not None and b is not None for _, a, b in gaps):
+            pairs.append(f"- {name} − {base} (training-log top-1): " +
+                         ", ".join(f"{label} {a - b:+.2f}" for label, a, b in gaps) + ".")
+    return rows + ([""] + pairs if pairs else [])
+
+
 def _baseline_of(name: str) -> str | None:
     return name.replace("convtwist_", "", 1) if name.startswith("convtwist_") else None
+
+
+def _hardware(entry) -> str:
+    return (entry.get("config") or {}).get("trained_on", "unknown")
 
 
 def _top1(entry, size="128"):
@@ -73,7 +118,8 @@ def _summary_rows(info: dict) -> list[str]:
         diff = s128.get("top1") - base_top1 if base_top1 is not None and s128.get("top1") is not None else None
         rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
-                    f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} | {base or '–'} | {_fmt(base_top1)} | "
+                    f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
+                    f"{_fmt(base_top1)} | "
                     f"{_fmt(diff, '{:+.2f}')} |")
     return rows
 
@@ -102,7 +148,7 @@ def _retained(rows: list[dict]) -> dict:
 def _robustness_verdicts(entries: dict) -> list[str]:
     """Per ConvTwist/baseline pair: does ConvTwist keep more of its clean accuracy under rotation and rescaling?
     Retention, not raw top-1, because the ConvTwist models start from a higher clean accuracy."""
-    lines = []
+    lines, tally = [], {}
     for name in sorted(entries):
         base = _baseline_of(name)
         if base not in entries:
@@ -118,12 +164,17 @@ def _robustness_verdicts(entries: dict) -> list[str]:
                 continue
             gap = sum(mine[k] - theirs[k] for k in keys) / len(keys)
             verdict = "more robust than" if gap > 1 else "less robust than" if gap < -1 else "about as robust as"
+            tally.setdefault(kind, []).append(verdict.split()[0])
             detail = ", ".join(f"{v}: {mine[(kind, v)]:.0f}% vs {theirs[(kind, v)]:.0f}%" for _, v in keys)
             parts.append(f"under {kind} it is {verdict} {base} (mean retention gap {gap:+.1f} points; {detail})")
         lines.append(f"- {name}: " + "; ".join(parts) + ".")
     if lines:
+        summary = "; ".join(f"under {kind}, ConvTwist is more robust in {v.count('more')} of {len(v)} pairs, about "
+                            f"as robust in {v.count('about')}, less robust in {v.count('less')}"
+                            for kind, v in tally.items())
         lines = ["Accuracy kept relative to each model's own clean top-1 (so a higher starting point does not count "
-                 "as robustness), ConvTwist vs its baseline:", ""] + lines
+                 "as robustness), ConvTwist vs its baseline (a gap within 1 point counts as about as robust):", ""] + \
+            lines + ["", f"In short: {summary}."]
     return lines
 
 
@@ -153,7 +204,7 @@ def _recipe_rows(info: dict) -> list[str]:
     return rows
 
 
-def render_model_cards(info: dict) -> str:
+def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
     lines = ["# Model cards", "",
              "Generated by `convtwist-zoo cards` from the JSON files in `hub/` (training config and metrics, "
              "`convtwist-zoo eval`, `convtwist-zoo robustness`, `convtwist-zoo inspect`). Do not edit by hand.", "",
@@ -173,9 +224,14 @@ def render_model_cards(info: dict) -> str:
         if base and _top1(info.get(name)) is not None and _top1(info.get(base)) is not None:
             d = _top1(info[name]) - _top1(info[base])
             verdicts.append(f"- {name}: {'+' if d >= 0 else ''}{d:.2f} points top-1 against {base} "
-                            f"({'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'}; one seed "
-                            "each, so differences under about 1 point are within run-to-run noise).")
+                            f"({'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'}; one published "
+                            "seed each: the replicates below show how far another seed moves it).")
     lines += verdicts or ["No pair is complete yet."]
+    lines += ["", "## Replicates and recipe probes", "",
+              "Runs beside the checkpoints, kept as training logs only (`docs/runs/`): another seed of a checkpoint "
+              "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe. Top-1 "
+              "here is the training log's (bf16 eval after the last epoch), compared with the same number from the "
+              "checkpoint's own log.", ""] + _extra_run_rows(info, extra or [])
     lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
@@ -184,7 +240,13 @@ def render_model_cards(info: dict) -> str:
               "Per stage: the norm of the twist kernels (`conv_x`, `conv_y`) relative to the main kernel, and the mean "
               "absolute learned centres (init uniform(-1.5, 1.5), mean 0.75). PNGs in `hub/<name>/inspect/`.", ""]
     lines += _inspect_rows(info)
-    lines += ["", "## Recipe", ""] + _recipe_rows(info)
+    lines += ["", "## Recipe", ""]
+    by_hw = {}
+    for name, entry in sorted(info.items()):
+        by_hw.setdefault(_hardware(entry), []).append(name)
+    lines += ["Where each run trained (bf16 autocast everywhere; the recipe does not depend on the machine): " +
+              "; ".join(f"{hw}: {', '.join(names)}" for hw, names in sorted(by_hw.items())) + ".", ""]
+    lines += _recipe_rows(info)
     lines += ["## Data", ""]
     lines += [f"- **{k}**: {v}." for k, v in DATA_NOTES.items()]
     lines += ["- Differences from the fast.ai protocol: Imagenette here is squashed to a square (the official "
@@ -228,7 +290,8 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
             "| metric | value |", "|---|---|",
             f"| top-1 @128px | {_fmt(s128.get('top1'))} |", f"| top-5 @128px | {_fmt(s128.get('top5'))} |",
             f"| top-1 @160px | {_fmt(_top1(entry, '160'))} |", f"| parameters | {_fmt(ev.get('params'), '{:,}')} |",
-            f"| MACs @128px | {_fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |"]
+            f"| MACs @128px | {_fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |",
+            f"| trained on | {_hardware(entry)} |"]
     if base:
         body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
@@ -259,6 +322,7 @@ def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
         path = Path(hub_root) / name / "README.md"
         path.write_text(render_hub_readme(name, entry, info))
         written.append(path)
-    Path(model_cards).write_text(render_model_cards(info))
+    extra = collect_extra_runs(Path(model_cards).parent / "docs" / "runs")
+    Path(model_cards).write_text(render_model_cards(info, extra))
     written.append(Path(model_cards))
     return written

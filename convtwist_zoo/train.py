@@ -179,7 +179,15 @@ def make_train_loader(dataset, sampler, batch_size: int, workers: int, pin_memor
                       persistent_workers=False, pin_memory=pin_memory)
 
 
-def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | None = None) -> dict:
+def hardware_name(device: torch.device) -> str:
+    """What trained the run, for the model card: the GPU's name, or the CPU and its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | None = None,
+                    trained_on: str | None = None) -> dict:
     """The ``config.json`` that travels with final weights (run folder and Hub repo alike)."""
     arch, _ = split_model_name(cfg.model)
     return {
@@ -189,7 +197,7 @@ def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | No
         "interpolation": "bilinear", "dataset": cfg.data if cfg.data in data_lib.DATASETS else Path(cfg.data).name,
         "recipe": {k: v for k, v in asdict(cfg).items()
                    if k not in ("out", "data_dir", "resume", "progress", "workers", "max_steps_per_epoch")},
-        "metrics": metrics or {},
+        "metrics": metrics or {}, **({"trained_on": trained_on} if trained_on else {}),
     }
 
 
@@ -199,6 +207,8 @@ def train(cfg: TrainConfig) -> dict:
     rank, world, local_rank = _distributed()
     is_main = rank == 0
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":  # fixed input shapes: let cuDNN pick the fastest algorithms once
+        torch.backends.cudnn.benchmark = True
     if cfg.batch_size % world:
         raise ValueError(f"--batch-size {cfg.batch_size} must divide evenly over {world} processes")
     out = Path(cfg.out)
@@ -339,13 +349,14 @@ def train(cfg: TrainConfig) -> dict:
 
     if is_main:
         final_model = ema.module if ema is not None else model
-        write_final(out, final_model, cfg, class_ids, class_names, final)
+        write_final(out, final_model, cfg, class_ids, class_names, final, hardware_name(device))
     if world > 1:
         dist.barrier()
     return final
 
 
-def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_names, metrics: dict) -> None:
+def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_names, metrics: dict,
+                trained_on: str | None = None) -> None:
     """``model.safetensors`` (fp32) and ``config.json`` in ``out``: the form `hub` publishes."""
     from safetensors.torch import save_file
 
@@ -353,4 +364,4 @@ def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
     write_text_atomic(out / "config.json",
-                      json.dumps(run_config_json(cfg, class_ids, class_names, metrics), indent=2) + "\n")
+                      json.dumps(run_config_json(cfg, class_ids, class_names, metrics, trained_on), indent=2) + "\n")

@@ -25,7 +25,7 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
     cfg = TrainConfig(model=arch, data=data, epochs=1)
     ids = class_ids or [f"c{i}" for i in range(num_classes)]
     names = class_names or [f"class {i}" for i in range(num_classes)]
-    write_final(folder, model, cfg, ids, names, {"top1": 50.0})
+    write_final(folder, model, cfg, ids, names, {"top1": 50.0}, trained_on="test machine")
     return folder
 
 

@@ -17,24 +17,41 @@ def test_cards_from_hub_json(tmp_path):
     hub = tmp_path / "hub"
     for arch, top1 in (("convtwist_resnet18", 80.5), ("resnet18", 79.25)):
         run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof")
-        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 1800}) for e in (1, 2)))
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 1800, "top1": top1 - 2 + e})
+                                                     for e in (1, 2)))
         stage_run(run, hub)
         (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1)))
         rows = [{"kind": "rotation", "value": a, "top1": top1 - a / 10, "top5": 90} for a in (0, 15)]
         (hub / f"{arch}.imagewoof" / "robustness.json").write_text(json.dumps({"rows": rows}))
+    runs = tmp_path / "docs" / "runs"
+    runs.mkdir(parents=True)
+    for arch, top1 in (("convtwist_resnet18", 80.0), ("resnet18", 79.5)):
+        (runs / f"{arch}.imagewoof-seed1.metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": top1}) + "\n")
+    (runs / "index.json").write_text(json.dumps({"runs": [
+        {"run": f"{arch}.imagewoof-seed1", "checkpoint": f"{arch}.imagewoof", "kind": "replicate",
+         "flags": "--seed 1", "trained_on": "a GPU"} for arch in ("convtwist_resnet18", "resnet18")]}))
     cards = tmp_path / "MODEL_CARDS.md"
     written = write_cards(hub, cards)
     text = cards.read_text()
-    assert "| convtwist_resnet18.imagewoof | 123 | 1,000,000 | 80.50 | 99.00 | 81.50 | 2 | 1.00 h | resnet18.imagewoof" \
-           " | 79.25 | +1.25 |" in text
+    assert "| convtwist_resnet18.imagewoof | 123 | 1,000,000 | 80.50 | 99.00 | 81.50 | 2 | 1.00 h on test machine | " \
+           "resnet18.imagewoof | 79.25 | +1.25 |" in text
+    assert "trained (bf16 autocast everywhere; the recipe does not depend on the machine): test machine: " \
+           "convtwist_resnet18.imagewoof, resnet18.imagewoof." in text
     assert "| resnet50.imagenette | | | not trained yet |" in text
     assert "| convtwist_resnet18.imagewoof | 78% | 80.50 | yes |" in text
     assert "convtwist_resnet18.imagewoof: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins" in text
     assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
+    # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
+    assert "| convtwist_resnet18.imagewoof-seed1 | replicate | `--seed 1` | a GPU | 1 | 80.00 | 80.50 | -0.50 |" in text
+    assert "- convtwist_resnet18.imagewoof − resnet18.imagewoof (training-log top-1): the published seed +1.25, " \
+           "`--seed 1` +0.50." in text
     # retention at 15 degrees: 79.0/80.5 = 98.1% vs 77.75/79.25 = 98.1%: no difference worth a word
     assert "- convtwist_resnet18.imagewoof: under rotation it is about as robust as resnet18.imagewoof" in text
+    assert "In short: under rotation, ConvTwist is more robust in 0 of 1 pairs, about as robust in 1, less robust " \
+           "in 0." in text
     assert (tmp_path / "docs" / "robustness-imagewoof.png").exists()
     readme = (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
     assert readme.startswith("---\nlibrary_name: pytorch\nlicense: mit\n")
     assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
+    assert "| trained on | test machine |" in readme
     assert len(written) == 4

@@ -34,6 +34,8 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "convtwist_resnet18" and config["class_ids"] == ["c0", "c1", "c2"]
     assert config["input_size"] == [3, 32, 32] and config["recipe"]["epochs"] == 2
+    expected_hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    assert config["trained_on"] == expected_hw
     weights = load_file(out / "model.safetensors")
     assert weights["fc.weight"].shape == (3, 512)
     ckpt = torch.load(out / "last.pt", weights_only=True)
