@@ -25,6 +25,21 @@ def median_time(fn, repeats: int = 10, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3) -> list[float]:
+    """Median wall time of each of ``fns``, timed in turns (a, b, a, b, ...) so that a slow spell of a shared
+    machine hits every contender alike: the ratios stay meaningful even when the absolute times drift."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),

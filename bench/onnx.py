@@ -1,10 +1,12 @@
 """Inference latency: PyTorch eager, the folded PyTorch module, and ONNX Runtime (CPU), for the ConvTwist ResNets and
-their plain baselines at 128px and 224px, batch 1 and 32 (median of repeats, one process).
+their plain baselines at 128px and 224px, batch 1 and 32, ONNX Runtime on all cores and on 1 thread (median of
+repeats, one process).
 
-    python bench/onnx.py [--repeats 20] [--sizes 128 224] [--batches 1 32]
+    python bench/onnx.py [--repeats 40] [--sizes 128 224] [--batches 1 32] [--threads 0 1]
 
 Prints a table and writes bench/results/onnx.json, with the ConvTwist/plain ratios in ONNX Runtime against the
-targets (convtwist_resnet50 <= 1.5x resnet50, convtwist_resnet18 <= 2.0x resnet18). Run it on an idle machine.
+targets (convtwist_resnet50 <= 1.5x resnet50, convtwist_resnet18 <= 2.0x resnet18). Each ConvTwist model is timed
+in ONNX Runtime in turns with its baseline, so the ratios hold on a shared machine. Run it on an idle machine.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 # this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import median_time, print_table, write_json  # noqa: E402
+from common import interleaved_median_times, median_time, print_table, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
@@ -30,47 +32,64 @@ MODELS = ["resnet18", "convtwist_resnet18", "resnet50", "convtwist_resnet50"]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
+                        help="ONNX Runtime intra-op threads per run (0 = all cores); batch-1 serving often uses 1")
     args = parser.parse_args()
     import onnxruntime as ort
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
+            models, sessions, macs = {}, {}, {}
             for name in MODELS:
-                model = create_model(name).eval()
-                folded = fold_model(model, size)
-                path = export_onnx(model, Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                for batch in args.batches:
-                    x = torch.randn(batch, 3, size, size)
-                    xn = x.numpy()
-                    reps = max(3, args.repeats // (4 if batch > 1 else 1))
+                models[name] = create_model(name).eval()
+                macs[name] = count_macs(models[name], size) / 1e9
+                path = export_onnx(models[name], Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
+                for threads in args.threads:
+                    options = ort.SessionOptions()
+                    options.intra_op_num_threads = threads
+                    sessions[name, threads] = ort.InferenceSession(str(path), options,
+                                                                   providers=["CPUExecutionProvider"])
+            for batch in args.batches:
+                x = torch.randn(batch, 3, size, size)
+                xn = x.numpy()
+                reps = max(3, args.repeats // (4 if batch > 1 else 1))
+                torch_ms = {}
+                for name in MODELS:
+                    folded = fold_model(models[name], size)
                     with torch.inference_mode():
-                        eager = median_time(lambda: model(x), reps)
-                        fold = median_time(lambda: folded(x), reps)
-                    onnx_t = median_time(lambda: session.run(None, {"image": xn}), reps)
-                    rows.append({"model": name, "size": size, "batch": batch, "eager_ms": eager * 1e3,
-                                 "folded_ms": fold * 1e3, "ort_ms": onnx_t * 1e3, "ort_img_s": batch / onnx_t,
-                                 "gmacs": count_macs(model, size) / 1e9})
-                    print_table([rows[-1]], list(rows[-1]))
+                        torch_ms[name] = (median_time(lambda: models[name](x), reps) * 1e3,
+                                          median_time(lambda: folded(x), reps) * 1e3)
+                for threads in args.threads:
+                    for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
+                        pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]
+                        times = interleaved_median_times(
+                            [lambda s=sessions[n, threads]: s.run(None, {"image": xn}) for n in pair], reps)
+                        for name, t in zip(pair, times):
+                            rows.append({"model": name, "size": size, "batch": batch, "threads": threads,
+                                         "eager_ms": torch_ms[name][0], "folded_ms": torch_ms[name][1],
+                                         "ort_ms": t * 1e3, "ort_img_s": batch / t, "gmacs": macs[name]})
+                            print_table([rows[-1]], list(rows[-1]))
     ratios = []
     for size in args.sizes:
         for batch in args.batches:
-            for depth in (18, 50):
-                sel = {r["model"]: r for r in rows if r["size"] == size and r["batch"] == batch}
-                tw, plain = sel[f"convtwist_resnet{depth}"], sel[f"resnet{depth}"]
-                ratios.append({"pair": f"convtwist_resnet{depth}/resnet{depth}", "size": size, "batch": batch,
-                               "ort_ratio": tw["ort_ms"] / plain["ort_ms"],
-                               "eager_ratio": tw["eager_ms"] / plain["eager_ms"],
-                               "mac_ratio": tw["gmacs"] / plain["gmacs"],
-                               "target": 2.0 if depth == 18 else 1.5})
+            for threads in args.threads:
+                for depth in (18, 50):
+                    sel = {r["model"]: r for r in rows
+                           if r["size"] == size and r["batch"] == batch and r["threads"] == threads}
+                    tw, plain = sel[f"convtwist_resnet{depth}"], sel[f"resnet{depth}"]
+                    ratios.append({"pair": f"convtwist_resnet{depth}/resnet{depth}", "size": size, "batch": batch,
+                                   "threads": threads, "ort_ratio": tw["ort_ms"] / plain["ort_ms"],
+                                   "eager_ratio": tw["eager_ms"] / plain["eager_ms"],
+                                   "mac_ratio": tw["gmacs"] / plain["gmacs"],
+                                   "target": 2.0 if depth == 18 else 1.5})
     print("\nConvTwist / plain latency ratios (ONNX Runtime vs eager PyTorch) against the MAC ratio")
     print_table(ratios, list(ratios[0]))
     write_json("onnx", {"rows": rows, "ratios": ratios, "ort_version": ort.__version__,
-                        "ort_threads": "default (all cores)"})
+                        "ort_threads": "per row: 0 = all cores"})
 
 
 if __name__ == "__main__":

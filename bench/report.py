@@ -60,7 +60,9 @@ def rows() -> list[tuple[str, str, str, str]]:
         for r in onnx["ratios"]:
             if r["size"] != 128:
                 continue
-            out.append((f"ONNX Runtime {r['pair']}, 128px batch {r['batch']} (bench/onnx.py, {when})",
+            threads = {None: "", 0: ", all cores", 1: ", 1 thread"}.get(r.get("threads"),
+                                                                        f", {r.get('threads')} threads")
+            out.append((f"ONNX Runtime {r['pair']}, 128px batch {r['batch']}{threads} (bench/onnx.py, {when})",
                         f"{r['ort_ratio']:.2f}x (MACs {r['mac_ratio']:.2f}x)", f"<= {r['target']}x",
                         _met(r["ort_ratio"], r["target"])))
     return out

@@ -105,6 +105,21 @@ def test_seeded_augmentation_depends_on_epoch_and_index_only(image_folder):
     assert a.shape == (3, 32, 32)
 
 
+def test_seeded_augmentation_is_the_published_runs_and_leaves_the_global_rng(image_folder):
+    """Seeding only the CPU generator (fast) gives the crops `torch.manual_seed` gave the zoo's training runs, and
+    the caller's RNG state is restored."""
+    train, _, _, _ = data_lib.build_datasets(str(image_folder))
+    tf = data_lib.train_transform(32, normalize=False)
+    ds = data_lib.SeededTransformDataset(train, tf, seed=3)
+    ds.set_epoch(2)
+    state = torch.get_rng_state()
+    got = ds[1][0]
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed((3 * 1_000_003 + 2) * 10_000_019 + 1)
+    assert torch.equal(got, tf(train[1][0]))
+    assert got.dtype == torch.uint8 and not torch.equal(got, ds[2][0])
+
+
 
 def test_uint8_transforms_with_batch_normalisation_match_the_float_transforms(image_folder):
     # training ships uint8 crops out of the workers and normalises whole batches: the same pixels as per-image floats

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import collections
+import functools
+import io
 import os
+import tarfile
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +15,9 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from PIL import Image
 
-from conftest import ROOT, trained_like
+from conftest import ROOT, SHARED_DATA, trained_like
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
 from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
 from convtwist_zoo.onnx_export import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
@@ -158,3 +162,46 @@ def test_cli_export_with_parity_check(tmp_path):
                              "--image-size", "64", "--check", "2", "--fp16"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert onnx_metadata(out)["precision"] == "fp16"
+
+
+HUB_CHECKPOINTS = sorted(p.parent.name for p in (ROOT / "hub").glob("*/model.safetensors"))
+ARCHIVES = {"imagenette": "imagenette2-160sq.tgz", "imagewoof": "imagewoof2-160.tgz"}
+
+
+@functools.lru_cache(maxsize=None)
+def val_sample(dataset: str, per_class: int = 20) -> tuple:
+    """The first ``per_class`` validation images of each class, read straight from the shared archive (no
+    extraction): 200 real images, the same every run."""
+    path = SHARED_DATA / ARCHIVES[dataset]
+    if not path.exists():
+        pytest.skip(f"{path} not here")
+    picked: dict[str, list] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 4 and parts[1] == "val":
+                images = picked.setdefault(parts[2], [])
+                if len(images) < per_class:
+                    images.append(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB"))
+            if len(picked) == 10 and all(len(v) == per_class for v in picked.values()):
+                break
+    return tuple(im for _, images in sorted(picked.items()) for im in images)
+
+
+@pytest.mark.skipif(not HUB_CHECKPOINTS, reason="no checkpoint in hub/")
+@pytest.mark.parametrize("name", HUB_CHECKPOINTS)
+def test_hub_checkpoint_matches_in_onnx_runtime_on_real_val_images(name, tmp_path):
+    """Every zoo checkpoint, exported at its input size: the same logits (<= 1e-4) and the same top-1 on a 200-image
+    validation sample and on random inputs."""
+    from convtwist_zoo import get_transform
+    model = create_model(name).eval()
+    transform = get_transform(name)
+    images = torch.stack([transform(im) for im in val_sample(name.split(".", 1)[1])])
+    assert images.shape == (200, 3, 128, 128)
+    report = export_onnx(model, tmp_path / "m.onnx", 128, compare_unfolded=False)
+    for x in (images, torch.randn(4, 3, 128, 128)):
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = run_onnx(report.path, x)
+        assert np.abs(got - ref).max() <= 1e-4, name
+        assert (got.argmax(1) == ref.argmax(1)).all(), name
