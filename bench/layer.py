@@ -3,7 +3,8 @@ stage shapes (batch 32), plus a model-level train step (fwd+bwd+SGD) of the Conv
 
     python bench/layer.py [--repeats 10] [--skip-models]
 
-Prints a table of ratios to Conv2d and writes bench/results/layer.json. Run it on an idle machine.
+Prints a table of ratios to Conv2d and writes bench/results/layer.json. The modules of a shape, and each model
+with its baseline, are timed in turns, so the ratios hold on a shared machine. Run it on an idle machine.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import geomean, median_time, print_table, write_json  # noqa: E402
+from common import geomean, interleaved_median_times, print_table, write_json  # noqa: E402
 
 from convtwist_zoo import ConvTwist, create_model, fused_kernels  # noqa: E402
 from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
@@ -49,22 +50,27 @@ def layer_rows(repeats: int) -> list[dict]:
             modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": twist,
                        "convtwist_plain": twist, "seed": SeedConvTwist(ch, ch, stride)}
             row = {"dtype": dtype, "shape": f"{ch}ch@{size} s{stride}"}
+            fwds, fwd_bwds = [], []
             for name, m in modules.items():
                 m = m.to(memory_format=torch.channels_last)
                 xg = x.clone().requires_grad_()
-
                 path = _plain_path if name == "convtwist_plain" else contextlib.nullcontext
 
-                def fwd():
+                def fwd(m=m, path=path):
                     with torch.no_grad(), _autocast(dtype), path():
                         m(x)
 
-                def fwd_bwd():
+                def fwd_bwd(m=m, path=path, xg=xg):
                     with _autocast(dtype), path():
                         y = m(xg)
                     y.float().sum().backward()
-                row[f"{name}_fwd_ms"] = median_time(fwd, repeats) * 1e3
-                row[f"{name}_fwdbwd_ms"] = median_time(fwd_bwd, repeats) * 1e3
+                fwds.append(fwd)
+                fwd_bwds.append(fwd_bwd)
+            # the four modules timed in turns, so a slow spell of the machine hits all of them
+            for name, t in zip(modules, interleaved_median_times(fwds, repeats)):
+                row[f"{name}_fwd_ms"] = t * 1e3
+            for name, t in zip(modules, interleaved_median_times(fwd_bwds, repeats)):
+                row[f"{name}_fwdbwd_ms"] = t * 1e3
             for name in ("convtwist", "convtwist_plain", "seed"):
                 row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
                 row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
@@ -79,18 +85,20 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     for depth in (18, 50):
-        times = {}
-        for name in (f"resnet{depth}", f"convtwist_resnet{depth}"):
+        names, steps = (f"resnet{depth}", f"convtwist_resnet{depth}"), []
+        for name in names:
             model = create_model(name).to(memory_format=torch.channels_last).train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-            def step():
+            def step(model=model, opt=opt):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     loss = nn.functional.cross_entropy(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            times[name] = median_time(step, repeats, warmup=2)
+            steps.append(step)
+        # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
+        times = dict(zip(names, interleaved_median_times(steps, repeats, warmup=2)))
         rows.append({"model": f"convtwist_resnet{depth} vs resnet{depth}", "dtype": "bf16", "batch": batch,
                      "image": size, "plain_ms": times[f"resnet{depth}"] * 1e3,
                      "convtwist_ms": times[f"convtwist_resnet{depth}"] * 1e3,
@@ -120,7 +128,7 @@ def main() -> None:
             "seed_fwd_geomean_x": geomean(r["seed_fwd_x"] for r in sel)}
     print("\nlayer summary (ratio to nn.Conv2d, geometric mean over the five shapes)")
     print_table([{"dtype": k, **v} for k, v in summary.items()], ["dtype", *next(iter(summary.values()))])
-    models = [] if args.skip_models else model_rows(max(3, args.repeats // 2))
+    models = [] if args.skip_models else model_rows(args.repeats)
     if models:
         print("\nmodel train step (fwd+bwd+SGD)")
         print_table(models, list(models[0]))

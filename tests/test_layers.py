@@ -11,15 +11,39 @@ from convtwist_zoo.layers import antisymmetric_kernel, twist_taps_from_kernel
 from convtwist_zoo.seed_reference import SeedConvTwist
 
 
-@pytest.fixture(params=["fused", "plain"])
+@pytest.fixture(params=["fused", "plain", "stacked"])
 def kernel_path(request, monkeypatch):
-    """Run a test on the fused C++ kernels and on the plain PyTorch fallback."""
-    from convtwist_zoo import fused_kernels
+    """Run a test on the fused C++ kernels (tap path), on the plain PyTorch fallback, and on the stacked path (one
+    convolution with 3*nf outputs; stride 1 only, stride 2 stays on the taps) forced for every dtype and size."""
+    from convtwist_zoo import fused_kernels, layers
     if request.param == "plain":
         monkeypatch.setitem(fused_kernels._STATE, "module", None)
     elif fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
+    if request.param == "stacked":
+        monkeypatch.setattr(layers, "STACKED_MAX_IN_CHANNELS",
+                            {dt: 10 ** 6 for dt in (torch.float64, torch.float32, torch.bfloat16, torch.float16)})
     return request.param
+
+
+def test_stacked_path_is_chosen_where_it_is_faster():
+    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _stacked_is_faster
+    if fused_kernels.load() is None:
+        pytest.skip("fused kernels could not be built here")
+    x = torch.zeros(1)
+    assert _stacked_is_faster(x, torch.bfloat16, 64, 1)
+    assert not _stacked_is_faster(x, torch.bfloat16, 64, 2)       # stride 2: taps
+    assert not _stacked_is_faster(x, torch.bfloat16, 128, 1)      # a tie at 128 channels: taps
+    assert not _stacked_is_faster(x, torch.float32, 64, 1)        # fp32: taps
+    layer = ConvTwist(64, 64)
+    with torch.no_grad():
+        x = torch.randn(2, 64, 12, 10)
+        ref = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.float() - ref).abs().max() / ref.abs().max() < 0.02
 
 
 def test_fused_kernels_build_where_a_compiler_exists():

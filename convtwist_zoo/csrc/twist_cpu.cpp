@@ -1,4 +1,5 @@
-// Fused CPU kernels for ConvTwist's 4-tap twist (see convtwist_zoo/layers.py, `_TwistConv`).
+// Fused CPU kernels for ConvTwist's 4-tap twist (see convtwist_zoo/layers.py, `_TwistConv`) and for its stacked
+// variant (`_StackedTwistConv`: one convolution with main, x and y kernels, then the grid combine).
 // Tensors are NHWC (channels_last); the tap differences are a matrix with one row per output pixel and columns
 // (tap, input channel). Each kernel is one pass over memory where plain PyTorch ops need several.
 #include <torch/extension.h>
@@ -90,40 +91,64 @@ inline acc_t<T> grid_value(int64_t i, int64_t n) {
   return static_cast<acc_t<T>>(static_cast<double>(2 * i) / n - 1);
 }
 
-// out[p, f] += gxg[ow] * tw[p, f] + gyg[oh] * tw[p, F + f] with the grids 2*j/WO - 1, 2*i/HO - 1.
-template <typename T>
-void combine_kernel(T* out, const T* tw, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+// Calls fn(p, gx, gy) for every output pixel p (row-major over N, HO, WO) with the grids 2*j/WO - 1 and
+// 2*i/HO - 1 at that pixel, in parallel over image rows: the loop every grid kernel below shares.
+template <typename T, typename Fn>
+void for_each_pixel(int64_t N, int64_t HO, int64_t WO, const Fn& fn) {
   at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t oh = row % HO;
-      const acc_t<T> gy = grid_value<T>(oh, HO);
-      for (int64_t ow = 0; ow < WO; ++ow) {
-        const acc_t<T> gx = grid_value<T>(ow, WO);
-        T* o = out + (row * WO + ow) * F;
-        const T* a = tw + (row * WO + ow) * 2 * F;
-        for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(o + f) + gx * ld(a + f) + gy * ld(a + F + f));
-      }
+      const acc_t<T> gy = grid_value<T>(row % HO, HO);
+      for (int64_t ow = 0; ow < WO; ++ow) fn(row * WO + ow, grid_value<T>(ow, WO), gy);
     }
   });
 }
 
-// gt[p, f] = gxg[ow] * g[p, f], gt[p, F + f] = gyg[oh] * g[p, f]: the twist's gradient from the output's.
+// out[p, f] += gx * tw[p, f] + gy * tw[p, F + f]
+template <typename T>
+void combine_kernel(T* out, const T* tw, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
+    T* o = out + p * F;
+    const T* a = tw + p * 2 * F;
+    for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(o + f) + gx * ld(a + f) + gy * ld(a + F + f));
+  });
+}
+
+// gt[p, f] = gx * g[p, f], gt[p, F + f] = gy * g[p, f]: the twist's gradient from the output's.
 template <typename T>
 void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64_t WO) {
-  at::parallel_for(0, N * HO, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t oh = row % HO;
-      const acc_t<T> gy = grid_value<T>(oh, HO);
-      for (int64_t ow = 0; ow < WO; ++ow) {
-        const acc_t<T> gx = grid_value<T>(ow, WO);
-        const T* a = g + (row * WO + ow) * F;
-        T* o = gt + (row * WO + ow) * 2 * F;
-        for (int64_t f = 0; f < F; ++f) {
-          const acc_t<T> v = ld(a + f);
-          o[f] = static_cast<T>(gx * v);
-          o[F + f] = static_cast<T>(gy * v);
-        }
-      }
+  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
+    const T* a = g + p * F;
+    T* o = gt + p * 2 * F;
+    for (int64_t f = 0; f < F; ++f) {
+      const acc_t<T> v = ld(a + f);
+      o[f] = static_cast<T>(gx * v);
+      o[F + f] = static_cast<T>(gy * v);
+    }
+  });
+}
+
+// Stacked layout (one convolution with 3F outputs: main, x twist, y twist):
+// out[p, f] = y[p, f] + gx * y[p, F + f] + gy * y[p, 2F + f].
+template <typename T>
+void combine3_kernel(const T* y, T* out, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
+    const T* a = y + p * 3 * F;
+    T* o = out + p * F;
+    for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(a + f) + gx * ld(a + F + f) + gy * ld(a + 2 * F + f));
+  });
+}
+
+// Its transpose: g3[p] = [g[p], gx * g[p], gy * g[p]].
+template <typename T>
+void grid_grad3_kernel(const T* g, T* g3, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
+    const T* a = g + p * F;
+    T* o = g3 + p * 3 * F;
+    for (int64_t f = 0; f < F; ++f) {
+      const acc_t<T> v = ld(a + f);
+      o[f] = a[f];
+      o[F + f] = static_cast<T>(gx * v);
+      o[2 * F + f] = static_cast<T>(gy * v);
     }
   });
 }
@@ -181,9 +206,34 @@ torch::Tensor twist_grid_grad(const torch::Tensor& grad) {
   return gt;
 }
 
+// y (N, 3F, HO, WO) channels_last -> out (N, F, HO, WO) channels_last
+torch::Tensor twist_combine3(const torch::Tensor& y) {
+  check_nhwc(y, "y");
+  TORCH_CHECK(y.size(1) % 3 == 0, "y must have 3*F channels");
+  const int64_t N = y.size(0), F = y.size(1) / 3, HO = y.size(2), WO = y.size(3);
+  auto out = torch::empty({N, F, HO, WO}, y.options().memory_format(at::MemoryFormat::ChannelsLast));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, y.scalar_type(), "twist_combine3", [&] {
+    combine3_kernel<scalar_t>(y.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, F, HO, WO);
+  });
+  return out;
+}
+
+// grad (N, F, HO, WO) channels_last -> (N, 3F, HO, WO) channels_last: [grad, gx * grad, gy * grad]
+torch::Tensor twist_grid_grad3(const torch::Tensor& grad) {
+  check_nhwc(grad, "grad");
+  const int64_t N = grad.size(0), F = grad.size(1), HO = grad.size(2), WO = grad.size(3);
+  auto g3 = torch::empty({N, 3 * F, HO, WO}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "twist_grid_grad3", [&] {
+    grid_grad3_kernel<scalar_t>(grad.data_ptr<scalar_t>(), g3.data_ptr<scalar_t>(), N, F, HO, WO);
+  });
+  return g3;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("twist_diffs", &twist_diffs, "tap differences (NHWC)");
   m.def("twist_scatter_add_", &twist_scatter_add_, "transpose of twist_diffs, added in place");
   m.def("twist_combine_", &twist_combine_, "out += gx*Tx + gy*Ty");
   m.def("twist_grid_grad", &twist_grid_grad, "[gx*grad, gy*grad]");
+  m.def("twist_combine3", &twist_combine3, "y_main + gx*y_x + gy*y_y from a 3F-channel convolution");
+  m.def("twist_grid_grad3", &twist_grid_grad3, "[grad, gx*grad, gy*grad] (NHWC, 3F channels)");
 }
