@@ -43,9 +43,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            models, sessions, macs = {}, {}, {}
+            models, folded, sessions, macs = {}, {}, {}, {}
             for name in MODELS:
                 models[name] = create_model(name).eval()
+                folded[name] = fold_model(models[name], size)
                 macs[name] = count_macs(models[name], size) / 1e9
                 path = export_onnx(models[name], Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
                 for threads in args.threads:
@@ -59,10 +60,9 @@ def main() -> None:
                 reps = max(3, args.repeats // (4 if batch > 1 else 1))
                 torch_ms = {}
                 for name in MODELS:
-                    folded = fold_model(models[name], size)
                     with torch.inference_mode():
                         torch_ms[name] = (median_time(lambda: models[name](x), reps) * 1e3,
-                                          median_time(lambda: folded(x), reps) * 1e3)
+                                          median_time(lambda: folded[name](x), reps) * 1e3)
                 for threads in args.threads:
                     for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
                         pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]

@@ -120,9 +120,9 @@ class ConvTwist(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        taps = torch.cat([self.weight_x, self.weight_y])
         if torch.jit.is_tracing():  # plain ops for tracers (ONNX export of an unfolded model)
-            return _twist_reference(x, self.folded_kernel(), taps, self.bias, self.stride)
+            return _twist_reference(x, self.folded_kernel(), torch.cat([self.weight_x, self.weight_y]), self.bias,
+                                    self.stride)
         # autocast does not reach into an autograd.Function: cast to the autocast dtype here, as conv2d would
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         with torch.autocast(x.device.type, enabled=False):
@@ -132,7 +132,8 @@ class ConvTwist(nn.Module):
                 if bias is not None:
                     bias = torch.cat([bias, bias.new_zeros(2 * self.out_channels)])
                 return _StackedTwistConv.apply(x.to(dtype), kernel, bias, self.stride)
-            return _TwistConv.apply(x.to(dtype), self.folded_kernel().to(dtype), taps.to(dtype), bias, self.stride)
+            taps = torch.cat([self.weight_x, self.weight_y]).to(dtype)
+            return _TwistConv.apply(x.to(dtype), self.folded_kernel().to(dtype), taps, bias, self.stride)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, init_max={self.init_max}"

@@ -29,6 +29,24 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
     return folder
 
 
+def seed_and_ours(ni, nf, stride, seed=0, dtype=torch.float32):
+    """The seed's reference module with random kernels, and a ConvTwist loaded from its state dict."""
+    import copy
+
+    from convtwist_zoo import ConvTwist
+    from convtwist_zoo.seed_reference import SeedConvTwist
+    torch.manual_seed(seed)
+    ref = SeedConvTwist(ni, nf, stride).to(dtype)
+    # random (not just antisymmetric-at-init) kernels at Conv2d's scale: the seed antisymmetrises them in
+    # forward, we on load
+    with torch.no_grad():
+        for conv in (ref.conv, ref.conv_x, ref.conv_y):
+            conv.weight.normal_(0, (9 * ni) ** -0.5)
+    ours = ConvTwist(ni, nf, stride).to(dtype)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    return ref, ours
+
+
 @pytest.fixture(scope="session")
 def tiny_hub(tmp_path_factory):
     """A ``hub/``-style folder with one staged checkpoint ``convtwist_resnet18.tinyset`` and its spec."""

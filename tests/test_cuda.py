@@ -9,30 +9,17 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import make_image_folder
+from conftest import make_image_folder, seed_and_ours
 from convtwist_zoo import ConvTwist
 from convtwist_zoo.registry import create_model
-from convtwist_zoo.seed_reference import SeedConvTwist
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
 
 
-def _layer_pair(ni, nf, stride, seed=0):
-    """The seed's module with random kernels, and ConvTwist loaded from it, both in float64."""
-    torch.manual_seed(seed)
-    ref = SeedConvTwist(ni, nf, stride).double()
-    with torch.no_grad():
-        for conv in (ref.conv, ref.conv_x, ref.conv_y):
-            conv.weight.normal_(0, (9 * ni) ** -0.5)
-    ours = ConvTwist(ni, nf, stride).double()
-    ours.load_state_dict(ref.state_dict())
-    return ref, ours
-
-
 @pytest.mark.parametrize("ni,nf,stride,h,w", [(3, 5, 1, 7, 9), (4, 6, 2, 9, 7), (16, 8, 2, 16, 16)])
 def test_cuda_forward_and_grads_match_the_seed_in_float64(ni, nf, stride, h, w):
-    ref, ours = _layer_pair(ni, nf, stride)
+    ref, ours = seed_and_ours(ni, nf, stride, dtype=torch.float64)
     ref, ours = ref.to(CUDA), ours.to(CUDA)
     x = torch.randn(2, ni, h, w, dtype=torch.float64, device=CUDA)
     got, expected = ours(x), ref(x)

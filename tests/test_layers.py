@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from conftest import seed_and_ours
 from convtwist_zoo import ConvTwist, to_seed_state_dict, twistify
 from convtwist_zoo.layers import antisymmetric_kernel, twist_taps_from_kernel
 from convtwist_zoo.seed_reference import SeedConvTwist
@@ -52,19 +53,6 @@ def test_fused_kernels_build_where_a_compiler_exists():
     if shutil.which("c++") is None or shutil.which("ninja") is None:
         pytest.skip("no C++ compiler/ninja: the plain path is used")
     assert fused_kernels.load() is not None
-
-
-def seed_and_ours(ni, nf, stride, seed=0):
-    torch.manual_seed(seed)
-    ref = SeedConvTwist(ni, nf, stride)
-    # random (not just antisymmetric-at-init) kernels at Conv2d's scale: the seed antisymmetrises them in
-    # forward, we on load
-    with torch.no_grad():
-        for conv in (ref.conv, ref.conv_x, ref.conv_y):
-            conv.weight.normal_(0, (9 * ni) ** -0.5)
-    ours = ConvTwist(ni, nf, stride)
-    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
-    return ref, ours
 
 
 @pytest.mark.parametrize("ni,nf,stride,h,w", [

@@ -2,6 +2,8 @@
 // variant (`_StackedTwistConv`: one convolution with main, x and y kernels, then the grid combine).
 // Tensors are NHWC (channels_last); the tap differences are a matrix with one row per output pixel and columns
 // (tap, input channel). Each kernel is one pass over memory where plain PyTorch ops need several.
+#include <algorithm>
+
 #include <torch/extension.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -103,52 +105,33 @@ void for_each_pixel(int64_t N, int64_t HO, int64_t WO, const Fn& fn) {
   });
 }
 
-// out[p, f] += gx * tw[p, f] + gy * tw[p, F + f]
+// out[p, f] = base[p, f] + gx * tw[p, f] + gy * tw[p, F + f], a pixel's row being base_stride values long in base
+// and tw_stride in tw. The tap path adds in place (base = out, tw = the 2F-column twist matrix); the stacked path
+// reads all three from one 3F-channel convolution output (base = y, tw = y + F).
 template <typename T>
-void combine_kernel(T* out, const T* tw, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+void combine_kernel(const T* base, int64_t base_stride, const T* tw, int64_t tw_stride, T* out, int64_t N, int64_t F,
+                    int64_t HO, int64_t WO) {
   for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
+    const T* b = base + p * base_stride;
+    const T* a = tw + p * tw_stride;
     T* o = out + p * F;
-    const T* a = tw + p * 2 * F;
-    for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(o + f) + gx * ld(a + f) + gy * ld(a + F + f));
+    for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(b + f) + gx * ld(a + f) + gy * ld(a + F + f));
   });
 }
 
-// gt[p, f] = gx * g[p, f], gt[p, F + f] = gy * g[p, f]: the twist's gradient from the output's.
+// Its transpose, the twist's gradient from the output's: gt[p] = [gx * g[p], gy * g[p]], preceded by g[p] itself
+// when with_grad (the stacked path, whose convolution also made the main output).
 template <typename T>
-void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64_t WO) {
+void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64_t WO, bool with_grad) {
+  const int64_t stride = (with_grad ? 3 : 2) * F, offset = with_grad ? F : 0;
   for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
     const T* a = g + p * F;
-    T* o = gt + p * 2 * F;
+    T* o = gt + p * stride;
+    if (with_grad) std::copy(a, a + F, o);
     for (int64_t f = 0; f < F; ++f) {
       const acc_t<T> v = ld(a + f);
-      o[f] = static_cast<T>(gx * v);
-      o[F + f] = static_cast<T>(gy * v);
-    }
-  });
-}
-
-// Stacked layout (one convolution with 3F outputs: main, x twist, y twist):
-// out[p, f] = y[p, f] + gx * y[p, F + f] + gy * y[p, 2F + f].
-template <typename T>
-void combine3_kernel(const T* y, T* out, int64_t N, int64_t F, int64_t HO, int64_t WO) {
-  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
-    const T* a = y + p * 3 * F;
-    T* o = out + p * F;
-    for (int64_t f = 0; f < F; ++f) o[f] = static_cast<T>(ld(a + f) + gx * ld(a + F + f) + gy * ld(a + 2 * F + f));
-  });
-}
-
-// Its transpose: g3[p] = [g[p], gx * g[p], gy * g[p]].
-template <typename T>
-void grid_grad3_kernel(const T* g, T* g3, int64_t N, int64_t F, int64_t HO, int64_t WO) {
-  for_each_pixel<T>(N, HO, WO, [&](int64_t p, acc_t<T> gx, acc_t<T> gy) {
-    const T* a = g + p * F;
-    T* o = g3 + p * 3 * F;
-    for (int64_t f = 0; f < F; ++f) {
-      const acc_t<T> v = ld(a + f);
-      o[f] = a[f];
-      o[F + f] = static_cast<T>(gx * v);
-      o[2 * F + f] = static_cast<T>(gy * v);
+      o[offset + f] = static_cast<T>(gx * v);
+      o[offset + F + f] = static_cast<T>(gy * v);
     }
   });
 }
@@ -191,7 +174,8 @@ void twist_combine_(torch::Tensor& out, const torch::Tensor& tw) {
   const int64_t N = out.size(0), F = out.size(1), HO = out.size(2), WO = out.size(3);
   TORCH_CHECK(tw.numel() == N * HO * WO * 2 * F, "tw has the wrong size");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, out.scalar_type(), "twist_combine", [&] {
-    combine_kernel<scalar_t>(out.data_ptr<scalar_t>(), tw.data_ptr<scalar_t>(), N, F, HO, WO);
+    scalar_t* o = out.data_ptr<scalar_t>();
+    combine_kernel<scalar_t>(o, F, tw.data_ptr<scalar_t>(), 2 * F, o, N, F, HO, WO);
   });
 }
 
@@ -201,7 +185,7 @@ torch::Tensor twist_grid_grad(const torch::Tensor& grad) {
   const int64_t N = grad.size(0), F = grad.size(1), HO = grad.size(2), WO = grad.size(3);
   auto gt = torch::empty({N * HO * WO, 2 * F}, grad.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "twist_grid_grad", [&] {
-    grid_grad_kernel<scalar_t>(grad.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), N, F, HO, WO);
+    grid_grad_kernel<scalar_t>(grad.data_ptr<scalar_t>(), gt.data_ptr<scalar_t>(), N, F, HO, WO, false);
   });
   return gt;
 }
@@ -213,7 +197,8 @@ torch::Tensor twist_combine3(const torch::Tensor& y) {
   const int64_t N = y.size(0), F = y.size(1) / 3, HO = y.size(2), WO = y.size(3);
   auto out = torch::empty({N, F, HO, WO}, y.options().memory_format(at::MemoryFormat::ChannelsLast));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, y.scalar_type(), "twist_combine3", [&] {
-    combine3_kernel<scalar_t>(y.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, F, HO, WO);
+    const scalar_t* src = y.data_ptr<scalar_t>();
+    combine_kernel<scalar_t>(src, 3 * F, src + F, 3 * F, out.data_ptr<scalar_t>(), N, F, HO, WO);
   });
   return out;
 }
@@ -224,7 +209,7 @@ torch::Tensor twist_grid_grad3(const torch::Tensor& grad) {
   const int64_t N = grad.size(0), F = grad.size(1), HO = grad.size(2), WO = grad.size(3);
   auto g3 = torch::empty({N, 3 * F, HO, WO}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "twist_grid_grad3", [&] {
-    grid_grad3_kernel<scalar_t>(grad.data_ptr<scalar_t>(), g3.data_ptr<scalar_t>(), N, F, HO, WO);
+    grid_grad_kernel<scalar_t>(grad.data_ptr<scalar_t>(), g3.data_ptr<scalar_t>(), N, F, HO, WO, true);
   });
   return g3;
 }
