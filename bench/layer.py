@@ -4,7 +4,8 @@ stage shapes (batch 32), plus a model-level train step (fwd+bwd+SGD) of the Conv
     python bench/layer.py [--repeats 10] [--skip-models]
 
 Prints a table of ratios to Conv2d and writes bench/results/layer.json. The modules of a shape, and each model
-with its baseline, are timed in turns, so the ratios hold on a shared machine. Run it on an idle machine.
+with its baseline, are timed in turns, so the ratios hold on a shared machine. `convtwist_taps` columns run the layer
+on its 4-tap path everywhere, to show what the stacked path (bf16, few channels) gains. Run it on an idle machine.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import geomean, interleaved_median_times, print_table, write_json  # noqa: E402
 
-from convtwist_zoo import ConvTwist, create_model, fused_kernels  # noqa: E402
+from convtwist_zoo import ConvTwist, create_model, fused_kernels, layers  # noqa: E402
 from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
 
 SHAPES = [(64, 32, 1), (128, 16, 1), (256, 8, 1), (512, 4, 1), (128, 32, 2)]  # channels, size, stride
@@ -37,6 +38,17 @@ def _plain_path():
         fused_kernels._STATE["module"] = saved
 
 
+@contextlib.contextmanager
+def _taps_path():
+    """Run ConvTwist on its 4-tap path everywhere (no stacked convolution), to measure what the stacked one gains."""
+    saved = layers.STACKED_MAX_IN_CHANNELS
+    layers.STACKED_MAX_IN_CHANNELS = {}
+    try:
+        yield
+    finally:
+        layers.STACKED_MAX_IN_CHANNELS = saved
+
+
 def _autocast(dtype: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
 
@@ -48,13 +60,14 @@ def layer_rows(repeats: int) -> list[dict]:
             x = torch.randn(BATCH, ch, size, size).contiguous(memory_format=torch.channels_last)
             twist = ConvTwist(ch, ch, stride)
             modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": twist,
-                       "convtwist_plain": twist, "seed": SeedConvTwist(ch, ch, stride)}
+                       "convtwist_taps": twist, "convtwist_plain": twist, "seed": SeedConvTwist(ch, ch, stride)}
+            paths = {"convtwist_taps": _taps_path, "convtwist_plain": _plain_path}
             row = {"dtype": dtype, "shape": f"{ch}ch@{size} s{stride}"}
             fwds, fwd_bwds = [], []
             for name, m in modules.items():
                 m = m.to(memory_format=torch.channels_last)
                 xg = x.clone().requires_grad_()
-                path = _plain_path if name == "convtwist_plain" else contextlib.nullcontext
+                path = paths.get(name, contextlib.nullcontext)
 
                 def fwd(m=m, path=path):
                     with torch.no_grad(), _autocast(dtype), path():
@@ -66,17 +79,18 @@ def layer_rows(repeats: int) -> list[dict]:
                     y.float().sum().backward()
                 fwds.append(fwd)
                 fwd_bwds.append(fwd_bwd)
-            # the four modules timed in turns, so a slow spell of the machine hits all of them
+            # the modules timed in turns, so a slow spell of the machine hits all of them
             for name, t in zip(modules, interleaved_median_times(fwds, repeats)):
                 row[f"{name}_fwd_ms"] = t * 1e3
             for name, t in zip(modules, interleaved_median_times(fwd_bwds, repeats)):
                 row[f"{name}_fwdbwd_ms"] = t * 1e3
-            for name in ("convtwist", "convtwist_plain", "seed"):
+            for name in ("convtwist", "convtwist_taps", "convtwist_plain", "seed"):
                 row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
                 row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
             rows.append(row)
-            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "convtwist_plain_fwdbwd_x",
-                                                "seed_fwd_x", "seed_fwdbwd_x", "conv2d_fwdbwd_ms"])
+            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "convtwist_taps_fwdbwd_x",
+                                                "convtwist_plain_fwdbwd_x", "seed_fwd_x", "seed_fwdbwd_x",
+                                                "conv2d_fwdbwd_ms"])
     return rows
 
 
@@ -85,26 +99,27 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     for depth in (18, 50):
-        names, steps = (f"resnet{depth}", f"convtwist_resnet{depth}"), []
-        for name in names:
+        # the ConvTwist model twice: as it runs, and on the taps alone (what the stacked path gains)
+        runs = {"plain": (f"resnet{depth}", contextlib.nullcontext), "convtwist": (f"convtwist_resnet{depth}",
+                contextlib.nullcontext), "taps": (f"convtwist_resnet{depth}", _taps_path)}
+        steps = []
+        for name, path in runs.values():
             model = create_model(name).to(memory_format=torch.channels_last).train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-            def step(model=model, opt=opt):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+            def step(model=model, opt=opt, path=path):
+                with torch.autocast("cpu", dtype=torch.bfloat16), path():
                     loss = nn.functional.cross_entropy(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             steps.append(step)
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
-        times = dict(zip(names, interleaved_median_times(steps, repeats, warmup=2)))
+        times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
         rows.append({"model": f"convtwist_resnet{depth} vs resnet{depth}", "dtype": "bf16", "batch": batch,
-                     "image": size, "plain_ms": times[f"resnet{depth}"] * 1e3,
-                     "convtwist_ms": times[f"convtwist_resnet{depth}"] * 1e3,
-                     "ratio": times[f"convtwist_resnet{depth}"] / times[f"resnet{depth}"],
-                     "convtwist_img_s": batch / times[f"convtwist_resnet{depth}"],
-                     "plain_img_s": batch / times[f"resnet{depth}"]})
+                     "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
+                     "ratio": times["convtwist"] / times["plain"], "taps_only_ratio": times["taps"] / times["plain"],
+                     "convtwist_img_s": batch / times["convtwist"], "plain_img_s": batch / times["plain"]})
         print_table([rows[-1]], list(rows[-1]))
     return rows
 
@@ -123,6 +138,7 @@ def main() -> None:
             "convtwist_fwdbwd_geomean_x": geomean(r["convtwist_fwdbwd_x"] for r in sel),
             "convtwist_fwdbwd_max_x": max(r["convtwist_fwdbwd_x"] for r in sel),
             "convtwist_fwd_geomean_x": geomean(r["convtwist_fwd_x"] for r in sel),
+            "convtwist_taps_fwdbwd_geomean_x": geomean(r["convtwist_taps_fwdbwd_x"] for r in sel),
             "convtwist_plain_fwdbwd_geomean_x": geomean(r["convtwist_plain_fwdbwd_x"] for r in sel),
             "seed_fwdbwd_geomean_x": geomean(r["seed_fwdbwd_x"] for r in sel),
             "seed_fwd_geomean_x": geomean(r["seed_fwd_x"] for r in sel)}

@@ -34,16 +34,20 @@ def rows() -> list[tuple[str, str, str, str]]:
         t = layer["targets"]
         for dtype in ("fp32", "bf16"):
             s = layer["summary"][dtype]
+            taps = s.get("convtwist_taps_fwdbwd_geomean_x")
+            taps = f"; 4-tap path only {taps:.2f}x" if taps else ""
             out.append((f"ConvTwist fwd+bwd / Conv2d, geomean of 5 shapes, {dtype} (bench/layer.py, {when})",
-                        f"{s['convtwist_fwdbwd_geomean_x']:.2f}x (max {s['convtwist_fwdbwd_max_x']:.2f}x; plain-PyTorch "
-                        f"path {s['convtwist_plain_fwdbwd_geomean_x']:.2f}x; seed module {s['seed_fwdbwd_geomean_x']:.2f}x)",
+                        f"{s['convtwist_fwdbwd_geomean_x']:.2f}x (max {s['convtwist_fwdbwd_max_x']:.2f}x{taps}; "
+                        f"plain-PyTorch path {s['convtwist_plain_fwdbwd_geomean_x']:.2f}x; seed module "
+                        f"{s['seed_fwdbwd_geomean_x']:.2f}x)",
                         f"<= {t['fwdbwd_geomean_x']}x, max <= {t['fwdbwd_max_x']}x",
                         "yes" if s["convtwist_fwdbwd_geomean_x"] <= t["fwdbwd_geomean_x"]
                         and s["convtwist_fwdbwd_max_x"] <= t["fwdbwd_max_x"] else "**no**"))
         for m in layer["models"]:
             target = t["resnet18_ratio"] if "18" in m["model"] else t["resnet50_ratio"]
             out.append((f"train step {m['model']}, bf16, batch {m['batch']}, {m['image']}px (bench/layer.py)",
-                        f"{m['ratio']:.2f}x ({m['convtwist_img_s']:.0f} vs {m['plain_img_s']:.0f} img/s)",
+                        f"{m['ratio']:.2f}x ({m['convtwist_img_s']:.0f} vs {m['plain_img_s']:.0f} img/s"
+                        + (f"; 4-tap path only {m['taps_only_ratio']:.2f}x" if "taps_only_ratio" in m else "") + ")",
                         f"<= {target}x", _met(m["ratio"], target)))
     train = _load("train")
     if train:
