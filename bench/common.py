@@ -40,10 +40,29 @@ def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3) -> l
     return [statistics.median(t) for t in times]
 
 
+def cpu_model() -> str:
+    """The CPU's name with its family/model numbers from /proc/cpuinfo ("AMD EPYC, family 25 model 17"): this
+    project's machine is not always the same host, and the microarchitecture moves the ratios."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        return f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """fp32 matmul throughput on all threads: one number for the host's speed, so that results from different hosts
+    can be told apart."""
+    a = torch.randn(n, n)
+    seconds = median_time(lambda: a @ a, repeats=repeats)
+    return 2 * n ** 3 / seconds / 1e9
+
+
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    return {"cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(), "cores": os.cpu_count(),
+            "gemm_fp32_gflops": round(gemm_gflops()), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

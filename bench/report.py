@@ -72,9 +72,24 @@ def rows() -> list[tuple[str, str, str, str]]:
     return out
 
 
+def hosts() -> list[str]:
+    """Which host measured each results file (the machine is not always the same host, and the ratios move with
+    it); files from before the host was recorded say so."""
+    out = []
+    for name in ("layer", "train", "onnx"):
+        result = _load(name)
+        if result:
+            m = result["machine"]
+            host = (f"{m['cpu_model']}, fp32 GEMM {m['gemm_fp32_gflops']} GFLOP/s" if "cpu_model" in m
+                    else "host not recorded")
+            out.append(f"bench/{name}.py ({m['date']}): {host}")
+    return out
+
+
 def table() -> str:
     lines = ["| measurement | value | target | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows()]
+    lines += ["", "Hosts: " + "; ".join(hosts()) + "."]
     return "\n".join(lines)
 
 

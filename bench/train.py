@@ -3,13 +3,14 @@
     CONVTWIST_DATA=../shared/data python bench/train.py [--steps 20] [--models resnet18 convtwist_resnet18 ...]
 
 Measures (1) the DataLoader alone (decode + RandomResizedCrop + flip to uint8, the training configuration: 1 worker;
-batches are normalised in the step), (2) the model's train step on a fixed batch, (3) the full loop (loader + step)
-and reports the share of step time the input costs. Prints a table and writes bench/results/train.json. Run it on an
+batches are normalised in the step), (2) the model's train step on a fixed batch, (3) the full loop (loader + step),
+(2) and (3) in turns, and reports the share of step time the input costs. Prints a table and writes bench/results/train.json. Run it on an
 idle machine.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,10 +43,37 @@ def images_per_s_loader(loader: DataLoader, steps: int) -> float:
     return steps * loader.batch_size / (time.perf_counter() - t0)
 
 
+def endless(loader: DataLoader):
+    """Batches from ``loader``, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def loop_and_compute_times(compute_step, loop_step, rounds: int, steps: int) -> tuple[float, float]:
+    """Seconds per step of the model alone (a fixed batch) and of the loader + model, timed in turns (rounds of
+    ``steps`` each), median over rounds. The steps where the worker's prefetch queue is refilled (first compute step)
+    or drained (first two loop steps: batches made during the compute round) are run untimed, so that neither
+    number absorbs the other's input work."""
+    compute, loop = [], []
+    for _ in range(rounds):
+        compute_step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            compute_step()
+        compute.append((time.perf_counter() - t0) / steps)
+        loop_step(), loop_step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loop_step()
+        loop.append((time.perf_counter() - t0) / steps)
+    return statistics.median(compute), statistics.median(loop)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="imagenette")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per model and kind (ResNet-50s: half)")
+    parser.add_argument("--rounds", type=int, default=4, help="turns of model-alone and loader+model timing")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=1)
@@ -72,19 +100,9 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        for _ in range(2):
-            step(fixed_x, fixed_y)
-        n = max(3, args.steps // (4 if "50" in name else 2))
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step(fixed_x, fixed_y)
-        compute = (time.perf_counter() - t0) / n
-        it = iter(loader)
-        step(*next(it))
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step(*next(it))
-        full = (time.perf_counter() - t0) / n
+        batches = endless(loader)
+        compute, full = loop_and_compute_times(lambda: step(fixed_x, fixed_y), lambda: step(*next(batches)),
+                                               args.rounds, max(2, args.steps // (8 if "50" in name else 4)))
         rows.append({"model": name, "step_ms": compute * 1e3, "loop_ms": full * 1e3,
                      "train_img_s": args.batch_size / full, "input_share_pct": max(0.0, (full - compute) / full * 100),
                      "epoch_min": 9469 / (args.batch_size / full) / 60})

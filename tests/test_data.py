@@ -4,6 +4,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +154,39 @@ def test_eval_transform_resize_crop_and_rotation():
 def test_shared_archives_are_found():
     for name in ("imagenette", "imagewoof"):
         assert data_lib.find_archive(data_lib.DATASETS[name], SHARED_DATA).suffix == ".tgz"
+
+
+def test_training_images_decode_like_pil_and_crop_within_one_grey_level(image_folder, tmp_path):
+    """The training split decodes with TorchCodec and crops tensors: decoding equals PIL's bit for bit, and the
+    seeded crops are the ones the PIL path of the published runs made, within one grey level (resampling rounding)."""
+    from PIL import Image
+    from torchvision.datasets.folder import pil_loader
+    from torchvision.transforms.v2.functional import pil_to_tensor
+    asset = Path(data_lib.__file__).parent / "assets" / "tench.jpg"
+    noisy = np.asarray(Image.open(image_folder / "train" / "c0" / "c0_0.png").resize((96, 80)))
+    Image.fromarray(noisy).save(tmp_path / "noisy.jpg", quality=90)
+    Image.fromarray(noisy).save(tmp_path / "noisy.bmp")  # a format TorchCodec does not read: PIL's path
+    Image.fromarray(noisy[..., 0]).save(tmp_path / "grey.png")
+    for path in (asset, tmp_path / "noisy.jpg", tmp_path / "noisy.bmp", tmp_path / "grey.png"):
+        ours = data_lib.read_image(str(path))
+        assert ours.dtype == torch.uint8 and ours.shape[0] == 3
+        assert torch.equal(ours, pil_to_tensor(pil_loader(str(path)))), path
+    train, val, _, _ = data_lib.build_datasets(str(image_folder))
+    assert isinstance(val[0][0], Image.Image)  # evaluation keeps PIL's resize, as the published metrics used
+    tf = data_lib.train_transform(32, normalize=False)
+    worst = []
+    for i, (path, _) in enumerate(train.samples + [(str(asset), 0), (str(tmp_path / "noisy.jpg"), 0)]):
+        torch.manual_seed(i)
+        ours = tf(data_lib.read_image(path))
+        torch.manual_seed(i)
+        published = tf(pil_loader(path))
+        assert ours.shape == published.shape == (3, 32, 32)
+        worst.append((ours.int() - published.int()).abs().max().item())
+    assert max(worst) <= 1 and sum(worst) > 0  # rounding differs somewhere; nowhere by more than one level
+
+
+def test_unreadable_training_image_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with pytest.raises(OSError, match="broken.jpg.*Remove or replace"):
+        data_lib.read_image(str(bad))
