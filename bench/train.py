@@ -1,11 +1,11 @@
 """Input pipeline alone vs a training step, per model, at 128px bf16 batch 64 on the real Imagenette archive.
 
-    CONVTWIST_DATA=../shared/data python bench/train.py [--steps 20] [--models resnet18 convtwist_resnet18 ...]
+    CONVTWIST_DATA=../shared/data python bench/train.py [--steps 40] [--models resnet18 convtwist_resnet18 ...]
 
 Measures (1) the DataLoader alone (decode + RandomResizedCrop + flip to uint8, the training configuration: 1 worker;
 batches are normalised in the step), (2) the model's train step on a fixed batch, (3) the full loop (loader + step),
-(2) and (3) in turns, and reports the share of step time the input costs. Prints a table and writes bench/results/train.json. Run it on an
-idle machine.
+(2) and (3) in turns, and reports the share of step time the input costs. Prints a table and writes
+bench/results/train.json. Run it on an idle machine.
 """
 from __future__ import annotations
 

@@ -229,7 +229,8 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
     lines += verdicts or ["No pair is complete yet."]
     lines += ["", "## Replicates and recipe probes", "",
               "Runs beside the checkpoints, kept as training logs only (`docs/runs/`): another seed of a checkpoint "
-              "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe. Top-1 "
+              "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe; a "
+              "pipeline check trains a checkpoint's recipe again after a change to the input code. Top-1 "
               "here is the training log's (bf16 eval after the last epoch), compared with the same number from the "
               "checkpoint's own log.", ""] + _extra_run_rows(info, extra or [])
     lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",

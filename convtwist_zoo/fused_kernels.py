@@ -16,7 +16,9 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["load", "SOURCE"]
+import torch
+
+__all__ = ["load", "loaded", "SOURCE"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
 _STATE: dict = {}
@@ -55,9 +57,10 @@ def _build_dir() -> Path:
 
 
 def load():
-    """The compiled kernels module, or ``None`` when they are disabled or cannot be built (warns once)."""
-    if "module" in _STATE:
-        return _STATE["module"]
+    """The compiled kernels (``torch.ops.convtwist_zoo``), or ``None`` when they are disabled or cannot be built (warns
+    once). Building happens outside torch.compile's tracing: while compiling, this is `loaded`."""
+    if "module" in _STATE or torch.compiler.is_compiling():
+        return _STATE.get("module")
     module = None
     if os.environ.get("CONVTWIST_ZOO_FUSED", "1") != "0":
         # importing cpp_extension logs a warning about CUDA_HOME on CPU-only machines; it builds CPU code only
@@ -65,12 +68,56 @@ def load():
         try:
             from torch.utils.cpp_extension import load as load_extension
             build = _build_dir()
-            module = load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / SOURCE.name)],
-                                    extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                                    extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+            load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / SOURCE.name)],
+                           extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                           build_directory=str(build), verbose=False, is_python_module=False)
+            _register_fakes()
+            module = torch.ops.convtwist_zoo
         except Exception as e:  # no compiler, no ninja, read-only cache...
             warnings.warn(f"ConvTwist: could not build the fused CPU kernels ({type(e).__name__}: {e}); using the "
                           "plain PyTorch path (same results, about 2x slower on CPU). Install a C++ compiler and "
                           "ninja to enable them, or set CONVTWIST_ZOO_FUSED=0 to silence this.", stacklevel=2)
     _STATE["module"] = module
     return module
+
+
+def loaded():
+    """The kernels if `load` has built them in this process, else ``None`` (never builds)."""
+    return _STATE.get("module")
+
+
+def _out_hw(h, w, stride):
+    return (h - 1) // stride + 1, (w - 1) // stride + 1
+
+
+def _register_fakes() -> None:
+    """Output shapes of the operators for torch.compile's tracing (the C++ side holds the arithmetic)."""
+    lib = "convtwist_zoo::"
+
+    @torch.library.register_fake(lib + "twist_diffs")
+    def _(x, stride):
+        ho, wo = _out_hw(x.shape[2], x.shape[3], stride)
+        return x.new_empty((x.shape[0] * ho * wo, 4 * x.shape[1]))
+
+    @torch.library.register_fake(lib + "twist_scatter_add_")
+    def _(grad_x, g, stride):
+        return None
+
+    @torch.library.register_fake(lib + "twist_combine_")
+    def _(out, tw):
+        return None
+
+    @torch.library.register_fake(lib + "twist_grid_grad")
+    def _(grad):
+        return grad.new_empty((grad.shape[0] * grad.shape[2] * grad.shape[3], 2 * grad.shape[1]))
+
+    @torch.library.register_fake(lib + "twist_combine3")
+    def _(y):
+        n, f3, ho, wo = y.shape
+        return torch.empty((n, f3 // 3, ho, wo), dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
+
+    @torch.library.register_fake(lib + "twist_grid_grad3")
+    def _(grad):
+        n, f, ho, wo = grad.shape
+        return torch.empty((n, 3 * f, ho, wo), dtype=grad.dtype, device=grad.device,
+                           memory_format=torch.channels_last)

@@ -120,7 +120,10 @@ class ConvTwist(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        if torch.jit.is_tracing():  # plain ops for tracers (ONNX export of an unfolded model)
+        # plain ops for tracers (ONNX export of an unfolded model) and for torch.compile without the CPU kernels
+        # (its tracer cannot follow the plain path's writes into views; it fuses the plain ops itself)
+        if torch.jit.is_tracing() or (torch.compiler.is_compiling() and not (
+                x.device.type == "cpu" and fused_kernels.loaded() is not None)):
             return _twist_reference(x, self.folded_kernel(), torch.cat([self.weight_x, self.weight_y]), self.bias,
                                     self.stride)
         # autocast does not reach into an autograd.Function: cast to the autocast dtype here, as conv2d would
@@ -141,9 +144,10 @@ class ConvTwist(nn.Module):
 
 
 # Largest input-channel count, per dtype, at which one convolution with 3*nf outputs (main, x and y kernels stacked)
-# beats the 4-tap path on a CPU: oneDNN's bf16 convolution is far from compute-bound at few channels, so the extra
+# beats the 4-tap path on a CPU: where oneDNN's bf16 convolution is far from compute-bound at few channels, the extra
 # outputs cost little, while the tap path's difference matrix is memory-bound (64ch@32, batch 32, fwd+bwd: 18 ms
-# against 30 ms). At 128 channels the two tie; in fp32 and beyond, the taps' 17/9 of the MACs win.
+# against 30 ms on the host that set this). At 128 channels the two tie; in fp32 and beyond, the taps' 17/9 of the
+# MACs win. On a Zen 4 host, where the convolution already runs at the bf16 peak, the paths tie at 64 channels.
 STACKED_MAX_IN_CHANNELS = {torch.bfloat16: 64}
 
 

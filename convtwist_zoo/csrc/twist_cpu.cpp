@@ -156,7 +156,7 @@ torch::Tensor twist_diffs(const torch::Tensor& x, int64_t stride) {
 }
 
 // grad_x (N, C, H, W) channels_last, updated in place with the transpose of twist_diffs applied to g
-void twist_scatter_add_(torch::Tensor& grad_x, const torch::Tensor& g, int64_t stride) {
+void twist_scatter_add_(const torch::Tensor& grad_x, const torch::Tensor& g, int64_t stride) {
   check_nhwc(grad_x, "grad_x");
   TORCH_CHECK(g.is_contiguous() && g.scalar_type() == grad_x.scalar_type(), "g must be contiguous, same dtype");
   const int64_t N = grad_x.size(0), C = grad_x.size(1), H = grad_x.size(2), W = grad_x.size(3);
@@ -168,7 +168,7 @@ void twist_scatter_add_(torch::Tensor& grad_x, const torch::Tensor& g, int64_t s
 }
 
 // out (N, F, HO, WO) channels_last += grids * twist (N*HO*WO, 2F)
-void twist_combine_(torch::Tensor& out, const torch::Tensor& tw) {
+void twist_combine_(const torch::Tensor& out, const torch::Tensor& tw) {
   check_nhwc(out, "out");
   TORCH_CHECK(tw.is_contiguous() && tw.scalar_type() == out.scalar_type(), "tw must be contiguous, same dtype");
   const int64_t N = out.size(0), F = out.size(1), HO = out.size(2), WO = out.size(3);
@@ -214,11 +214,22 @@ torch::Tensor twist_grid_grad3(const torch::Tensor& grad) {
   return g3;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("twist_diffs", &twist_diffs, "tap differences (NHWC)");
-  m.def("twist_scatter_add_", &twist_scatter_add_, "transpose of twist_diffs, added in place");
-  m.def("twist_combine_", &twist_combine_, "out += gx*Tx + gy*Ty");
-  m.def("twist_grid_grad", &twist_grid_grad, "[gx*grad, gy*grad]");
-  m.def("twist_combine3", &twist_combine3, "y_main + gx*y_x + gy*y_y from a 3F-channel convolution");
-  m.def("twist_grid_grad3", &twist_grid_grad3, "[grad, gx*grad, gy*grad] (NHWC, 3F channels)");
+// Registered as torch operators (torch.ops.convtwist_zoo.*), not as a Python module, so that torch.compile can
+// trace them (their shape functions are in fused_kernels.py).
+TORCH_LIBRARY(convtwist_zoo, m) {
+  m.def("twist_diffs(Tensor x, int stride) -> Tensor");                    // tap differences (NHWC)
+  m.def("twist_scatter_add_(Tensor(a!) grad_x, Tensor g, int stride) -> ()");  // transpose of twist_diffs, added
+  m.def("twist_combine_(Tensor(a!) out, Tensor tw) -> ()");               // out += gx*Tx + gy*Ty
+  m.def("twist_grid_grad(Tensor grad) -> Tensor");                       // [gx*grad, gy*grad]
+  m.def("twist_combine3(Tensor y) -> Tensor");                           // y_main + gx*y_x + gy*y_y
+  m.def("twist_grid_grad3(Tensor grad) -> Tensor");                      // [grad, gx*grad, gy*grad]
+}
+
+TORCH_LIBRARY_IMPL(convtwist_zoo, CPU, m) {
+  m.impl("twist_diffs", &twist_diffs);
+  m.impl("twist_scatter_add_", &twist_scatter_add_);
+  m.impl("twist_combine_", &twist_combine_);
+  m.impl("twist_grid_grad", &twist_grid_grad);
+  m.impl("twist_combine3", &twist_combine3);
+  m.impl("twist_grid_grad3", &twist_grid_grad3);
 }
