@@ -25,18 +25,27 @@ def median_time(fn, repeats: int = 10, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3) -> list[float]:
+def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3, block: int = 1,
+                             pause: float = 0.0) -> list[float]:
     """Median wall time of each of ``fns``, timed in turns (a, b, a, b, ...) so that a slow spell of a shared
-    machine hits every contender alike: the ratios stay meaningful even when the absolute times drift."""
+    machine hits every contender alike: the ratios stay meaningful even when the absolute times drift.
+
+    With ``block`` > 1 each turn is ``block`` timed calls after one untimed call, with ``pause`` seconds before it:
+    for contenders that keep threads spinning after a call (ONNX Runtime sessions), which would otherwise slow the
+    next contender's call (measured: 2x at batch 1 on two cores)."""
     for fn in fns:
         for _ in range(warmup):
             fn()
     times = [[] for _ in fns]
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // block)):
         for fn, bucket in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - t0)
+            if block > 1:
+                time.sleep(pause)
+                fn()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                bucket.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
 
 

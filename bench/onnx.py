@@ -6,7 +6,9 @@ repeats, one process).
 
 Prints a table and writes bench/results/onnx.json, with the ConvTwist/plain ratios in ONNX Runtime against the
 targets (convtwist_resnet50 <= 1.5x resnet50, convtwist_resnet18 <= 2.0x resnet18). Each ConvTwist model is timed
-in ONNX Runtime in turns with its baseline, so the ratios hold on a shared machine. Run it on an idle machine.
+in ONNX Runtime in turns with its baseline, so the ratios hold on a shared machine: in blocks of calls with a pause
+between them, because a session's threads spin after each call and slow whichever session runs next. Run it on an
+idle machine.
 """
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ def main() -> None:
                     for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
                         pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]
                         times = interleaved_median_times(
-                            [lambda s=sessions[n, threads]: s.run(None, {"image": xn}) for n in pair], reps)
+                            [lambda s=sessions[n, threads]: s.run(None, {"image": xn}) for n in pair], reps,
+                            block=5 if batch == 1 else 2, pause=0.05)
                         for name, t in zip(pair, times):
                             rows.append({"model": name, "size": size, "batch": batch, "threads": threads,
                                          "eager_ms": torch_ms[name][0], "folded_ms": torch_ms[name][1],
