@@ -102,7 +102,7 @@ def main() -> None:
             opt.step()
         batches = endless(loader)
         compute, full = loop_and_compute_times(lambda: step(fixed_x, fixed_y), lambda: step(*next(batches)),
-                                               args.rounds, max(2, args.steps // (8 if "50" in name else 4)))
+                                               args.rounds, max(2, args.steps // args.rounds // (2 if "50" in name else 1)))
         rows.append({"model": name, "step_ms": compute * 1e3, "loop_ms": full * 1e3,
                      "train_img_s": args.batch_size / full, "input_share_pct": max(0.0, (full - compute) / full * 100),
                      "epoch_min": 9469 / (args.batch_size / full) / 60})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load", "loaded", "SOURCE"]
+__all__ = ["load", "SOURCE"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
 _STATE: dict = {}
@@ -58,7 +58,7 @@ def _build_dir() -> Path:
 
 def load():
     """The compiled kernels (``torch.ops.convtwist_zoo``), or ``None`` when they are disabled or cannot be built (warns
-    once). Building happens outside torch.compile's tracing: while compiling, this is `loaded`."""
+    once). torch.compile's tracing never builds: it gets the kernels only if an eager call built them before."""
     if "module" in _STATE or torch.compiler.is_compiling():
         return _STATE.get("module")
     module = None
@@ -79,11 +79,6 @@ def load():
                           "ninja to enable them, or set CONVTWIST_ZOO_FUSED=0 to silence this.", stacklevel=2)
     _STATE["module"] = module
     return module
-
-
-def loaded():
-    """The kernels if `load` has built them in this process, else ``None`` (never builds)."""
-    return _STATE.get("module")
 
 
 def _out_hw(h, w, stride):

@@ -122,8 +122,7 @@ class ConvTwist(nn.Module):
         self._check_input(x)
         # plain ops for tracers (ONNX export of an unfolded model) and for torch.compile without the CPU kernels
         # (its tracer cannot follow the plain path's writes into views; it fuses the plain ops itself)
-        if torch.jit.is_tracing() or (torch.compiler.is_compiling() and not (
-                x.device.type == "cpu" and fused_kernels.loaded() is not None)):
+        if torch.jit.is_tracing() or (torch.compiler.is_compiling() and _cpu_kernels(x) is None):
             return _twist_reference(x, self.folded_kernel(), torch.cat([self.weight_x, self.weight_y]), self.bias,
                                     self.stride)
         # autocast does not reach into an autograd.Function: cast to the autocast dtype here, as conv2d would
@@ -151,9 +150,14 @@ class ConvTwist(nn.Module):
 STACKED_MAX_IN_CHANNELS = {torch.bfloat16: 64}
 
 
+def _cpu_kernels(x: torch.Tensor):
+    """The fused kernels for ``x``: built on first use for a CPU tensor (while compiling, only if built before), None
+    on other devices or without a compiler."""
+    return fused_kernels.load() if x.device.type == "cpu" else None
+
+
 def _stacked_is_faster(x: torch.Tensor, dtype: torch.dtype, in_channels: int, stride: int) -> bool:
-    return (x.device.type == "cpu" and stride == 1 and in_channels <= STACKED_MAX_IN_CHANNELS.get(dtype, 0)
-            and fused_kernels.load() is not None)
+    return (stride == 1 and in_channels <= STACKED_MAX_IN_CHANNELS.get(dtype, 0) and _cpu_kernels(x) is not None)
 
 
 def _tap_slices(ho: int, wo: int, stride: int):
@@ -187,7 +191,7 @@ class _TwistConv(torch.autograd.Function):
         nf, ntaps = main_kernel.shape[0], len(TWIST_TAPS)
         ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
         a_mat = taps.transpose(1, 2).reshape(2 * nf, ntaps * ni)
-        kernels = fused_kernels.load() if x.device.type == "cpu" else None
+        kernels = _cpu_kernels(x)
         if kernels is not None:  # one pass per step, NHWC throughout
             x = x.contiguous(memory_format=torch.channels_last)
         out = F.conv2d(x, main_kernel, bias, stride, 1)
