@@ -42,7 +42,9 @@ class TrainConfig:
     data_dir: str | None = None         # where the archives are (else $CONVTWIST_DATA)
     out: str = "runs/default"
     epochs: int = 20
-    image_size: int = 128
+    image_size: int = 128               # the model's input size: evaluation and the published config
+    train_image_size: int = 0           # RandomResizedCrop size (0 = image_size); smaller trains faster and
+                                        # matches apparent object sizes at test (torchvision's train-crop-size)
     batch_size: int = 64                # global batch, split over processes
     optimizer: str = "radam"            # radam (decoupled wd) | sgd (nesterov) | adamw
     lr: float = 4e-3                    # peak learning rate at batch_size 64; scaled linearly with the batch
@@ -105,7 +107,8 @@ def load_checkpoint(path: Path) -> dict:
 def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
     """Refuse to resume a run whose model, data or classes differ from the one on disk."""
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {getattr(cfg, k)!r}"
-             for k in ("model", "data", "image_size", "noise", "seed", "batch_size") if saved.get(k) != getattr(cfg, k)]
+             for k in ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size")
+             if saved.get(k, getattr(TrainConfig, k)) != getattr(cfg, k)]
     if list(saved.get("class_ids", [])) != list(class_ids):
         diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")
     if diffs:
@@ -222,9 +225,9 @@ def train(cfg: TrainConfig) -> dict:
     train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
     num_classes = len(class_ids)
     # uint8 out of the workers, normalised per batch in the loop (normalize_batch)
-    train_set = data_lib.SeededTransformDataset(
-        train_base, data_lib.train_transform(cfg.image_size, min_scale=cfg.min_scale, augment=cfg.augment,
-                                             normalize=False), cfg.seed)
+    train_tf = data_lib.train_transform(cfg.train_image_size or cfg.image_size, min_scale=cfg.min_scale,
+                                        augment=cfg.augment, normalize=False)
+    train_set = data_lib.SeededTransformDataset(train_base, train_tf, cfg.seed)
     val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct, normalize=False)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)

@@ -88,6 +88,28 @@ def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
 
 
+def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(image_folder, tmp_path, monkeypatch):
+    import convtwist_zoo.train as train_mod
+    seen = {True: set(), False: set()}  # model.training -> input sizes
+
+    def recording_create_model(*args, **kwargs):
+        model = train_mod.create_model.__wrapped__(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen[m.training].add(tuple(inp[0].shape[-2:])))
+        return model
+
+    recording_create_model.__wrapped__ = train_mod.create_model
+    monkeypatch.setattr(train_mod, "create_model", recording_create_model)
+    out = tmp_path / "run"
+    cfg = {**TINY, "epochs": 1, "image_size": 64}
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), train_image_size=32, **cfg))
+    assert seen == {True: {(32, 32)}, False: {(64, 64)}}
+    config = json.loads((out / "config.json").read_text())
+    assert config["input_size"] == [3, 64, 64] and config["recipe"]["train_image_size"] == 32
+    with pytest.raises(CheckpointError, match="train_image_size: checkpoint 32, now 48"):
+        train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), train_image_size=48, resume=True,
+                          **{**cfg, "epochs": 2}))
+
+
 def test_finetune_from_a_run_gets_a_new_head(image_folder, tmp_path):
     first = tmp_path / "first"
     train(TrainConfig(model="resnet18", data=str(image_folder), out=str(first), **{**TINY, "epochs": 1}))
