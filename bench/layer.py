@@ -5,7 +5,9 @@ stage shapes (batch 32), plus a model-level train step (fwd+bwd+SGD) of the Conv
 
 Prints a table of ratios to Conv2d and writes bench/results/layer.json. The modules of a shape, and each model
 with its baseline, are timed in turns, so the ratios hold on a shared machine. `convtwist_taps` columns run the layer
-on its 4-tap path everywhere, to show what the stacked path (bf16, few channels) gains. Run it on an idle machine.
+on its 4-tap path everywhere, to show what the stacked path (bf16, few channels) gains; `plain_prep` builds the
+layers' kernels from their parameters with tensor ops, to show what the one-pass C++ preparation gains. Run it on an
+idle machine.
 """
 from __future__ import annotations
 
@@ -47,6 +49,17 @@ def _taps_path():
         yield
     finally:
         layers.STACKED_MAX_IN_CHANNELS = saved
+
+
+@contextlib.contextmanager
+def _plain_kernel_prep():
+    """Build the layer's kernels from its parameters with tensor ops instead of the one-pass C++ operator."""
+    saved = ConvTwist._compute_kernels
+    ConvTwist._compute_kernels = lambda self, x, dtype, stacked: self._plain_kernels(dtype, stacked)
+    try:
+        yield
+    finally:
+        ConvTwist._compute_kernels = saved
 
 
 def _autocast(dtype: str):
@@ -99,9 +112,11 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     for depth in (18, 50):
-        # the ConvTwist model twice: as it runs, and on the taps alone (what the stacked path gains)
+        # the ConvTwist model as it runs, on the taps alone (what the stacked path gains), and with its kernels
+        # built by tensor ops (what the one-pass C++ preparation gains)
         runs = {"plain": (f"resnet{depth}", contextlib.nullcontext), "convtwist": (f"convtwist_resnet{depth}",
-                contextlib.nullcontext), "taps": (f"convtwist_resnet{depth}", _taps_path)}
+                contextlib.nullcontext), "taps": (f"convtwist_resnet{depth}", _taps_path),
+                "plain_prep": (f"convtwist_resnet{depth}", _plain_kernel_prep)}
         steps = []
         for name, path in runs.values():
             model = create_model(name).to(memory_format=torch.channels_last).train()
@@ -119,6 +134,7 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
         rows.append({"model": f"convtwist_resnet{depth} vs resnet{depth}", "dtype": "bf16", "batch": batch,
                      "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
                      "ratio": times["convtwist"] / times["plain"], "taps_only_ratio": times["taps"] / times["plain"],
+                     "plain_prep_ratio": times["plain_prep"] / times["plain"],
                      "convtwist_img_s": batch / times["convtwist"], "plain_img_s": batch / times["plain"]})
         print_table([rows[-1]], list(rows[-1]))
     return rows

@@ -47,7 +47,9 @@ def rows() -> list[tuple[str, str, str, str]]:
             target = t["resnet18_ratio"] if "18" in m["model"] else t["resnet50_ratio"]
             out.append((f"train step {m['model']}, bf16, batch {m['batch']}, {m['image']}px (bench/layer.py)",
                         f"{m['ratio']:.2f}x ({m['convtwist_img_s']:.0f} vs {m['plain_img_s']:.0f} img/s"
-                        + (f"; 4-tap path only {m['taps_only_ratio']:.2f}x" if "taps_only_ratio" in m else "") + ")",
+                        + (f"; 4-tap path only {m['taps_only_ratio']:.2f}x" if "taps_only_ratio" in m else "")
+                        + (f"; kernels built by tensor ops {m['plain_prep_ratio']:.2f}x" if "plain_prep_ratio" in m
+                           else "") + ")",
                         f"<= {target}x", _met(m["ratio"], target)))
     train = _load("train")
     if train:

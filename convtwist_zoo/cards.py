@@ -77,7 +77,7 @@ def _extra_run_rows(info: dict, extra: list[dict]) -> list[str]:
         gaps = [("the published seed", _final_top1(info[name]["metrics"]), _final_top1(info[base]["metrics"]))]
         for r in extra:
             twin = next((b for b in extra if b["checkpoint"] == base and b["flags"] == r["flags"]), None)
-            if r["checkpoint"] == name and r["kind"] == "replicate" and twin:
+            if r["checkpoint"] == name and r["kind"] in ("replicate", "recipe") and twin:
                 gaps.append((f"`{r['flags']}`", _final_top1(r["metrics"]), _final_top1(twin["metrics"])))
         if len(gaps) > 1 and all(a is not None and b is not None for _, a, b in gaps):
             pairs.append(f"- {name} − {base} (training-log top-1): " +

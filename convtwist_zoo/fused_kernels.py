@@ -116,3 +116,19 @@ def _register_fakes() -> None:
         n, f, ho, wo = grad.shape
         return torch.empty((n, 3 * f, ho, wo), dtype=grad.dtype, device=grad.device,
                            memory_format=torch.channels_last)
+
+    @torch.library.register_fake(lib + "twist_prepare_taps")
+    def _(w, wx, wy, cx, cy, dtype):
+        f, c = w.shape[:2]
+        return w.new_empty(w.shape, dtype=dtype), w.new_empty((2 * f, c, 4), dtype=dtype)
+
+    @torch.library.register_fake(lib + "twist_prepare_stacked")
+    def _(w, wx, wy, cx, cy, dtype):
+        return w.new_empty((3 * w.shape[0], *w.shape[1:]), dtype=dtype)
+
+    @torch.library.register_fake(lib + "twist_prepare_backward")
+    def _(g, g_taps, wx, wy, cx, cy, channels_last):
+        f, c = wx.shape[:2]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return (torch.empty((f, c, 3, 3), dtype=wx.dtype, device=wx.device, memory_format=fmt), torch.empty_like(wx),
+                torch.empty_like(wy), cx.new_empty(f), cy.new_empty(f))

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# The 5-epoch Imagewoof probes (128px) that chose the recipe; results in README ("How the recipe was chosen").
+# Recipe probes on Imagewoof, one after another. The 5-epoch probes (128px) chose the recipe (README, "How the recipe
+# was chosen"); the 30-epoch pair on 112px training crops (evaluated at 128px) is listed in docs/runs/ and
+# MODEL_CARDS.md. Pass PROBES="five crop112" (the default) or one of the two.
 set -eu
 R=${RUNS:-"$HOME/.cache/convtwist-zoo/runs/probes"}
+PROBES=${PROBES:-"five crop112"}
+if [[ " $PROBES " == *" five "* ]]; then
 python -m convtwist_zoo train --model resnet18 --data imagewoof --epochs 5 --optimizer sgd --lr 0.1 \
   --weight-decay 5e-4 --schedule onecycle --warmup-epochs 0.5 --out "$R/r18w5-sgd" --no-progress
 python -m convtwist_zoo train --model resnet18 --data imagewoof --epochs 5 --optimizer radam --lr 0.004 \
   --weight-decay 0.01 --schedule flatcos --out "$R/r18w5-radam" --no-progress
 python -m convtwist_zoo train --model convtwist_resnet18 --data imagewoof --epochs 5 --optimizer radam --lr 0.004 \
   --weight-decay 0.01 --schedule flatcos --out "$R/ct18w5-radam" --no-progress
+fi
+if [[ " $PROBES " == *" crop112 "* ]]; then
+for model in convtwist_resnet18 resnet18; do
+  python -m convtwist_zoo train --model $model --data imagewoof --epochs 30 --train-image-size 112 \
+    --out "$R/$model.imagewoof-e30-t112" --resume --no-progress
+done
+fi

@@ -25,11 +25,14 @@ def test_cards_from_hub_json(tmp_path):
         (hub / f"{arch}.imagewoof" / "robustness.json").write_text(json.dumps({"rows": rows}))
     runs = tmp_path / "docs" / "runs"
     runs.mkdir(parents=True)
-    for arch, top1 in (("convtwist_resnet18", 80.0), ("resnet18", 79.5)):
-        (runs / f"{arch}.imagewoof-seed1.metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": top1}) + "\n")
+    extra = (("seed1", "replicate", "--seed 1", 80.0, 79.5), ("e30", "recipe", "--epochs 30", 82.0, 79.0))
+    for suffix, _, _, ct_top1, base_top1 in extra:
+        for arch, top1 in (("convtwist_resnet18", ct_top1), ("resnet18", base_top1)):
+            (runs / f"{arch}.imagewoof-{suffix}.metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": top1}))
     (runs / "index.json").write_text(json.dumps({"runs": [
-        {"run": f"{arch}.imagewoof-seed1", "checkpoint": f"{arch}.imagewoof", "kind": "replicate",
-         "flags": "--seed 1", "trained_on": "a GPU"} for arch in ("convtwist_resnet18", "resnet18")]}))
+        {"run": f"{arch}.imagewoof-{suffix}", "checkpoint": f"{arch}.imagewoof", "kind": kind, "flags": flags,
+         "trained_on": "a GPU"}
+        for suffix, kind, flags, _, _ in extra for arch in ("convtwist_resnet18", "resnet18")]}))
     cards = tmp_path / "MODEL_CARDS.md"
     written = write_cards(hub, cards)
     text = cards.read_text()
@@ -44,7 +47,7 @@ def test_cards_from_hub_json(tmp_path):
     # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
     assert "| convtwist_resnet18.imagewoof-seed1 | replicate | `--seed 1` | a GPU | 1 | 80.00 | 80.50 | -0.50 |" in text
     assert "- convtwist_resnet18.imagewoof − resnet18.imagewoof (training-log top-1): the published seed +1.25, " \
-           "`--seed 1` +0.50." in text
+           "`--seed 1` +0.50, `--epochs 30` +3.00." in text
     # retention at 15 degrees: 79.0/80.5 = 98.1% vs 77.75/79.25 = 98.1%: no difference worth a word
     assert "- convtwist_resnet18.imagewoof: under rotation it is about as robust as resnet18.imagewoof" in text
     assert "In short: under rotation, ConvTwist is more robust in 0 of 1 pairs, about as robust in 1, less robust " \

@@ -236,3 +236,37 @@ def test_fused_backward_equals_autograd_of_plain_ops(stride, h, w, kernel_path):
     assert (out - ref_out).abs().max() < 1e-5
     for (name, _), a, b in zip([("x", None), *layer.named_parameters()], got, ref):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-4, name
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_prepared_kernels_and_their_gradients_equal_the_parameter_formulas(stacked, dtype, fmt):
+    """The one-pass C++ kernel preparation (fp32 parameters -> compute-dtype kernels, and back) against autograd
+    through the formulas it replaces: folded main kernel, [Wx; Wy] taps or the stacked [main; Kx; Ky]; with the
+    kernel as a model's .to(memory_format=...) leaves it."""
+    from convtwist_zoo import fused_kernels
+    if fused_kernels.load() is None:
+        pytest.skip("fused kernels could not be built here")
+    torch.manual_seed(7)
+    layer = ConvTwist(6, 5).to(memory_format=fmt)
+    assert layer.weight.is_contiguous(memory_format=fmt)
+    got = layer._compute_kernels(torch.zeros(1, 6, 4, 4), dtype, stacked)
+    assert type(got[0].grad_fn).__name__ == "_PreparedKernelsBackward"
+    main = layer.folded_kernel()
+    if stacked:
+        ref = (torch.cat([main, antisymmetric_kernel(layer.weight_x), antisymmetric_kernel(layer.weight_y)]).to(dtype),)
+        assert got[1] is None
+    else:
+        ref = (main.to(dtype), torch.cat([layer.weight_x, layer.weight_y]).to(dtype))
+    got = got[:len(ref)]
+    grads_out = [torch.randn_like(r) for r in ref]
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype and a.shape == b.shape
+        tol = 1e-6 if dtype == torch.float32 else 2 ** -8 * b.abs().max().item()  # one bf16 rounding step
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)
+    g_got = torch.autograd.grad(got, list(layer.parameters()), grads_out)
+    g_ref = torch.autograd.grad(ref, list(layer.parameters()), grads_out)
+    for (name, param), a, b in zip(layer.named_parameters(), g_got, g_ref):
+        assert a.dtype == torch.float32 and a.stride() == param.stride(), name  # laid out like the parameter
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)

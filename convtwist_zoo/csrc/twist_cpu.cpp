@@ -136,6 +136,85 @@ void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64
   });
 }
 
+// The layer's kernels in the compute dtype from its fp32 parameters, in one pass (fused_kernels' ops below):
+// main[f, c] = W + antisym(cx[f] * Wx + cy[f] * Wy) as 9 values, and either taps = [Wx; Wy] (the tap path) or, when
+// kx/ky are given, the full antisymmetric kernels antisym(Wx), antisym(Wy) (the stacked path). antisym(a) is
+// [a0 a1 a2 a3 0 -a3 -a2 -a1 -a0], as in layers.antisymmetric_kernel. W's element (f, c, k) lies at
+// f * 9C + c * wc + k * wk: contiguous (wc = 9, wk = 1) or channels_last (wc = 1, wk = C), as a model's .to() left it.
+template <typename T>
+void prepare_kernel(const float* w, int64_t wc, int64_t wk, const float* wx, const float* wy, const float* cx,
+                    const float* cy, T* main, T* taps, T* kx, T* ky, int64_t F, int64_t C) {
+  at::parallel_for(0, F, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t f = begin; f < end; ++f) {
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t i = f * C + c;
+        const float* a = wx + i * 4;
+        const float* b = wy + i * 4;
+        const float* k = w + f * 9 * C + c * wc;
+        T* m = main + i * 9;
+        for (int t = 0; t < 4; ++t) {
+          const float folded = cx[f] * a[t] + cy[f] * b[t];
+          m[t] = static_cast<T>(k[t * wk] + folded);
+          m[8 - t] = static_cast<T>(k[(8 - t) * wk] - folded);
+        }
+        m[4] = static_cast<T>(k[4 * wk]);
+        if (taps != nullptr) {
+          for (int t = 0; t < 4; ++t) {
+            taps[i * 4 + t] = static_cast<T>(a[t]);
+            taps[(F * C + i) * 4 + t] = static_cast<T>(b[t]);
+          }
+        } else {
+          T* ox = kx + i * 9;
+          T* oy = ky + i * 9;
+          for (int t = 0; t < 4; ++t) {
+            ox[t] = static_cast<T>(a[t]);
+            ox[8 - t] = static_cast<T>(-a[t]);
+            oy[t] = static_cast<T>(b[t]);
+            oy[8 - t] = static_cast<T>(-b[t]);
+          }
+          ox[4] = oy[4] = static_cast<T>(0);
+        }
+      }
+    }
+  });
+}
+
+// Its transpose: the parameters' fp32 gradients from the kernels' (g_main, and g_taps or g_kx/g_ky). The adjoint
+// of antisym is d_t = g[t] - g[8 - t]; the centres' gradients are sums over one output channel, so threads that
+// split the output channels never share a sum. gw is laid out like W (wc, wk as above).
+template <typename T>
+void prepare_backward_kernel(const T* gmain, const T* gtaps, const T* gkx, const T* gky, const float* wx,
+                             const float* wy, const float* cx, const float* cy, float* gw, int64_t wc, int64_t wk,
+                             float* gwx, float* gwy, float* gcx, float* gcy, int64_t F, int64_t C) {
+  at::parallel_for(0, F, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t f = begin; f < end; ++f) {
+      float sum_x = 0.f, sum_y = 0.f;
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t i = f * C + c;
+        const T* g = gmain + i * 9;
+        for (int k = 0; k < 9; ++k) gw[f * 9 * C + c * wc + k * wk] = static_cast<float>(g[k]);
+        for (int t = 0; t < 4; ++t) {
+          const float d = static_cast<float>(g[t]) - static_cast<float>(g[8 - t]);
+          float ex, ey;
+          if (gtaps != nullptr) {
+            ex = static_cast<float>(gtaps[i * 4 + t]);
+            ey = static_cast<float>(gtaps[(F * C + i) * 4 + t]);
+          } else {
+            ex = static_cast<float>(gkx[i * 9 + t]) - static_cast<float>(gkx[i * 9 + 8 - t]);
+            ey = static_cast<float>(gky[i * 9 + t]) - static_cast<float>(gky[i * 9 + 8 - t]);
+          }
+          gwx[i * 4 + t] = cx[f] * d + ex;
+          gwy[i * 4 + t] = cy[f] * d + ey;
+          sum_x += d * wx[i * 4 + t];
+          sum_y += d * wy[i * 4 + t];
+        }
+      }
+      gcx[f] = sum_x;
+      gcy[f] = sum_y;
+    }
+  });
+}
+
 void check_nhwc(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), name,
               " must be a channels_last 4-D tensor");
@@ -214,6 +293,86 @@ torch::Tensor twist_grid_grad3(const torch::Tensor& grad) {
   return g3;
 }
 
+// (wc, wk) of a contiguous or channels_last (F, C, 3, 3) kernel
+std::pair<int64_t, int64_t> kernel_strides(const torch::Tensor& w) {
+  if (w.is_contiguous()) return {9, 1};
+  TORCH_CHECK(w.is_contiguous(at::MemoryFormat::ChannelsLast), "weight must be contiguous or channels_last");
+  return {1, w.size(1)};
+}
+
+void check_params(const torch::Tensor& w, const torch::Tensor& wx, const torch::Tensor& wy, const torch::Tensor& cx,
+                  const torch::Tensor& cy) {
+  const int64_t F = w.size(0), C = w.size(1);
+  kernel_strides(w);
+  TORCH_CHECK(w.scalar_type() == at::kFloat, "ConvTwist parameters must be float32");
+  for (const auto* t : {&wx, &wy, &cx, &cy}) {
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous(),
+                "ConvTwist parameters must be contiguous float32");
+  }
+  TORCH_CHECK(w.dim() == 4 && w.size(2) == 3 && w.size(3) == 3, "weight must be (F, C, 3, 3)");
+  TORCH_CHECK(wx.sizes() == at::IntArrayRef({F, C, 4}) && wy.sizes() == wx.sizes(), "taps must be (F, C, 4)");
+  TORCH_CHECK(cx.numel() == F && cy.numel() == F, "centres must have F values");
+}
+
+// (weight, weight_x, weight_y, center_x, center_y) fp32 -> (main (F, C, 3, 3), taps (2F, C, 4)) in dtype
+std::tuple<torch::Tensor, torch::Tensor> twist_prepare_taps(const torch::Tensor& w, const torch::Tensor& wx,
+                                                            const torch::Tensor& wy, const torch::Tensor& cx,
+                                                            const torch::Tensor& cy, at::ScalarType dtype) {
+  check_params(w, wx, wy, cx, cy);
+  const int64_t F = w.size(0), C = w.size(1);
+  auto main = torch::empty({F, C, 3, 3}, w.options().dtype(dtype));
+  auto taps = torch::empty({2 * F, C, 4}, w.options().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "twist_prepare_taps", [&] {
+    const auto [wc, wk] = kernel_strides(w);
+    prepare_kernel<scalar_t>(w.data_ptr<float>(), wc, wk, wx.data_ptr<float>(), wy.data_ptr<float>(),
+                             cx.data_ptr<float>(), cy.data_ptr<float>(), main.data_ptr<scalar_t>(),
+                             taps.data_ptr<scalar_t>(), nullptr, nullptr, F, C);
+  });
+  return {main, taps};
+}
+
+// the same parameters -> (3F, C, 3, 3) in dtype: [main; antisym(Wx); antisym(Wy)] (the stacked path's kernel)
+torch::Tensor twist_prepare_stacked(const torch::Tensor& w, const torch::Tensor& wx, const torch::Tensor& wy,
+                                    const torch::Tensor& cx, const torch::Tensor& cy, at::ScalarType dtype) {
+  check_params(w, wx, wy, cx, cy);
+  const int64_t F = w.size(0), C = w.size(1);
+  auto k = torch::empty({3 * F, C, 3, 3}, w.options().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "twist_prepare_stacked", [&] {
+    scalar_t* out = k.data_ptr<scalar_t>();
+    const auto [wc, wk] = kernel_strides(w);
+    prepare_kernel<scalar_t>(w.data_ptr<float>(), wc, wk, wx.data_ptr<float>(), wy.data_ptr<float>(),
+                             cx.data_ptr<float>(), cy.data_ptr<float>(), out, nullptr, out + F * C * 9,
+                             out + 2 * F * C * 9, F, C);
+  });
+  return k;
+}
+
+// gradients of the parameters from g (the main kernel's (F, C, 3, 3) and g_taps (2F, C, 4), or the stacked kernel's
+// (3F, C, 3, 3) with g_taps empty); W's gradient channels_last when W is
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> twist_prepare_backward(
+    const torch::Tensor& g, const torch::Tensor& g_taps, const torch::Tensor& wx, const torch::Tensor& wy,
+    const torch::Tensor& cx, const torch::Tensor& cy, bool channels_last) {
+  const int64_t F = wx.size(0), C = wx.size(1);
+  const bool stacked = g.size(0) == 3 * F;
+  TORCH_CHECK(g.is_contiguous() && g.size(1) == C && (stacked || g.size(0) == F), "g must be (F or 3F, C, 3, 3)");
+  TORCH_CHECK(stacked || (g_taps.is_contiguous() && g_taps.numel() == 2 * F * C * 4 &&
+                          g_taps.scalar_type() == g.scalar_type()), "g_taps must be (2F, C, 4) like g");
+  auto opts = wx.options();
+  auto gw = torch::empty({F, C, 3, 3}, opts.memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                         : at::MemoryFormat::Contiguous));
+  auto gwx = torch::empty_like(wx), gwy = torch::empty_like(wy);
+  auto gcx = torch::empty({F}, opts), gcy = torch::empty({F}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "twist_prepare_backward", [&] {
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    prepare_backward_kernel<scalar_t>(
+        gp, stacked ? nullptr : g_taps.data_ptr<scalar_t>(), stacked ? gp + F * C * 9 : nullptr,
+        stacked ? gp + 2 * F * C * 9 : nullptr, wx.data_ptr<float>(), wy.data_ptr<float>(), cx.data_ptr<float>(),
+        cy.data_ptr<float>(), gw.data_ptr<float>(), channels_last ? 1 : 9, channels_last ? C : 1,
+        gwx.data_ptr<float>(), gwy.data_ptr<float>(), gcx.data_ptr<float>(), gcy.data_ptr<float>(), F, C);
+  });
+  return {gw, gwx, gwy, gcx, gcy};
+}
+
 // Registered as torch operators (torch.ops.convtwist_zoo.*), not as a Python module, so that torch.compile can
 // trace them (their shape functions are in fused_kernels.py).
 TORCH_LIBRARY(convtwist_zoo, m) {
@@ -223,6 +382,12 @@ TORCH_LIBRARY(convtwist_zoo, m) {
   m.def("twist_grid_grad(Tensor grad) -> Tensor");                       // [gx*grad, gy*grad]
   m.def("twist_combine3(Tensor y) -> Tensor");                           // y_main + gx*y_x + gy*y_y
   m.def("twist_grid_grad3(Tensor grad) -> Tensor");                      // [grad, gx*grad, gy*grad]
+  m.def("twist_prepare_taps(Tensor w, Tensor wx, Tensor wy, Tensor cx, Tensor cy, ScalarType dtype) -> "
+        "(Tensor, Tensor)");                                               // main kernel, [Wx; Wy]
+  m.def("twist_prepare_stacked(Tensor w, Tensor wx, Tensor wy, Tensor cx, Tensor cy, ScalarType dtype) -> Tensor");
+  m.def("twist_prepare_backward(Tensor g, Tensor g_taps, Tensor wx, Tensor wy, Tensor cx, Tensor cy, "
+        "bool channels_last) -> "
+        "(Tensor, Tensor, Tensor, Tensor, Tensor)");                      // parameter gradients
 }
 
 TORCH_LIBRARY_IMPL(convtwist_zoo, CPU, m) {
@@ -232,4 +397,7 @@ TORCH_LIBRARY_IMPL(convtwist_zoo, CPU, m) {
   m.impl("twist_grid_grad", &twist_grid_grad);
   m.impl("twist_combine3", &twist_combine3);
   m.impl("twist_grid_grad3", &twist_grid_grad3);
+  m.impl("twist_prepare_taps", &twist_prepare_taps);
+  m.impl("twist_prepare_stacked", &twist_prepare_stacked);
+  m.impl("twist_prepare_backward", &twist_prepare_backward);
 }
