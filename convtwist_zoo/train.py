@@ -106,9 +106,10 @@ def load_checkpoint(path: Path) -> dict:
 
 def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
     """Refuse to resume a run whose model, data or classes differ from the one on disk."""
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {getattr(cfg, k)!r}"
-             for k in ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size")
-             if saved.get(k, getattr(TrainConfig, k)) != getattr(cfg, k)]
+    # a key older checkpoints lack held its default then
+    keys = ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size")
+    was = {k: saved.get(k, getattr(TrainConfig, k)) for k in keys}
+    diffs = [f"{k}: checkpoint {was[k]!r}, now {getattr(cfg, k)!r}" for k in keys if was[k] != getattr(cfg, k)]
     if list(saved.get("class_ids", [])) != list(class_ids):
         diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")
     if diffs:
