@@ -47,6 +47,8 @@ class TrainConfig:
                                         # matches apparent object sizes at test (torchvision's train-crop-size)
     batch_size: int = 64                # global batch, split over processes
     optimizer: str = "radam"            # radam (decoupled wd) | sgd (nesterov) | adamw
+    lookahead: int = 0                  # Lookahead every k steps (0 = off); radam + lookahead 6 is fast.ai's Ranger
+    lookahead_alpha: float = 0.5        # Lookahead: step of the slow weights toward the fast ones
     lr: float = 4e-3                    # peak learning rate at batch_size 64; scaled linearly with the batch
     momentum: float = 0.9               # sgd only
     weight_decay: float = 1e-2          # decoupled for radam/adamw; never on BatchNorm, biases, ConvTwist centres
@@ -143,6 +145,37 @@ def _param_groups(model: nn.Module, weight_decay: float, head_lr_mult: float, ba
                            "lr_mult": head_lr_mult if is_head else backbone_lr_mult, "is_head": is_head}
         groups[key]["params"].append(p)
     return list(groups.values())
+
+
+def add_lookahead(optimizer: torch.optim.Optimizer, k: int, alpha: float = 0.5) -> None:
+    """Lookahead (Zhang et al., 2019) as a post-step hook: every ``k`` steps the slow weights move ``alpha`` of the
+    way to the fast ones, and the fast weights restart there.
+
+    The slow weights start at the first sync (timm does the same) and live in the optimizer's per-parameter state,
+    and the step count in its param groups, so ``optimizer.state_dict()`` checkpoints and resumes them.
+    """
+    if k < 1 or not 0 < alpha <= 1:
+        raise ValueError(f"Lookahead needs k >= 1 and 0 < alpha <= 1 (got k={k}, alpha={alpha})")
+    for g in optimizer.param_groups:
+        g.setdefault("lookahead_step", 0)
+
+    @torch.no_grad()
+    def sync(opt, args, kwargs):
+        for g in opt.param_groups:
+            g["lookahead_step"] += 1
+            if g["lookahead_step"] % k:
+                continue
+            for p in g["params"]:
+                if p.grad is None:  # not trained this step (frozen): nothing to average
+                    continue
+                state = opt.state[p]
+                if "lookahead_slow" not in state:
+                    state["lookahead_slow"] = p.detach().clone()
+                    continue
+                slow = state["lookahead_slow"]
+                slow.lerp_(p, alpha)
+                p.copy_(slow)
+    optimizer.register_step_post_hook(sync)
 
 
 def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
@@ -253,10 +286,12 @@ def train(cfg: TrainConfig) -> dict:
         optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=cfg.momentum, nesterov=True)
     elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=(0.9, 0.99), eps=1e-6)
-    elif cfg.optimizer == "radam":  # rectified Adam needs no warm-up; with flat-cos it is fast.ai's Ranger minus Lookahead
+    elif cfg.optimizer == "radam":  # rectified Adam needs no warm-up; with --lookahead 6 it is fast.ai's Ranger
         optimizer = torch.optim.RAdam(groups, lr=peak_lr, betas=(0.95, 0.99), eps=1e-6, decoupled_weight_decay=True)
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd, adamw or radam")
+    if cfg.lookahead:
+        add_lookahead(optimizer, cfg.lookahead, cfg.lookahead_alpha)
     for g in optimizer.param_groups:  # the schedule sets the base lr; lr_mult/lr_scale apply at each step
         g["initial_lr"] = peak_lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))

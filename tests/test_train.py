@@ -1,6 +1,7 @@
 """Training: a run on generated images, exact resume after SIGKILL, foreign checkpoints, fine-tuning, plots."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder
-from convtwist_zoo.train import CheckpointError, TrainConfig, train
+from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, train
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
 
@@ -108,6 +109,55 @@ def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(ima
     with pytest.raises(CheckpointError, match="train_image_size: checkpoint 32, now 48"):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), train_image_size=48, resume=True,
                           **{**cfg, "epochs": 2}))
+
+
+def _lookahead_sgd(w, k=3, alpha=0.5):
+    opt = torch.optim.SGD([w], lr=0.1)
+    add_lookahead(opt, k, alpha)
+    return opt
+
+
+def _quadratic_steps(w, opt, n, c=torch.tensor([1.0, 3.0])):
+    for _ in range(n):
+        opt.zero_grad()
+        (c * w ** 2).sum().backward()
+        opt.step()
+
+
+def test_lookahead_follows_its_formula_and_resumes_from_the_optimizer_state():
+    c, lr, alpha = torch.tensor([1.0, 3.0]), 0.1, 0.5
+    w = torch.tensor([1.0, -2.0], requires_grad=True)
+    opt = _lookahead_sgd(w, k=3, alpha=alpha)
+    # by hand: plain SGD steps multiply w by (1 - 2 lr c); the slow weights start at step 3 and, at steps 6 and 9,
+    # move alpha of the way to the fast ones, which restart there
+    fast, slow = torch.tensor([1.0, -2.0]), None
+    for step in range(1, 10):
+        fast = fast * (1 - 2 * lr * c)
+        if step == 3:
+            slow = fast.clone()
+        elif step % 3 == 0:
+            slow = slow + alpha * (fast - slow)
+            fast = slow.clone()
+        _quadratic_steps(w, opt, 1)
+        torch.testing.assert_close(w.detach(), fast, rtol=1e-6, atol=1e-7, msg=f"step {step}")
+    assert not torch.equal(w.detach(), torch.tensor([1.0, -2.0]) * (1 - 2 * lr * c) ** 9)  # it did something
+
+    # a state_dict taken mid-period carries the slow weights and the step count
+    a = torch.tensor([1.0, -2.0], requires_grad=True)
+    opt_a = _lookahead_sgd(a)
+    _quadratic_steps(a, opt_a, 7)
+    buf = io.BytesIO()  # through bytes, as last.pt does (a state_dict holds references to live tensors)
+    torch.save(opt_a.state_dict(), buf)
+    buf.seek(0)
+    saved, a_at_7 = torch.load(buf, weights_only=True), a.detach().clone()
+    b = a_at_7.clone().requires_grad_(True)
+    opt_b = _lookahead_sgd(b)
+    opt_b.load_state_dict(saved)
+    _quadratic_steps(a, opt_a, 5)
+    _quadratic_steps(b, opt_b, 5)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="k >= 1"):
+        add_lookahead(torch.optim.SGD([b], lr=0.1), 0)
 
 
 def test_finetune_from_a_run_gets_a_new_head(image_folder, tmp_path):
