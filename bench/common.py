@@ -25,10 +25,11 @@ def median_time(fn, repeats: int = 10, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3, block: int = 1,
-                             pause: float = 0.0) -> list[float]:
-    """Median wall time of each of ``fns``, timed in turns (a, b, a, b, ...) so that a slow spell of a shared
-    machine hits every contender alike: the ratios stay meaningful even when the absolute times drift.
+def interleaved_times(fns: list, repeats: int = 10, warmup: int = 3, block: int = 1,
+                      pause: float = 0.0) -> list[list[float]]:
+    """Wall times of each of ``fns``, timed in turns (a, b, a, b, ...) so that a slow spell of a shared machine hits
+    every contender alike: the ratios stay meaningful even when the absolute times drift. Returns, per function, the
+    median of each turn.
 
     With ``block`` > 1 each turn is ``block`` timed calls after one untimed call, with ``pause`` seconds before it:
     for contenders that keep threads spinning after a call (ONNX Runtime sessions), which would otherwise slow the
@@ -36,17 +37,32 @@ def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3, bloc
     for fn in fns:
         for _ in range(warmup):
             fn()
-    times = [[] for _ in fns]
+    turns = [[] for _ in fns]
     for _ in range(max(1, repeats // block)):
-        for fn, bucket in zip(fns, times):
+        for fn, bucket in zip(fns, turns):
             if block > 1:
                 time.sleep(pause)
                 fn()
+            times = []
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
-                bucket.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+                times.append(time.perf_counter() - t0)
+            bucket.append(statistics.median(times))
+    return turns
+
+
+def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3, block: int = 1,
+                             pause: float = 0.0) -> list[float]:
+    """Median over the turns of `interleaved_times`, per function."""
+    return [statistics.median(t) for t in interleaved_times(fns, repeats, warmup, block, pause)]
+
+
+def ratio_spread(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Quartiles of the turn-by-turn ratio a/b (turns of `interleaved_times`): how far the ratio moves between
+    turns, which a single median hides."""
+    q = statistics.quantiles([x / y for x, y in zip(a, b)], n=4)
+    return q[0], q[2]
 
 
 def cpu_model() -> str:

@@ -2,17 +2,19 @@
 their plain baselines at 128px and 224px, batch 1 and 32, ONNX Runtime on all cores and on 1 thread (median of
 repeats, one process).
 
-    python bench/onnx.py [--repeats 40] [--sizes 128 224] [--batches 1 32] [--threads 0 1]
+    python bench/onnx.py [--repeats 80] [--sizes 128 224] [--batches 1 32] [--threads 0 1]
 
 Prints a table and writes bench/results/onnx.json, with the ConvTwist/plain ratios in ONNX Runtime against the
 targets (convtwist_resnet50 <= 1.5x resnet50, convtwist_resnet18 <= 2.0x resnet18). Each ConvTwist model is timed
 in ONNX Runtime in turns with its baseline, so the ratios hold on a shared machine: in blocks of calls with a pause
-between them, because a session's threads spin after each call and slow whichever session runs next. Run it on an
-idle machine.
+between them, because a session's threads spin after each call and slow whichever session runs next. Each ratio
+comes with its middle half over the turns (``ort_ratio_q1``-``ort_ratio_q3``): at batch 1 on all cores it moves by
+several percent from turn to turn. Run it on an idle machine.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 # this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import interleaved_median_times, median_time, print_table, write_json  # noqa: E402
+from common import interleaved_times, median_time, print_table, ratio_spread, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
@@ -34,7 +36,7 @@ MODELS = ["resnet18", "convtwist_resnet18", "resnet50", "convtwist_resnet50"]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=80)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1],
@@ -42,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     import onnxruntime as ort
 
-    rows = []
+    rows, spread = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             models, folded, sessions, macs = {}, {}, {}, {}
@@ -68,10 +70,12 @@ def main() -> None:
                 for threads in args.threads:
                     for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
                         pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]
-                        times = interleaved_median_times(
+                        turns = interleaved_times(
                             [lambda s=sessions[n, threads]: s.run(None, {"image": xn}) for n in pair], reps,
                             block=5 if batch == 1 else 2, pause=0.05)
-                        for name, t in zip(pair, times):
+                        spread[size, batch, threads, depth] = ratio_spread(*turns)
+                        for name, tn in zip(pair, turns):
+                            t = statistics.median(tn)
                             rows.append({"model": name, "size": size, "batch": batch, "threads": threads,
                                          "eager_ms": torch_ms[name][0], "folded_ms": torch_ms[name][1],
                                          "ort_ms": t * 1e3, "ort_img_s": batch / t, "gmacs": macs[name]})
@@ -86,6 +90,8 @@ def main() -> None:
                     tw, plain = sel[f"convtwist_resnet{depth}"], sel[f"resnet{depth}"]
                     ratios.append({"pair": f"convtwist_resnet{depth}/resnet{depth}", "size": size, "batch": batch,
                                    "threads": threads, "ort_ratio": tw["ort_ms"] / plain["ort_ms"],
+                                   "ort_ratio_q1": spread[size, batch, threads, depth][0],
+                                   "ort_ratio_q3": spread[size, batch, threads, depth][1],
                                    "eager_ratio": tw["eager_ms"] / plain["eager_ms"],
                                    "mac_ratio": tw["gmacs"] / plain["gmacs"],
                                    "target": 2.0 if depth == 18 else 1.5})
