@@ -156,13 +156,11 @@ def add_lookahead(optimizer: torch.optim.Optimizer, k: int, alpha: float = 0.5) 
     """
     if k < 1 or not 0 < alpha <= 1:
         raise ValueError(f"Lookahead needs k >= 1 and 0 < alpha <= 1 (got k={k}, alpha={alpha})")
-    for g in optimizer.param_groups:
-        g.setdefault("lookahead_step", 0)
-
     @torch.no_grad()
     def sync(opt, args, kwargs):
         for g in opt.param_groups:
-            g["lookahead_step"] += 1
+            # .get: a state_dict saved without Lookahead loads groups without the count
+            g["lookahead_step"] = g.get("lookahead_step", 0) + 1
             if g["lookahead_step"] % k:
                 continue
             for p in g["params"]:

@@ -156,6 +156,14 @@ def test_lookahead_follows_its_formula_and_resumes_from_the_optimizer_state():
     _quadratic_steps(a, opt_a, 5)
     _quadratic_steps(b, opt_b, 5)
     assert torch.equal(a, b)
+    # turned on when resuming from an optimizer state saved without it: counts from there
+    c = torch.tensor([1.0, -2.0], requires_grad=True)
+    plain = torch.optim.SGD([c], lr=0.1)
+    _quadratic_steps(c, plain, 2)
+    opt_c = _lookahead_sgd(c)
+    opt_c.load_state_dict(plain.state_dict())
+    _quadratic_steps(c, opt_c, 3)
+    assert opt_c.param_groups[0]["lookahead_step"] == 3 and "lookahead_slow" in opt_c.state[c]
     with pytest.raises(ValueError, match="k >= 1"):
         add_lookahead(torch.optim.SGD([b], lr=0.1), 0)
 
