@@ -34,8 +34,10 @@ def rows() -> list[tuple[str, str, str, str]]:
         t = layer["targets"]
         for dtype in ("fp32", "bf16"):
             s = layer["summary"][dtype]
-            taps = s.get("convtwist_taps_fwdbwd_geomean_x")
+            taps = s.get("convtwist_taps_fwdbwd_geomean_x")  # files from before the tap path became the default
             taps = f"; 4-tap path only {taps:.2f}x" if taps else ""
+            if "convtwist_stacked_fwdbwd_geomean_x" in s:
+                taps = f"; stacked path at 64 channels {s['convtwist_stacked_fwdbwd_geomean_x']:.2f}x"
             out.append((f"ConvTwist fwd+bwd / Conv2d, geomean of 5 shapes, {dtype} (bench/layer.py, {when})",
                         f"{s['convtwist_fwdbwd_geomean_x']:.2f}x (max {s['convtwist_fwdbwd_max_x']:.2f}x{taps}; "
                         f"plain-PyTorch path {s['convtwist_plain_fwdbwd_geomean_x']:.2f}x; seed module "
@@ -48,6 +50,8 @@ def rows() -> list[tuple[str, str, str, str]]:
             out.append((f"train step {m['model']}, bf16, batch {m['batch']}, {m['image']}px (bench/layer.py)",
                         f"{m['ratio']:.2f}x ({m['convtwist_img_s']:.0f} vs {m['plain_img_s']:.0f} img/s"
                         + (f"; 4-tap path only {m['taps_only_ratio']:.2f}x" if "taps_only_ratio" in m else "")
+                        + (f"; stacked path at 64 channels {m['stacked_ratio']:.2f}x" if "stacked_ratio" in m
+                           else "")
                         + (f"; kernels built by tensor ops {m['plain_prep_ratio']:.2f}x" if "plain_prep_ratio" in m
                            else "") + ")",
                         f"<= {target}x", _met(m["ratio"], target)))

@@ -120,7 +120,8 @@ def _register_fakes() -> None:
     @torch.library.register_fake(lib + "twist_prepare_taps")
     def _(w, wx, wy, cx, cy, dtype):
         f, c = w.shape[:2]
-        return w.new_empty(w.shape, dtype=dtype), w.new_empty((2 * f, c, 4), dtype=dtype)
+        return (torch.empty(w.shape, dtype=dtype, device=w.device, memory_format=torch.channels_last),
+                w.new_empty((2 * f, 4, c), dtype=dtype).transpose(1, 2))
 
     @torch.library.register_fake(lib + "twist_prepare_stacked")
     def _(w, wx, wy, cx, cy, dtype):

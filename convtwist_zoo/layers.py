@@ -17,6 +17,7 @@ does this with a hand-written backward.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -161,11 +162,14 @@ class ConvTwist(nn.Module):
 
 
 # Largest input-channel count, per dtype, at which one convolution with 3*nf outputs (main, x and y kernels stacked)
-# beats the 4-tap path on a CPU: where oneDNN's bf16 convolution is far from compute-bound at few channels, the extra
-# outputs cost little, while the tap path's difference matrix is memory-bound (64ch@32, batch 32, fwd+bwd: 18 ms
-# against 30 ms on the host that set this). At 128 channels the two tie; in fp32 and beyond, the taps' 17/9 of the
-# MACs win. On a Zen 4 host, where the convolution already runs at the bf16 peak, the paths tie at 64 channels.
-STACKED_MAX_IN_CHANNELS = {torch.bfloat16: 64}
+# replaces the 4-tap path on a CPU (stride 1). It pays where oneDNN's bf16 convolution is far from compute-bound at few
+# channels and the taps' difference matrix is memory-bound: on one host convtwist_resnet18's bf16 step went from
+# 1.86x to 1.80x of resnet18 with it at <= 64 channels. On this project's 2-core Zen 4 hosts the convolution already
+# runs at the bf16 peak and the taps won every A/B (2-6% per step, bench/layer.py), so it is off unless
+# CONVTWIST_ZOO_STACKED_MAX_CHANNELS (e.g. 64) asks for it. A bf16 run resumes on the path it started with only if
+# this setting stays the same.
+STACKED_MAX_IN_CHANNELS = ({torch.bfloat16: int(os.environ["CONVTWIST_ZOO_STACKED_MAX_CHANNELS"])}
+                           if os.environ.get("CONVTWIST_ZOO_STACKED_MAX_CHANNELS") else {})
 
 
 def _cpu_kernels(x: torch.Tensor):
@@ -199,8 +203,10 @@ def _twist_reference(x, main_kernel, taps, bias, stride):
 
 class _PreparedKernels(torch.autograd.Function):
     """`ConvTwist._compute_kernels` on the C++ operators: ``twist_prepare_*`` builds the kernels from the fp32
-    parameters in one pass, ``twist_prepare_backward`` returns the parameters' gradients in one pass. The stacked
-    path's second output is empty."""
+    parameters in one pass, ``twist_prepare_backward`` returns the parameters' gradients in one pass. The tap path's
+    kernels come in the layouts their consumers use (main channels_last, taps tap-major), which saves the layout
+    copies the convolution and the GEMM would make each step (about 4% of a convtwist_resnet18 step, profiled). The
+    stacked path's second output is empty."""
 
     @staticmethod
     def forward(ctx, weight, weight_x, weight_y, center_x, center_y, dtype, stacked):
@@ -214,8 +220,12 @@ class _PreparedKernels(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_kernel, grad_taps):
-        grads = fused_kernels.load().twist_prepare_backward(grad_kernel.contiguous(), grad_taps.contiguous(),
-                                                            *ctx.saved_tensors, ctx.channels_last)
+        # the operator reads the tap path's gradients through their strides (no copies); the stacked kernel's whole
+        stacked = grad_kernel.shape[0] != ctx.saved_tensors[0].shape[0]
+        if stacked or grad_kernel.stride(2) != 3 * grad_kernel.stride(3):
+            grad_kernel = grad_kernel.contiguous()
+        grads = fused_kernels.load().twist_prepare_backward(grad_kernel, grad_taps, *ctx.saved_tensors,
+                                                            ctx.channels_last)
         return (*(g if need else None for g, need in zip(grads, ctx.needs_input_grad)), None, None)
 
 

@@ -1,5 +1,6 @@
 """ConvTwist against the seed's reference formulas, its parametrisation, init, autograd, and twistify."""
 import copy
+import os
 
 import pytest
 import torch
@@ -27,12 +28,16 @@ def kernel_path(request, monkeypatch):
     return request.param
 
 
-def test_stacked_path_is_chosen_where_it_is_faster():
+def test_stacked_path_is_chosen_where_it_is_asked_for(monkeypatch):
     from convtwist_zoo import fused_kernels
+    from convtwist_zoo import layers
     from convtwist_zoo.layers import _stacked_is_faster
     if fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
     x = torch.zeros(1)
+    if not os.environ.get("CONVTWIST_ZOO_STACKED_MAX_CHANNELS"):
+        assert not _stacked_is_faster(x, torch.bfloat16, 64, 1)   # off by default: the taps win on Zen 4
+    monkeypatch.setattr(layers, "STACKED_MAX_IN_CHANNELS", {torch.bfloat16: 64})
     assert _stacked_is_faster(x, torch.bfloat16, 64, 1)
     assert not _stacked_is_faster(x, torch.bfloat16, 64, 2)       # stride 2: taps
     assert not _stacked_is_faster(x, torch.bfloat16, 128, 1)      # a tie at 128 channels: taps
@@ -265,8 +270,15 @@ def test_prepared_kernels_and_their_gradients_equal_the_parameter_formulas(stack
         assert a.dtype == dtype and a.shape == b.shape
         tol = 1e-6 if dtype == torch.float32 else 2 ** -8 * b.abs().max().item()  # one bf16 rounding step
         torch.testing.assert_close(a, b, rtol=0, atol=tol)
-    g_got = torch.autograd.grad(got, list(layer.parameters()), grads_out)
-    g_ref = torch.autograd.grad(ref, list(layer.parameters()), grads_out)
-    for (name, param), a, b in zip(layer.named_parameters(), g_got, g_ref):
-        assert a.dtype == torch.float32 and a.stride() == param.stride(), name  # laid out like the parameter
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+    g_ref = torch.autograd.grad(ref, list(layer.parameters()), grads_out, retain_graph=True)
+    layouts = [grads_out]
+    if not stacked:
+        # the tap path hands out the layouts its consumers use, and takes their gradients back in them, uncopied
+        assert got[0].is_contiguous(memory_format=torch.channels_last) and got[1].transpose(1, 2).is_contiguous()
+        layouts.append([grads_out[0].contiguous(memory_format=torch.channels_last),
+                        grads_out[1].transpose(1, 2).contiguous().transpose(1, 2)])
+    for grads in layouts:
+        g_got = torch.autograd.grad(got, list(layer.parameters()), grads, retain_graph=True)
+        for (name, param), a, b in zip(layer.named_parameters(), g_got, g_ref):
+            assert a.dtype == torch.float32 and a.stride() == param.stride(), name  # laid out like the parameter
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)

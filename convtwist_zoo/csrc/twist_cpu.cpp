@@ -140,37 +140,49 @@ void grid_grad_kernel(const T* g, T* gt, int64_t N, int64_t F, int64_t HO, int64
 // main[f, c] = W + antisym(cx[f] * Wx + cy[f] * Wy) as 9 values, and either taps = [Wx; Wy] (the tap path) or, when
 // kx/ky are given, the full antisymmetric kernels antisym(Wx), antisym(Wy) (the stacked path). antisym(a) is
 // [a0 a1 a2 a3 0 -a3 -a2 -a1 -a0], as in layers.antisymmetric_kernel. W's element (f, c, k) lies at
-// f * 9C + c * wc + k * wk: contiguous (wc = 9, wk = 1) or channels_last (wc = 1, wk = C), as a model's .to() left it.
+// f * 9C + c * wc + k * wk: contiguous (wc = 9, wk = 1) or channels_last (wc = 1, wk = C), as a model's .to() left it;
+// main's at f * 9C + c * mc + k * mk likewise. taps are tap-major, (2F, 4, C): the twist GEMM's matrix as it is used,
+// with no transposing copy (a strided (2F, C, 4) -> (2F, 4C) copy cost 6 ms per 512-channel layer and step).
 template <typename T>
 void prepare_kernel(const float* w, int64_t wc, int64_t wk, const float* wx, const float* wy, const float* cx,
-                    const float* cy, T* main, T* taps, T* kx, T* ky, int64_t F, int64_t C) {
+                    const float* cy, T* main, int64_t mc, int64_t mk, T* taps, T* kx, T* ky, int64_t F, int64_t C) {
   at::parallel_for(0, F, 1, [&](int64_t begin, int64_t end) {
     for (int64_t f = begin; f < end; ++f) {
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t i = f * C + c;
-        const float* a = wx + i * 4;
-        const float* b = wy + i * 4;
-        const float* k = w + f * 9 * C + c * wc;
-        T* m = main + i * 9;
-        for (int t = 0; t < 4; ++t) {
-          const float folded = cx[f] * a[t] + cy[f] * b[t];
-          m[t] = static_cast<T>(k[t * wk] + folded);
-          m[8 - t] = static_cast<T>(k[(8 - t) * wk] - folded);
+      const float* k = w + f * 9 * C;
+      T* m = main + f * 9 * C;
+      const float* a = wx + f * C * 4;
+      const float* b = wy + f * C * 4;
+      // one tap (and its mirror) at a time over all input channels: with channels_last kernels every access
+      // walks memory in order
+      for (int t = 0; t < 4; ++t) {
+        const float* k0 = k + t * wk;
+        const float* k8 = k + (8 - t) * wk;
+        T* m0 = m + t * mk;
+        T* m8 = m + (8 - t) * mk;
+        for (int64_t c = 0; c < C; ++c) {
+          const float folded = cx[f] * a[c * 4 + t] + cy[f] * b[c * 4 + t];
+          m0[c * mc] = static_cast<T>(k0[c * wc] + folded);
+          m8[c * mc] = static_cast<T>(k8[c * wc] - folded);
         }
-        m[4] = static_cast<T>(k[4 * wk]);
-        if (taps != nullptr) {
-          for (int t = 0; t < 4; ++t) {
-            taps[i * 4 + t] = static_cast<T>(a[t]);
-            taps[(F * C + i) * 4 + t] = static_cast<T>(b[t]);
+      }
+      for (int64_t c = 0; c < C; ++c) m[4 * mk + c * mc] = static_cast<T>(k[4 * wk + c * wc]);
+      if (taps != nullptr) {
+        T* tx = taps + f * 4 * C;
+        T* ty = taps + (F + f) * 4 * C;
+        for (int t = 0; t < 4; ++t)
+          for (int64_t c = 0; c < C; ++c) {
+            tx[t * C + c] = static_cast<T>(a[c * 4 + t]);
+            ty[t * C + c] = static_cast<T>(b[c * 4 + t]);
           }
-        } else {
-          T* ox = kx + i * 9;
-          T* oy = ky + i * 9;
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          T* ox = kx + (f * C + c) * 9;
+          T* oy = ky + (f * C + c) * 9;
           for (int t = 0; t < 4; ++t) {
-            ox[t] = static_cast<T>(a[t]);
-            ox[8 - t] = static_cast<T>(-a[t]);
-            oy[t] = static_cast<T>(b[t]);
-            oy[8 - t] = static_cast<T>(-b[t]);
+            ox[t] = static_cast<T>(a[c * 4 + t]);
+            ox[8 - t] = static_cast<T>(-a[c * 4 + t]);
+            oy[t] = static_cast<T>(b[c * 4 + t]);
+            oy[8 - t] = static_cast<T>(-b[c * 4 + t]);
           }
           ox[4] = oy[4] = static_cast<T>(0);
         }
@@ -181,34 +193,51 @@ void prepare_kernel(const float* w, int64_t wc, int64_t wk, const float* wx, con
 
 // Its transpose: the parameters' fp32 gradients from the kernels' (g_main, and g_taps or g_kx/g_ky). The adjoint
 // of antisym is d_t = g[t] - g[8 - t]; the centres' gradients are sums over one output channel, so threads that
-// split the output channels never share a sum. gw is laid out like W (wc, wk as above).
+// split the output channels never share a sum. g_main and g_taps are read through their strides (gs: f, c, k of
+// g_main; ts: row, c, t of g_taps), so the layouts convolution_backward and the GEMM return need no copy; gw is laid
+// out like W (wc, wk as above).
 template <typename T>
-void prepare_backward_kernel(const T* gmain, const T* gtaps, const T* gkx, const T* gky, const float* wx,
-                             const float* wy, const float* cx, const float* cy, float* gw, int64_t wc, int64_t wk,
-                             float* gwx, float* gwy, float* gcx, float* gcy, int64_t F, int64_t C) {
+void prepare_backward_kernel(const T* gmain, const int64_t* gs, const T* gtaps, const int64_t* ts, const T* gkx,
+                             const T* gky, const float* wx, const float* wy, const float* cx, const float* cy,
+                             float* gw, int64_t wc, int64_t wk, float* gwx, float* gwy, float* gcx, float* gcy,
+                             int64_t F, int64_t C) {
   at::parallel_for(0, F, 1, [&](int64_t begin, int64_t end) {
     for (int64_t f = begin; f < end; ++f) {
+      const T* g = gmain + f * gs[0];
+      float* o = gw + f * 9 * C;
+      const float* a = wx + f * C * 4;
+      const float* b = wy + f * C * 4;
+      float* oa = gwx + f * C * 4;
+      float* ob = gwy + f * C * 4;
       float sum_x = 0.f, sum_y = 0.f;
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t i = f * C + c;
-        const T* g = gmain + i * 9;
-        for (int k = 0; k < 9; ++k) gw[f * 9 * C + c * wc + k * wk] = static_cast<float>(g[k]);
-        for (int t = 0; t < 4; ++t) {
-          const float d = static_cast<float>(g[t]) - static_cast<float>(g[8 - t]);
-          float ex, ey;
-          if (gtaps != nullptr) {
-            ex = static_cast<float>(gtaps[i * 4 + t]);
-            ey = static_cast<float>(gtaps[(F * C + i) * 4 + t]);
+      for (int t = 0; t < 4; ++t) {  // one tap (and its mirror) over all input channels, as in prepare_kernel
+        const T* g0 = g + t * gs[2];
+        const T* g8 = g + (8 - t) * gs[2];
+        float* o0 = o + t * wk;
+        float* o8 = o + (8 - t) * wk;
+        const T* ex = gtaps != nullptr ? gtaps + f * ts[0] + t * ts[2] : nullptr;
+        const T* ey = gtaps != nullptr ? gtaps + (F + f) * ts[0] + t * ts[2] : nullptr;
+        for (int64_t c = 0; c < C; ++c) {
+          const float v0 = static_cast<float>(g0[c * gs[1]]), v8 = static_cast<float>(g8[c * gs[1]]);
+          o0[c * wc] = v0;
+          o8[c * wc] = v8;
+          const float d = v0 - v8;
+          float dx, dy;
+          if (ex != nullptr) {
+            dx = static_cast<float>(ex[c * ts[1]]);
+            dy = static_cast<float>(ey[c * ts[1]]);
           } else {
-            ex = static_cast<float>(gkx[i * 9 + t]) - static_cast<float>(gkx[i * 9 + 8 - t]);
-            ey = static_cast<float>(gky[i * 9 + t]) - static_cast<float>(gky[i * 9 + 8 - t]);
+            const int64_t i = (f * C + c) * 9;
+            dx = static_cast<float>(gkx[i + t]) - static_cast<float>(gkx[i + 8 - t]);
+            dy = static_cast<float>(gky[i + t]) - static_cast<float>(gky[i + 8 - t]);
           }
-          gwx[i * 4 + t] = cx[f] * d + ex;
-          gwy[i * 4 + t] = cy[f] * d + ey;
-          sum_x += d * wx[i * 4 + t];
-          sum_y += d * wy[i * 4 + t];
+          oa[c * 4 + t] = cx[f] * d + dx;
+          ob[c * 4 + t] = cy[f] * d + dy;
+          sum_x += d * a[c * 4 + t];
+          sum_y += d * b[c * 4 + t];
         }
       }
+      for (int64_t c = 0; c < C; ++c) o[4 * wk + c * wc] = static_cast<float>(g[4 * gs[2] + c * gs[1]]);
       gcx[f] = sum_x;
       gcy[f] = sum_y;
     }
@@ -314,21 +343,23 @@ void check_params(const torch::Tensor& w, const torch::Tensor& wx, const torch::
   TORCH_CHECK(cx.numel() == F && cy.numel() == F, "centres must have F values");
 }
 
-// (weight, weight_x, weight_y, center_x, center_y) fp32 -> (main (F, C, 3, 3), taps (2F, C, 4)) in dtype
+// (weight, weight_x, weight_y, center_x, center_y) fp32 -> (main (F, C, 3, 3) channels_last, the layout the
+// channels_last convolution and its backward take without a copy; taps (2F, C, 4) viewed from tap-major (2F, 4, C)
+// memory) in dtype
 std::tuple<torch::Tensor, torch::Tensor> twist_prepare_taps(const torch::Tensor& w, const torch::Tensor& wx,
                                                             const torch::Tensor& wy, const torch::Tensor& cx,
                                                             const torch::Tensor& cy, at::ScalarType dtype) {
   check_params(w, wx, wy, cx, cy);
   const int64_t F = w.size(0), C = w.size(1);
-  auto main = torch::empty({F, C, 3, 3}, w.options().dtype(dtype));
-  auto taps = torch::empty({2 * F, C, 4}, w.options().dtype(dtype));
+  auto main = torch::empty({F, C, 3, 3}, w.options().dtype(dtype).memory_format(at::MemoryFormat::ChannelsLast));
+  auto taps = torch::empty({2 * F, 4, C}, w.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "twist_prepare_taps", [&] {
     const auto [wc, wk] = kernel_strides(w);
     prepare_kernel<scalar_t>(w.data_ptr<float>(), wc, wk, wx.data_ptr<float>(), wy.data_ptr<float>(),
-                             cx.data_ptr<float>(), cy.data_ptr<float>(), main.data_ptr<scalar_t>(),
+                             cx.data_ptr<float>(), cy.data_ptr<float>(), main.data_ptr<scalar_t>(), 1, C,
                              taps.data_ptr<scalar_t>(), nullptr, nullptr, F, C);
   });
-  return {main, taps};
+  return {main, taps.transpose(1, 2)};
 }
 
 // the same parameters -> (3F, C, 3, 3) in dtype: [main; antisym(Wx); antisym(Wy)] (the stacked path's kernel)
@@ -341,22 +372,30 @@ torch::Tensor twist_prepare_stacked(const torch::Tensor& w, const torch::Tensor&
     scalar_t* out = k.data_ptr<scalar_t>();
     const auto [wc, wk] = kernel_strides(w);
     prepare_kernel<scalar_t>(w.data_ptr<float>(), wc, wk, wx.data_ptr<float>(), wy.data_ptr<float>(),
-                             cx.data_ptr<float>(), cy.data_ptr<float>(), out, nullptr, out + F * C * 9,
+                             cx.data_ptr<float>(), cy.data_ptr<float>(), out, 9, 1, nullptr, out + F * C * 9,
                              out + 2 * F * C * 9, F, C);
   });
   return k;
 }
 
-// gradients of the parameters from g (the main kernel's (F, C, 3, 3) and g_taps (2F, C, 4), or the stacked kernel's
-// (3F, C, 3, 3) with g_taps empty); W's gradient channels_last when W is
+// gradients of the parameters from g (the main kernel's (F, C, 3, 3) and g_taps (2F, C, 4), any strides, or the
+// stacked kernel's contiguous (3F, C, 3, 3) with g_taps empty); W's gradient channels_last when W is
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> twist_prepare_backward(
     const torch::Tensor& g, const torch::Tensor& g_taps, const torch::Tensor& wx, const torch::Tensor& wy,
     const torch::Tensor& cx, const torch::Tensor& cy, bool channels_last) {
   const int64_t F = wx.size(0), C = wx.size(1);
   const bool stacked = g.size(0) == 3 * F;
-  TORCH_CHECK(g.is_contiguous() && g.size(1) == C && (stacked || g.size(0) == F), "g must be (F or 3F, C, 3, 3)");
-  TORCH_CHECK(stacked || (g_taps.is_contiguous() && g_taps.numel() == 2 * F * C * 4 &&
-                          g_taps.scalar_type() == g.scalar_type()), "g_taps must be (2F, C, 4) like g");
+  TORCH_CHECK(g.dim() == 4 && g.size(1) == C && g.size(2) == 3 && g.size(3) == 3 && (stacked || g.size(0) == F),
+              "g must be (F or 3F, C, 3, 3)");
+  TORCH_CHECK(!stacked || g.is_contiguous(), "the stacked kernel's gradient must be contiguous");
+  TORCH_CHECK(stacked || (g_taps.dim() == 3 && g_taps.size(0) == 2 * F && g_taps.size(1) == C &&
+                          g_taps.size(2) == 4 && g_taps.scalar_type() == g.scalar_type()),
+              "g_taps must be (2F, C, 4) like g");
+  // a 3x3 kernel's (kh, kw) are read as one index k = 3 * kh + kw: they must be laid out as one dimension
+  TORCH_CHECK(g.stride(2) == 3 * g.stride(3), "g's kernel positions must be dense");
+  const int64_t gs[3] = {g.stride(0), g.stride(1), g.stride(3)};
+  const int64_t ts[3] = {stacked ? 0 : g_taps.stride(0), stacked ? 0 : g_taps.stride(1),
+                         stacked ? 0 : g_taps.stride(2)};
   auto opts = wx.options();
   auto gw = torch::empty({F, C, 3, 3}, opts.memory_format(channels_last ? at::MemoryFormat::ChannelsLast
                                                                          : at::MemoryFormat::Contiguous));
@@ -365,7 +404,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Te
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, g.scalar_type(), "twist_prepare_backward", [&] {
     const scalar_t* gp = g.data_ptr<scalar_t>();
     prepare_backward_kernel<scalar_t>(
-        gp, stacked ? nullptr : g_taps.data_ptr<scalar_t>(), stacked ? gp + F * C * 9 : nullptr,
+        gp, gs, stacked ? nullptr : g_taps.data_ptr<scalar_t>(), ts, stacked ? gp + F * C * 9 : nullptr,
         stacked ? gp + 2 * F * C * 9 : nullptr, wx.data_ptr<float>(), wy.data_ptr<float>(), cx.data_ptr<float>(),
         cy.data_ptr<float>(), gw.data_ptr<float>(), channels_last ? 1 : 9, channels_last ? C : 1,
         gwx.data_ptr<float>(), gwy.data_ptr<float>(), gcx.data_ptr<float>(), gcy.data_ptr<float>(), F, C);
