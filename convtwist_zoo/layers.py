@@ -220,7 +220,7 @@ class _PreparedKernels(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_kernel, grad_taps):
-        # the operator reads the tap path's gradients through their strides (no copies); the stacked kernel's whole
+        # the tap path's gradients are read through their strides (no copies); the stacked kernel's must be contiguous
         stacked = grad_kernel.shape[0] != ctx.saved_tensors[0].shape[0]
         if stacked or grad_kernel.stride(2) != 3 * grad_kernel.stride(3):
             grad_kernel = grad_kernel.contiguous()
