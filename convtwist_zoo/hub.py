@@ -199,25 +199,30 @@ def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_ru
     return files
 
 
+def save_fp16(src: str | os.PathLike, dest: str | os.PathLike, **metadata: str) -> Path:
+    """Write the safetensors file ``src`` to ``dest`` (may be the same path) with its floating-point tensors in
+    float16, atomically; ``metadata`` joins the file's header. The form the Hub folders hold."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
+    with atomic_path(Path(dest)) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", **metadata, "dtype": "float16"})
+    return Path(dest)
+
+
 def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB_DIR, tag: str | None = None,
               default: bool = False, extra_meta: dict | None = None) -> PretrainedSpec:
     """Turn a finished training run (``model.safetensors`` + ``config.json``) into a Hub repo folder
     ``hub_root/<arch>.<tag>/`` with fp16 weights and a config carrying the spec; returns the spec.
 
     The model card (``README.md``) is written by ``convtwist_zoo.cards``."""
-    from safetensors.torch import save_file
-
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     arch = config["architecture"]
     tag = tag or config["dataset"]
     folder = Path(hub_root) / f"{arch}.{tag}"
     folder.mkdir(parents=True, exist_ok=True)
-    state = load_file(str(run_dir / "model.safetensors"))
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": arch, "dtype": "float16"})
-    weights = folder / "model.safetensors"
+    weights = save_fp16(run_dir / "model.safetensors", folder / "model.safetensors", architecture=arch)
     spec = PretrainedSpec(
         architecture=arch, tag=tag, sha256=sha256_file(weights), size=weights.stat().st_size,
         num_classes=config["num_classes"], class_ids=tuple(config["class_ids"]),

@@ -57,6 +57,20 @@ def test_spec_from_staged_folder(tiny_hub):
     from safetensors import safe_open
     with safe_open(str(weights), "pt") as f:  # the hub copy is fp16
         assert f.get_tensor("conv1.weight").dtype == torch.float16
+        assert f.metadata()["architecture"] == "convtwist_resnet18"
+
+
+def test_save_fp16_in_place_halves_floats_only(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from convtwist_zoo.hub import save_fp16
+    path = tmp_path / "model.safetensors"
+    w, steps = torch.randn(4, 3), torch.tensor([7, 8])
+    save_file({"w": w, "bn.num_batches_tracked": steps}, str(path))
+    save_fp16(path, path, architecture="x")
+    state = load_file(str(path))
+    assert state["w"].dtype == torch.float16 and torch.equal(state["w"], w.half())
+    assert torch.equal(state["bn.num_batches_tracked"], steps)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
 
 
 def test_local_folder_without_spec_loads_without_hash(tmp_path):

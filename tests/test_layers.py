@@ -29,8 +29,7 @@ def kernel_path(request, monkeypatch):
 
 
 def test_stacked_path_is_chosen_where_it_is_asked_for(monkeypatch):
-    from convtwist_zoo import fused_kernels
-    from convtwist_zoo import layers
+    from convtwist_zoo import fused_kernels, layers
     from convtwist_zoo.layers import _stacked_is_faster
     if fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
