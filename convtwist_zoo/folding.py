@@ -7,7 +7,9 @@ For each ConvTwist (at a fixed input size):
   pixels) and a 1x1 conv for each of x and y, i.e. 8/9 of a 3x3 conv's work;
 - the coordinate grids of the layer's output resolution become two ``1x1xHxW`` constants (per resolution, not per
   channel; full planes rather than a row and a column because ONNX Runtime broadcasts a whole plane 2x faster);
-- the BatchNorm that follows folds into both convs' weights and the main conv's bias.
+- the BatchNorm that follows folds into both convs' weights and the main conv's bias;
+- in the ONNX graph only, the twist passes an identity depthwise 1x1 conv before it joins the main conv (see
+  `FoldedConvTwist.forward`).
 Plain Conv2d + BatchNorm pairs fold as usual. Folding never touches the source model.
 """
 from __future__ import annotations
@@ -67,6 +69,8 @@ class FoldedConvTwist(nn.Module):
         gx, gy = coordinate_grids(*self.out_hw, torch.float32, torch.device("cpu"))
         self.register_buffer("grid_x", gx.expand(1, 1, *self.out_hw).clone())
         self.register_buffer("grid_y", gy.expand(1, 1, *self.out_hw).clone())
+        self.to_blocked = nn.Conv2d(nf, nf, 1, groups=nf, bias=False)
+        self.to_blocked.weight.data.fill_(1.0)
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -79,7 +83,14 @@ class FoldedConvTwist(nn.Module):
         for diff, twist_x, twist_y in zip(self.diff[1:], self.twist_x[1:], self.twist_y[1:]):
             d = diff(x)
             tx, ty = tx + twist_x(d), ty + twist_y(d)
-        return self.main(x) + self.grid_x * tx + self.grid_y * ty
+        twist = self.grid_x * tx + self.grid_y * ty
+        if torch.onnx.is_in_onnx_export():
+            # ONNX Runtime's blocked (NCHWc) layout cannot take a Mul by a constant plane, so the twist is in NCHW
+            # here. Passing it through a conv brings it back into the blocked layout, and then the sum (and the
+            # ReLU after it) fuse into the main conv instead of running in NCHW: 32 fewer nodes in resnet50, and
+            # 0.2-3% faster in 11 of 12 pairs and settings of bench/onnx.py timed in turns (the 12th within noise).
+            twist = self.to_blocked(twist)
+        return self.main(x) + twist
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

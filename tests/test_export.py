@@ -57,7 +57,8 @@ def test_folded_graph_has_no_grid_subgraphs_and_checker_passes(tmp_path):
                "Pad", "Split", "Concat"):
         assert ops.get(op, 0) == 0, (op, ops)
     n_twist = sum(isinstance(m, ConvTwist) for m in model.modules())
-    assert ops["Conv"] == 13 * n_twist + 4  # main + per tap a depthwise diff and two 1x1; stem and 3 shortcuts
+    # main, per tap a depthwise diff and two 1x1, the identity conv into the blocked layout; stem and 3 shortcuts
+    assert ops["Conv"] == 14 * n_twist + 4
     assert ops["Mul"] == 2 * n_twist  # one grid each for x and y, per layer
     assert report.nodes_before.get("Range", 0) > 0 or report.nodes_before.get("Slice", 0) > 0
     onnx.checker.check_model(onnx.load(str(report.path)), full_check=True)
@@ -75,6 +76,27 @@ def test_folded_graph_has_no_grid_subgraphs_and_checker_passes(tmp_path):
         kind = "x" if np.allclose(g[0, 0], gx) else "y" if np.allclose(g[0, 0], gy) else "?"
         kinds[kind, h] += 1
     assert set(kinds) == {(k, r) for k in "xy" for r in (32, 16, 8, 4)}, kinds
+
+
+def test_twist_joins_the_main_conv_in_onnx_runtimes_blocked_layout(tmp_path):
+    import onnxruntime as ort
+    model = trained_like(nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                       ConvTwist(32, 32), nn.BatchNorm2d(32), nn.ReLU(),
+                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4)))
+    report = export_onnx(model, tmp_path / "m.onnx", 32, metadata={})
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(str(tmp_path / "opt.onnx")).graph.node
+    if not any(n.domain == "com.microsoft.nchwc" for n in nodes):
+        pytest.skip("ONNX Runtime uses no blocked layout on this CPU")
+    ops = collections.Counter(n.op_type for n in nodes)
+    # the twist's Mul/Add run in NCHW; the sum with the main conv and the ReLU are fused into that conv
+    assert ops["Mul"] == 2 and ops["Add"] == 1 and ops["Relu"] == 0, ops
+    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
+    main = [(n, a) for n, a in zip(nodes, attrs) if n.op_type == "Conv" and a.get("group", 1) == 1
+            and list(a.get("kernel_shape", [])) == [3, 3] and n.input[1] and len(n.input) > 3 and n.input[3]]
+    assert len(main) == 1 and main[0][1].get("activation") == b"Relu"  # the stem conv has no sum
 
 
 def test_fold_is_exact_in_pytorch_and_does_not_touch_the_source():
