@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Recipe probes on Imagewoof, one after another. The 5-epoch probes (128px) chose the recipe (README, "How the recipe
 # was chosen"); the 30-epoch pair on 112px training crops (evaluated at 128px) is listed in docs/runs/ and
-# MODEL_CARDS.md, as is the 20-epoch pair with Lookahead (RAdam + Lookahead 6 = fast.ai's Ranger). Pass
-# PROBES="five crop112 lookahead" (the default) or some of them.
+# MODEL_CARDS.md, as are the 20-epoch pair with Lookahead (RAdam + Lookahead 6 = fast.ai's Ranger) and the 40-epoch
+# pair with it (e40la6, the candidate recipe for the accuracy targets). Pass PROBES="five crop112 lookahead e40la6"
+# (the default) or some of them.
 set -eu
 R=${RUNS:-"$HOME/.cache/convtwist-zoo/runs/probes"}
-PROBES=${PROBES:-"five crop112 lookahead"}
+PROBES=${PROBES:-"five crop112 lookahead e40la6"}
 if [[ " $PROBES " == *" five "* ]]; then
 python -m convtwist_zoo train --model resnet18 --data imagewoof --epochs 5 --optimizer sgd --lr 0.1 \
   --weight-decay 5e-4 --schedule onecycle --warmup-epochs 0.5 --out "$R/r18w5-sgd" --no-progress
@@ -24,5 +25,11 @@ if [[ " $PROBES " == *" lookahead "* ]]; then
 for model in resnet18 convtwist_resnet18; do
   python -m convtwist_zoo train --model $model --data imagewoof --lookahead 6 --out "$R/$model.imagewoof-la6" \
     --resume --no-progress
+done
+fi
+if [[ " $PROBES " == *" e40la6 "* ]]; then
+for model in resnet18 convtwist_resnet18; do
+  python -m convtwist_zoo train --model $model --data imagewoof --epochs 40 --lookahead 6 \
+    --out "$R/$model.imagewoof-e40-la6" --resume --no-progress
 done
 fi
