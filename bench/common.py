@@ -58,6 +58,21 @@ def interleaved_median_times(fns: list, repeats: int = 10, warmup: int = 3, bloc
     return [statistics.median(t) for t in interleaved_times(fns, repeats, warmup, block, pause)]
 
 
+def ort_session(path, threads: int):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (0 = all cores)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_turns(sessions: list, x, repeats: int) -> list[list[float]]:
+    """`interleaved_times` of ONNX Runtime sessions on input ``x``, in blocks of calls with a pause before each
+    (a session's threads spin after a call); blocks of 5 at batch 1, of 2 for larger batches."""
+    return interleaved_times([lambda s=s: s.run(None, {"image": x}) for s in sessions], repeats,
+                             block=5 if x.shape[0] == 1 else 2, pause=0.05)
+
+
 def ratio_spread(a: list[float], b: list[float]) -> tuple[float, float]:
     """Quartiles of the turn-by-turn ratio a/b (turns of `interleaved_times`): how far the ratio moves between
     turns, which a single median hides."""

@@ -24,7 +24,7 @@ import torch
 # this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import interleaved_times, median_time, print_table, ratio_spread, write_json  # noqa: E402
+from common import median_time, ort_session, ort_turns, print_table, ratio_spread, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
@@ -54,10 +54,7 @@ def main() -> None:
                 macs[name] = count_macs(models[name], size) / 1e9
                 path = export_onnx(models[name], Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
                 for threads in args.threads:
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = threads
-                    sessions[name, threads] = ort.InferenceSession(str(path), options,
-                                                                   providers=["CPUExecutionProvider"])
+                    sessions[name, threads] = ort_session(path, threads)
             for batch in args.batches:
                 x = torch.randn(batch, 3, size, size)
                 xn = x.numpy()
@@ -70,9 +67,7 @@ def main() -> None:
                 for threads in args.threads:
                     for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
                         pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]
-                        turns = interleaved_times(
-                            [lambda s=sessions[n, threads]: s.run(None, {"image": xn}) for n in pair], reps,
-                            block=5 if batch == 1 else 2, pause=0.05)
+                        turns = ort_turns([sessions[n, threads] for n in pair], xn, reps)
                         spread[size, batch, threads, depth] = ratio_spread(*turns)
                         for name, tn in zip(pair, turns):
                             t = statistics.median(tn)

@@ -21,7 +21,7 @@ import numpy as np
 # this folder holds onnx.py: keep it behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import interleaved_times, print_table, ratio_spread, write_json  # noqa: E402
+from common import ort_session, ort_turns, print_table, ratio_spread, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
@@ -42,17 +42,12 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         for depth in args.depths:
-            sessions = []
-            for name in (f"convtwist_resnet{depth}", f"resnet{depth}"):
-                path = export_onnx(create_model(name).eval(), Path(tmp) / f"{name}.onnx", args.size,
-                                   compare_unfolded=False).path
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = args.threads
-                sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+            sessions = [ort_session(export_onnx(create_model(name).eval(), Path(tmp) / f"{name}.onnx", args.size,
+                                                compare_unfolded=False).path, args.threads)
+                        for name in (f"convtwist_resnet{depth}", f"resnet{depth}")]
             t0 = time.monotonic()
             for run in range(args.runs):
-                turns = interleaved_times([lambda s=s: s.run(None, {"image": x}) for s in sessions], args.repeats,
-                                          block=5 if args.batch == 1 else 2, pause=0.05)
+                turns = ort_turns(sessions, x, args.repeats)
                 twist, plain = (statistics.median(t) * 1e3 for t in turns)
                 q1, q3 = ratio_spread(*turns)
                 rows.append({"pair": f"convtwist_resnet{depth}/resnet{depth}", "run": run,
