@@ -76,7 +76,10 @@ def ort_turns(sessions: list, x, repeats: int) -> list[list[float]]:
 def ratio_spread(a: list[float], b: list[float]) -> tuple[float, float]:
     """Quartiles of the turn-by-turn ratio a/b (turns of `interleaved_times`): how far the ratio moves between
     turns, which a single median hides."""
-    q = statistics.quantiles([x / y for x, y in zip(a, b)], n=4)
+    ratios = [x / y for x, y in zip(a, b)]
+    if len(ratios) < 2:  # one turn (very few repeats): no spread to report
+        return ratios[0], ratios[0]
+    q = statistics.quantiles(ratios, n=4)
     return q[0], q[2]
 
 

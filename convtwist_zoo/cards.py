@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .train import RECIPE_KNOBS, saved_knob
+
 __all__ = ["write_cards", "collect", "collect_extra_runs", "PLANNED", "FASTAI_LEADERBOARD"]
 
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
@@ -61,25 +63,35 @@ def _extra_run_rows(info: dict, extra: list[dict]) -> list[str]:
     ConvTwist minus baseline for every seed that has both."""
     if not extra:
         return ["No replicate or recipe probe has been run yet (`docs/runs/index.json`)."]
-    rows = ["| run | kind | flags | trained on | epochs | final top-1 | the checkpoint's | difference |",
-            "|---|---|---|---|---|---|---|---|"]
+    by_run = {r["run"]: r for r in extra}
+    rows = ["| run | kind | flags | trained on | epochs | final top-1 | compared with | its top-1 | difference |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in extra:
         own = _final_top1(r["metrics"])
-        ck = _final_top1((info.get(r["checkpoint"]) or {}).get("metrics") or [])
+        # A run made against a checkpoint that has since been replaced names the former checkpoint's log instead.
+        against = r.get("compared_with")
+        if against is None:
+            label, ck = "the checkpoint", _final_top1((info.get(r["checkpoint"]) or {}).get("metrics") or [])
+        elif against in by_run:
+            label, ck = against, _final_top1(by_run[against]["metrics"])
+        else:
+            raise ValueError(f"docs/runs/index.json: {r['run']} is compared with {against!r}, which is not a run "
+                             "listed there")
         diff = own - ck if own is not None and ck is not None else None
         rows.append(f"| {r['run']} | {r['kind']} | `{r['flags']}` | {r['trained_on']} | {len(r['metrics'])} | "
-                    f"{_fmt(own)} | {_fmt(ck)} | {_fmt(diff, '{:+.2f}')} |")
+                    f"{_fmt(own)} | {label} | {_fmt(ck)} | {_fmt(diff, '{:+.2f}')} |")
     pairs = []
     for name in PLANNED:
         base = _baseline_of(name)
         if not base or name not in info or base not in info:
             continue
-        gaps = [("the published seed", _final_top1(info[name]["metrics"]), _final_top1(info[base]["metrics"]))]
+        gaps = [] if _recipe_gap(info[name], info[base]) else \
+            [("the published seed", _final_top1(info[name]["metrics"]), _final_top1(info[base]["metrics"]))]
         for r in extra:
             twin = next((b for b in extra if b["checkpoint"] == base and b["flags"] == r["flags"]), None)
-            if r["checkpoint"] == name and r["kind"] in ("replicate", "recipe") and twin:
+            if r["checkpoint"] == name and r["kind"] in ("replicate", "recipe", "former checkpoint") and twin:
                 gaps.append((f"`{r['flags']}`", _final_top1(r["metrics"]), _final_top1(twin["metrics"])))
-        if len(gaps) > 1 and all(a is not None and b is not None for _, a, b in gaps):
+        if len(gaps) > (1 if gaps and gaps[0][0] == "the published seed" else 0) and all(a is not None and b is not None for _, a, b in gaps):
             pairs.append(f"- {name} − {base} (training-log top-1): " +
                          ", ".join(f"{label} {a - b:+.2f}" for label, a, b in gaps) + ".")
     return rows + ([""] + pairs if pairs else [])
@@ -116,11 +128,12 @@ def _summary_rows(info: dict) -> list[str]:
         base = _baseline_of(name)
         base_top1 = _top1(info.get(base)) if base else None
         diff = s128.get("top1") - base_top1 if base_top1 is not None and s128.get("top1") is not None else None
+        gap = _recipe_gap(entry, info.get(base)) if base_top1 is not None else []
         rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
                     f"{_fmt(base_top1)} | "
-                    f"{_fmt(diff, '{:+.2f}')} |")
+                    f"{'not comparable (recipes differ)' if gap else _fmt(diff, '{:+.2f}')} |")
     return rows
 
 
@@ -133,7 +146,7 @@ def _robustness_rows(info: dict) -> list[str]:
     rows = ["| checkpoint | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for name, rob in sorted(entries.items()):
         rows.append(f"| {name} | " + " | ".join(_fmt(r["top1"], "{:.1f}") for r in rob["rows"]) + " |")
-    return rows + [""] + _robustness_verdicts(entries)
+    return rows + [""] + _robustness_verdicts(entries, info)
 
 
 def _retained(rows: list[dict]) -> dict:
@@ -145,13 +158,14 @@ def _retained(rows: list[dict]) -> dict:
             if (r["kind"], r["value"]) != ("rotation", 0)}
 
 
-def _robustness_verdicts(entries: dict) -> list[str]:
-    """Per ConvTwist/baseline pair: does ConvTwist keep more of its clean accuracy under rotation and rescaling?
-    Retention, not raw top-1, because the ConvTwist models start from a higher clean accuracy."""
+def _robustness_verdicts(entries: dict, info: dict) -> list[str]:
+    """Per ConvTwist/baseline pair trained the same way: does ConvTwist keep more of its clean accuracy under
+    rotation and rescaling? Retention, not raw top-1, because the ConvTwist models start from a higher clean
+    accuracy."""
     lines, tally = [], {}
     for name in sorted(entries):
         base = _baseline_of(name)
-        if base not in entries:
+        if base not in entries or _recipe_gap(info.get(name), info.get(base)):
             continue
         mine, theirs = _retained(entries[name]["rows"]), _retained(entries[base]["rows"])
         shared = sorted(set(mine) & set(theirs))
@@ -191,16 +205,31 @@ def _inspect_rows(info: dict) -> list[str]:
     return rows
 
 
+def _recipe(entry) -> dict:
+    """The knobs that make a recipe, a key older configs lack read as what it was then."""
+    saved = ((entry or {}).get("config") or {}).get("recipe") or {}
+    return {k: saved_knob(saved, k) for k in RECIPE_KNOBS}
+
+
+def _recipe_gap(a, b) -> list[str]:
+    """How two checkpoints' recipes differ (empty: trained the same way)."""
+    ra, rb = _recipe(a), _recipe(b)
+    return [f"{k} {ra[k]} vs {rb[k]}" for k in RECIPE_KNOBS if ra[k] != rb[k]]
+
+
 def _recipe_rows(info: dict) -> list[str]:
-    recipes = {json.dumps({k: v for k, v in e["config"]["recipe"].items() if k not in ("model", "data")},
-                          sort_keys=True) for e in info.values()}
-    if not recipes:
+    groups: dict[str, list[str]] = {}
+    for name, entry in sorted(info.items()):
+        groups.setdefault(json.dumps(_recipe(entry), sort_keys=True), []).append(name)
+    if not groups:
         return ["(no checkpoint yet)"]
     rows = []
-    for r in sorted(recipes):
-        rows += ["| knob | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in json.loads(r).items()] + [""]
-    if len(recipes) > 1:
-        rows.insert(0, "**Warning: the checkpoints do not all share one recipe.**\n")
+    for _, names in sorted(groups.items(), key=lambda g: -len(g[1])):
+        if len(groups) > 1:
+            rows += [f"Trained with this recipe: {', '.join(names)}.", ""]
+        entry = info[names[0]]
+        shown = {k: v for k, v in entry["config"]["recipe"].items() if k not in ("model", "data")} | _recipe(entry)
+        rows += ["| knob | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(shown.items())] + [""]
     return rows
 
 
@@ -222,7 +251,11 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
     for name in PLANNED:
         base = _baseline_of(name)
         if base and _top1(info.get(name)) is not None and _top1(info.get(base)) is not None:
-            d = _top1(info[name]) - _top1(info[base])
+            d, gap = _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
+            if gap:
+                verdicts.append(f"- {name}: no verdict, it and {base} were trained with different recipes "
+                                f"({', '.join(gap)}); retrain one of them.")
+                continue
             verdicts.append(f"- {name}: {'+' if d >= 0 else ''}{d:.2f} points top-1 against {base} "
                             f"({'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'}; one published "
                             "seed each: the replicates below show how far another seed moves it).")
@@ -230,9 +263,10 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
     lines += ["", "## Replicates and recipe probes", "",
               "Runs beside the checkpoints, kept as training logs only (`docs/runs/`): another seed of a checkpoint "
               "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe; a "
-              "pipeline check trains a checkpoint's recipe again after a change to the input code. Top-1 "
-              "here is the training log's (bf16 eval after the last epoch), compared with the same number from the "
-              "checkpoint's own log.", ""] + _extra_run_rows(info, extra or [])
+              "pipeline check trains a checkpoint's recipe again after a change to the input code; a former checkpoint is "
+              "the log of weights once published under that name. Top-1 here is the training log's (bf16 eval after "
+              "the last epoch), compared with the same number from the checkpoint's own log, or from the former "
+              "checkpoint's where the run was made against that.", ""] + _extra_run_rows(info, extra or [])
     lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "

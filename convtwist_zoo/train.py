@@ -41,13 +41,13 @@ class TrainConfig:
     data: str = "imagenette"            # imagenette | imagewoof | a folder with train/ and val/
     data_dir: str | None = None         # where the archives are (else $CONVTWIST_DATA)
     out: str = "runs/default"
-    epochs: int = 20
+    epochs: int = 40
     image_size: int = 128               # the model's input size: evaluation and the published config
     train_image_size: int = 0           # RandomResizedCrop size (0 = image_size); smaller trains faster and
                                         # matches apparent object sizes at test (torchvision's train-crop-size)
     batch_size: int = 64                # global batch, split over processes
     optimizer: str = "radam"            # radam (decoupled wd) | sgd (nesterov) | adamw
-    lookahead: int = 0                  # Lookahead every k steps (0 = off); radam + lookahead 6 is fast.ai's Ranger
+    lookahead: int = 6                  # Lookahead every k steps (0 = off); radam + lookahead 6 is fast.ai's Ranger
     lookahead_alpha: float = 0.5        # Lookahead: step of the slow weights toward the fast ones
     lr: float = 4e-3                    # peak learning rate at batch_size 64; scaled linearly with the batch
     momentum: float = 0.9               # sgd only
@@ -106,11 +106,26 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+# Knobs added after some runs were made, with the value those runs had: their configs lack the key.
+KNOBS_ADDED_LATER = {"train_image_size": 0, "lookahead": 0, "lookahead_alpha": 0.5}
+# What makes two runs the same recipe, as against where, how fast or under which name they ran.
+RECIPE_KNOBS = ("epochs", "image_size", "train_image_size", "batch_size", "optimizer", "lookahead", "lookahead_alpha",
+                "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "flat_fraction", "label_smoothing",
+                "min_scale", "augment", "ema", "noise", "amp", "crop_pct", "pretrained", "freeze_epochs",
+                "backbone_lr_mult", "max_steps_per_epoch")
+
+
+def saved_knob(saved: dict, key: str):
+    """A knob of a saved config (``last.pt`` or a published recipe), reading a missing key as what it was then."""
+    return saved.get(key, KNOBS_ADDED_LATER.get(key, getattr(TrainConfig, key)))
+
+
 def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
-    """Refuse to resume a run whose model, data or classes differ from the one on disk."""
-    # a key older checkpoints lack held its default then
-    keys = ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size")
-    was = {k: saved.get(k, getattr(TrainConfig, k)) for k in keys}
+    """Refuse to resume a run whose model, data, classes or schedule differ from the one on disk: a resumed run must
+    end with the weights an uninterrupted one would have."""
+    keys = ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs", "optimizer",
+            "lookahead", "lr", "schedule")
+    was = {k: saved_knob(saved, k) for k in keys}
     diffs = [f"{k}: checkpoint {was[k]!r}, now {getattr(cfg, k)!r}" for k in keys if was[k] != getattr(cfg, k)]
     if list(saved.get("class_ids", [])) != list(class_ids):
         diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")

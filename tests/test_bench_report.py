@@ -5,11 +5,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _report():
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _report():
+    return _load("report")
 
 
 def test_readme_benchmark_table_matches_the_json_results():
@@ -23,3 +27,9 @@ def test_readme_benchmark_table_matches_the_json_results():
 def test_rows_mark_targets_met_or_not():
     rows = _report().rows()
     assert rows and all(met in ("yes", "**no**") for *_, met in rows)
+
+
+def test_ratio_spread_gives_quartiles_and_survives_a_single_turn():
+    spread = _load("common").ratio_spread
+    assert spread([2.0, 3.0, 4.0, 5.0, 6.0], [1.0] * 5) == (2.5, 5.5)  # statistics.quantiles' exclusive method
+    assert spread([3.0], [2.0]) == (1.5, 1.5)

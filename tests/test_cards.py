@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import make_run_dir
 from convtwist_zoo.cards import write_cards
 from convtwist_zoo.hub import stage_run
@@ -25,14 +27,15 @@ def test_cards_from_hub_json(tmp_path):
         (hub / f"{arch}.imagewoof" / "robustness.json").write_text(json.dumps({"rows": rows}))
     runs = tmp_path / "docs" / "runs"
     runs.mkdir(parents=True)
-    extra = (("seed1", "replicate", "--seed 1", 80.0, 79.5), ("e30", "recipe", "--epochs 30", 82.0, 79.0))
+    extra = (("seed1", "replicate", "--seed 1", 80.0, 79.5), ("e30", "recipe", "--epochs 30", 82.0, 79.0),
+             ("e10", "former checkpoint", "--epochs 10", 70.0, 69.0), ("e10-s2", "recipe", "--epochs 10 --seed 2", 71.0, 68.0))
     for suffix, _, _, ct_top1, base_top1 in extra:
         for arch, top1 in (("convtwist_resnet18", ct_top1), ("resnet18", base_top1)):
             (runs / f"{arch}.imagewoof-{suffix}.metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": top1}))
-    (runs / "index.json").write_text(json.dumps({"runs": [
-        {"run": f"{arch}.imagewoof-{suffix}", "checkpoint": f"{arch}.imagewoof", "kind": kind, "flags": flags,
-         "trained_on": "a GPU"}
-        for suffix, kind, flags, _, _ in extra for arch in ("convtwist_resnet18", "resnet18")]}))
+    index = [{"run": f"{arch}.imagewoof-{suffix}", "checkpoint": f"{arch}.imagewoof", "kind": kind, "flags": flags,
+              "trained_on": "a GPU", **({"compared_with": f"{arch}.imagewoof-e10"} if suffix == "e10-s2" else {})}
+             for suffix, kind, flags, _, _ in extra for arch in ("convtwist_resnet18", "resnet18")]
+    (runs / "index.json").write_text(json.dumps({"runs": index}))
     cards = tmp_path / "MODEL_CARDS.md"
     written = write_cards(hub, cards)
     text = cards.read_text()
@@ -45,9 +48,13 @@ def test_cards_from_hub_json(tmp_path):
     assert "convtwist_resnet18.imagewoof: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins" in text
     assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
     # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
-    assert "| convtwist_resnet18.imagewoof-seed1 | replicate | `--seed 1` | a GPU | 1 | 80.00 | 80.50 | -0.50 |" in text
+    assert "| convtwist_resnet18.imagewoof-seed1 | replicate | `--seed 1` | a GPU | 1 | 80.00 | the checkpoint | " \
+           "80.50 | -0.50 |" in text
+    # a run made against a checkpoint since replaced is compared with the former checkpoint's log
+    assert "| resnet18.imagewoof-e10-s2 | recipe | `--epochs 10 --seed 2` | a GPU | 1 | 68.00 | resnet18.imagewoof-e10 | " \
+           "69.00 | -1.00 |" in text
     assert "- convtwist_resnet18.imagewoof − resnet18.imagewoof (training-log top-1): the published seed +1.25, " \
-           "`--seed 1` +0.50, `--epochs 30` +3.00." in text
+           "`--seed 1` +0.50, `--epochs 30` +3.00, `--epochs 10` +1.00, `--epochs 10 --seed 2` +3.00." in text
     # retention at 15 degrees: 79.0/80.5 = 98.1% vs 77.75/79.25 = 98.1%: no difference worth a word
     assert "- convtwist_resnet18.imagewoof: under rotation it is about as robust as resnet18.imagewoof" in text
     assert "In short: under rotation, ConvTwist is more robust in 0 of 1 pairs, about as robust in 1, less robust " \
@@ -58,3 +65,26 @@ def test_cards_from_hub_json(tmp_path):
     assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
     assert "| trained on | test machine |" in readme
     assert len(written) == 4
+    # a baseline trained another way (here: a config from before Lookahead existed, 1 epoch, vs 3 epochs with it)
+    # gets no difference and no verdict, and each recipe is listed with its checkpoints
+    config_path = hub / "resnet18.imagewoof" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["recipe"].pop("lookahead")
+    config_path.write_text(json.dumps(config))
+    ct_path = hub / "convtwist_resnet18.imagewoof" / "config.json"
+    ct = json.loads(ct_path.read_text())
+    ct["recipe"].update(epochs=3, lookahead=6)
+    ct_path.write_text(json.dumps(ct))
+    write_cards(hub, cards)
+    text = cards.read_text()
+    assert "| resnet18.imagewoof | 79.25 | not comparable (recipes differ) |" in text
+    assert "- convtwist_resnet18.imagewoof: no verdict, it and resnet18.imagewoof were trained with different recipes " \
+           "(epochs 3 vs 1, lookahead 6 vs 0); retrain one of them." in text
+    assert "(training-log top-1): `--seed 1` +0.50," in text  # the published seeds drop out of the gaps
+    assert "Trained with this recipe: convtwist_resnet18.imagewoof." in text
+    assert "Trained with this recipe: resnet18.imagewoof." in text
+    assert "under rotation it is" not in text
+    index[-1]["compared_with"] = "resnet18.imagewoof-e5"  # not a listed run: an error that names it
+    (runs / "index.json").write_text(json.dumps({"runs": index}))
+    with pytest.raises(ValueError, match="resnet18.imagewoof-e5"):
+        write_cards(hub, cards)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -77,16 +78,30 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
 
 def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
     out = tmp_path / "run"
-    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), **{**TINY, "epochs": 1}))
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, **{**TINY, "epochs": 1}))
     with pytest.raises(CheckpointError, match="belongs to another run.*model: checkpoint 'resnet18', now "
                                               "'convtwist_resnet18'"):
         train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
+    # another schedule would not end with the weights of an uninterrupted run
+    with pytest.raises(CheckpointError, match=r"belongs to another run \(epochs: checkpoint 1, now 3; lookahead: "
+                                              r"checkpoint 0, now 6\)"):
+        train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, lookahead=6,
+                          **{**TINY, "epochs": 3}))
     (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="not a readable convtwist-zoo checkpoint"):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
     torch.save({"state_dict": {}}, out / "last.pt")
     with pytest.raises(CheckpointError, match="was not written by `convtwist-zoo train`"):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
+
+
+def test_a_checkpoint_from_before_a_knob_existed_resumes_with_that_knob_off():
+    from convtwist_zoo.train import _check_resumable
+    saved = {k: v for k, v in asdict(TrainConfig(model="resnet18", data="imagewoof")).items()
+             if k not in ("lookahead", "lookahead_alpha", "train_image_size")}
+    _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0, train_image_size=0), [])
+    with pytest.raises(CheckpointError, match=r"\(lookahead: checkpoint 0, now 6\)"):
+        _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=6), [])
 
 
 def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(image_folder, tmp_path, monkeypatch):
