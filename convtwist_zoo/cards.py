@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .train import RECIPE_KNOBS, saved_knob
+from .atomic import write_text_atomic
+from .train import RECIPE_KNOBS, TrainConfig, saved_knob
 
-__all__ = ["write_cards", "collect", "collect_extra_runs", "PLANNED", "FASTAI_LEADERBOARD"]
+__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "PLANNED", "FASTAI_LEADERBOARD"]
 
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
 PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
@@ -52,6 +53,47 @@ def collect_extra_runs(runs_dir: Path) -> list[dict]:
     index = _read(Path(runs_dir) / "index.json")
     return [{**r, "metrics": _read(Path(runs_dir) / f"{r['run']}.metrics.jsonl") or []}
             for r in (index or {}).get("runs", [])]
+
+
+def _flags_against_defaults(recipe: dict) -> str:
+    """The train flags that turn today's defaults into ``recipe`` (its knobs only)."""
+    flags = []
+    for k in RECIPE_KNOBS:
+        v, flag = saved_knob(recipe, k), k.replace("_", "-")
+        if v != getattr(TrainConfig, k):
+            flags.append((f"--{flag}" if v else f"--no-{flag}") if isinstance(v, bool) else f"--{flag} {v}")
+    return " ".join(flags) or "(today's defaults)"
+
+
+def _write_index(runs_dir: Path, index: dict) -> None:
+    lines = ["{", f'  "about": {json.dumps(index.get("about", ""))},', '  "runs": [',
+             ",\n".join("    " + json.dumps(r) for r in index["runs"]), "  ]", "}", ""]
+    write_text_atomic(Path(runs_dir) / "index.json", "\n".join(lines))
+
+
+def retire_checkpoint(hub_root: str | Path, runs_dir: str | Path, name: str, suffix: str) -> dict:
+    """Before ``hub/<name>`` is replaced by a retrained checkpoint: keep its training log in ``runs_dir`` as the
+    former checkpoint ``<name>-<suffix>``, and point every extra run that was compared with it at that log, so
+    that the cards go on comparing each probe with the weights it was made against."""
+    folder, runs_dir = Path(hub_root) / name, Path(runs_dir)
+    config, metrics = _read(folder / "config.json"), folder / "metrics.jsonl"
+    if config is None or not metrics.exists():
+        raise FileNotFoundError(f"{folder} has no config.json and metrics.jsonl: nothing to retire (is {name!r} a "
+                                "published checkpoint?)")
+    index = _read(runs_dir / "index.json") or {"about": "", "runs": []}
+    run = f"{name}-{suffix}"
+    if any(r["run"] == run for r in index["runs"]):
+        raise ValueError(f"{run} is already listed in {runs_dir / 'index.json'}: choose another suffix")
+    write_text_atomic(runs_dir / f"{run}.metrics.jsonl", metrics.read_text())
+    for r in index["runs"]:
+        if r["checkpoint"] == name and "compared_with" not in r:
+            r["compared_with"] = run
+    entry = {"run": run, "checkpoint": name, "kind": "former checkpoint",
+             "flags": _flags_against_defaults(config.get("recipe") or {}),
+             "trained_on": config.get("trained_on", "unknown")}
+    index["runs"].insert(0, entry)
+    _write_index(runs_dir, index)
+    return entry
 
 
 def _final_top1(metrics: list) -> float | None:

@@ -247,6 +247,19 @@ def _cmd_cards(args) -> int:
     return 0
 
 
+def _cmd_retire(args) -> int:
+    from pathlib import Path
+
+    from .cards import retire_checkpoint
+    from .hub import REPO_HUB_DIR
+    hub_root = Path(args.hub) if args.hub else REPO_HUB_DIR
+    runs_dir = Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+    entry = retire_checkpoint(hub_root, runs_dir, args.name, args.suffix)
+    print(f"kept {args.name}'s log as {entry['run']} ({entry['flags']}) in {runs_dir}; stage the new run, then "
+          "`convtwist-zoo cards`")
+    return 0
+
+
 # the embedded default for `demo`: the first of these with weights in hub/ (or $CONVTWIST_ZOO_HUB_DIR)
 DEMO_PREFERENCE = ("convtwist_resnet50.imagenette", "convtwist_resnet18.imagenette", "resnet50.imagenette",
                    "resnet18.imagenette")
@@ -390,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="tag or local run folder")
     p.add_argument("--out", required=True, help="folder for inspect.json and PNGs")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("retire", help="before replacing hub/NAME: keep its training log in docs/runs/ as a former "
+                                      "checkpoint, and compare the runs made against it with that log")
+    p.add_argument("name", help="arch.tag, e.g. resnet18.imagewoof")
+    p.add_argument("--suffix", required=True, help="the kept log's name is NAME-SUFFIX (e.g. e20)")
+    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--runs", help="extra runs folder (default: docs/runs/ beside hub/)")
+    p.set_defaults(func=_cmd_retire)
 
     p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")

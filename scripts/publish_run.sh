@@ -2,6 +2,7 @@
 # After a zoo run finishes: stage it into hub/ (fp16 + spec), evaluate at 128 and 160px (fp32), sweep rotations and
 # rescalings, inspect the twist (ConvTwist models), and regenerate the cards. Run from the repository root:
 #   CONVTWIST_DATA=../shared/data scripts/publish_run.sh convtwist_resnet18.imagenette
+# When NAME replaces a published checkpoint, run `convtwist-zoo retire NAME --suffix e20` (or such) first.
 set -eu
 NAME=$1
 RUNS=${RUNS:-"$HOME/.cache/convtwist-zoo/runs"}

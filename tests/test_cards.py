@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import make_run_dir
-from convtwist_zoo.cards import write_cards
+from convtwist_zoo.cards import retire_checkpoint, write_cards
 from convtwist_zoo.hub import stage_run
 
 
@@ -88,3 +88,39 @@ def test_cards_from_hub_json(tmp_path):
     (runs / "index.json").write_text(json.dumps({"runs": index}))
     with pytest.raises(ValueError, match="resnet18.imagewoof-e5"):
         write_cards(hub, cards)
+
+
+def test_retire_keeps_the_former_checkpoints_log_and_repoints_its_probes(tmp_path):
+    hub, runs = tmp_path / "hub", tmp_path / "docs" / "runs"
+    run = make_run_dir(tmp_path / "r18", arch="resnet18", num_classes=10, data="imagewoof")
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 60, "top1": 70.0}) + "\n")
+    config = json.loads((run / "config.json").read_text())
+    config["recipe"].pop("lookahead")  # trained before Lookahead existed: it was off
+    config["recipe"]["amp"] = False
+    (run / "config.json").write_text(json.dumps(config))
+    stage_run(run, hub)
+    runs.mkdir(parents=True)
+    (runs / "resnet18.imagewoof-la6.metrics.jsonl").write_text(json.dumps({"epoch": 1, "top1": 72.0}) + "\n")
+    (runs / "index.json").write_text(json.dumps({"about": "x", "runs": [
+        {"run": "resnet18.imagewoof-la6", "checkpoint": "resnet18.imagewoof", "kind": "recipe", "flags": "--epochs 1",
+         "trained_on": "CPU"}]}))
+    entry = retire_checkpoint(hub, runs, "resnet18.imagewoof", "e1")
+    assert entry == {"run": "resnet18.imagewoof-e1", "checkpoint": "resnet18.imagewoof", "kind": "former checkpoint",
+                     "flags": "--epochs 1 --lookahead 0 --no-amp", "trained_on": "test machine"}
+    index = json.loads((runs / "index.json").read_text())
+    assert [r["run"] for r in index["runs"]] == ["resnet18.imagewoof-e1", "resnet18.imagewoof-la6"]
+    assert index["runs"][1]["compared_with"] == "resnet18.imagewoof-e1" and index["about"] == "x"
+    assert (runs / "resnet18.imagewoof-e1.metrics.jsonl").read_text() == (hub / "resnet18.imagewoof" /
+                                                                          "metrics.jsonl").read_text()
+    # the retrained checkpoint replaces the old one; the probe stays compared with the weights it was made against
+    (hub / "resnet18.imagewoof" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 60, "top1": 78.0}))
+    write_cards(hub, tmp_path / "MODEL_CARDS.md")
+    text = (tmp_path / "MODEL_CARDS.md").read_text()
+    assert "| resnet18.imagewoof-la6 | recipe | `--epochs 1` | CPU | 1 | 72.00 | resnet18.imagewoof-e1 | 70.00 | " \
+           "+2.00 |" in text
+    assert "| resnet18.imagewoof-e1 | former checkpoint | `--epochs 1 --lookahead 0 --no-amp` | test machine | 1 | " \
+           "70.00 | the checkpoint | 78.00 | -8.00 |" in text
+    with pytest.raises(ValueError, match="already listed"):
+        retire_checkpoint(hub, runs, "resnet18.imagewoof", "e1")
+    with pytest.raises(FileNotFoundError, match="nothing to retire"):
+        retire_checkpoint(hub, runs, "resnet50.imagewoof", "e1")
