@@ -127,13 +127,16 @@ def _extra_run_rows(info: dict, extra: list[dict]) -> list[str]:
         base = _baseline_of(name)
         if not base or name not in info or base not in info:
             continue
-        gaps = [] if _recipe_gap(info[name], info[base]) else \
+        # the published pair counts only when trained the same way, and only beside at least one extra pair
+        published = [] if _recipe_gap(info[name], info[base]) else \
             [("the published seed", _final_top1(info[name]["metrics"]), _final_top1(info[base]["metrics"]))]
+        gaps = []
         for r in extra:
             twin = next((b for b in extra if b["checkpoint"] == base and b["flags"] == r["flags"]), None)
             if r["checkpoint"] == name and r["kind"] in ("replicate", "recipe", "former checkpoint") and twin:
                 gaps.append((f"`{r['flags']}`", _final_top1(r["metrics"]), _final_top1(twin["metrics"])))
-        if len(gaps) > (1 if gaps and gaps[0][0] == "the published seed" else 0) and all(a is not None and b is not None for _, a, b in gaps):
+        gaps = published + gaps if gaps else []
+        if gaps and all(a is not None and b is not None for _, a, b in gaps):
             pairs.append(f"- {name} − {base} (training-log top-1): " +
                          ", ".join(f"{label} {a - b:+.2f}" for label, a, b in gaps) + ".")
     return rows + ([""] + pairs if pairs else [])
@@ -305,10 +308,10 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
     lines += ["", "## Replicates and recipe probes", "",
               "Runs beside the checkpoints, kept as training logs only (`docs/runs/`): another seed of a checkpoint "
               "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe; a "
-              "pipeline check trains a checkpoint's recipe again after a change to the input code; a former checkpoint is "
-              "the log of weights once published under that name. Top-1 here is the training log's (bf16 eval after "
-              "the last epoch), compared with the same number from the checkpoint's own log, or from the former "
-              "checkpoint's where the run was made against that.", ""] + _extra_run_rows(info, extra or [])
+              "pipeline check trains a checkpoint's recipe again after a change to the input code; a former "
+              "checkpoint is the log of weights once published under that name. Top-1 here is the training log's "
+              "(bf16 eval after the last epoch), compared with the same number from the checkpoint's own log, or "
+              "from the former checkpoint's where the run was made against that.", ""] + _extra_run_rows(info, extra or [])
     lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
