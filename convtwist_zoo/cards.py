@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from .atomic import write_text_atomic
@@ -159,6 +160,13 @@ def _fmt(v, spec="{:.2f}", none="–"):
     return none if v is None else spec.format(v)
 
 
+def _train_hours(metrics: list[dict]) -> float | None:
+    """Epochs x the median epoch's wall time: a resumed run's pauses (a killed session, a CI run beside it) would
+    otherwise count as training."""
+    seconds = [m["seconds"] for m in metrics]
+    return len(seconds) * statistics.median(seconds) / 3600 if seconds else None
+
+
 def _summary_rows(info: dict) -> list[str]:
     rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
             "baseline | baseline top-1 @128 | ConvTwist − baseline |", "|" + "---|" * 11]
@@ -169,7 +177,7 @@ def _summary_rows(info: dict) -> list[str]:
             continue
         ev, metrics = entry["eval"] or {}, entry["metrics"]
         s128 = (ev.get("sizes") or {}).get("128", {})
-        hours = sum(m["seconds"] for m in metrics) / 3600 if metrics else None
+        hours = _train_hours(metrics)
         base = _baseline_of(name)
         base_top1 = _top1(info.get(base)) if base else None
         diff = s128.get("top1") - base_top1 if base_top1 is not None and s128.get("top1") is not None else None
@@ -285,7 +293,9 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
              "Every ConvTwist checkpoint stands beside a plain torchvision ResNet trained with the same recipe, the "
              "same data and the same number of epochs. Accuracy is top-1/top-5 on the full validation split, fp32, "
              "resize to size/0.875 then centre crop (no test-time augmentation).", "",
-             "## Checkpoints", ""] + _summary_rows(info) + [""]
+             "## Checkpoints", ""] + _summary_rows(info) + [
+             "", "Train time is the epochs times the median epoch's wall time, so that the pauses of a run resumed "
+             "across sessions do not count.", ""]
     lines += ["## Targets", "", "| checkpoint | target top-1 @128 | measured | met |", "|---|---|---|---|"]
     for name, target in TARGETS.items():
         got = _top1(info.get(name))

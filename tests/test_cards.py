@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import make_run_dir
+from convtwist_zoo import cards
 from convtwist_zoo.cards import retire_checkpoint, write_cards
 from convtwist_zoo.hub import stage_run
 
@@ -124,3 +125,10 @@ def test_retire_keeps_the_former_checkpoints_log_and_repoints_its_probes(tmp_pat
         retire_checkpoint(hub, runs, "resnet18.imagewoof", "e1")
     with pytest.raises(FileNotFoundError, match="nothing to retire"):
         retire_checkpoint(hub, runs, "resnet50.imagewoof", "e1")
+
+
+def test_train_time_leaves_out_the_pauses_of_a_resumed_run():
+    # 39 epochs of 100 s and one that spanned a 5000 s pause (a session ended, training stopped for CI)
+    metrics = [{"epoch": e, "seconds": 100.0} for e in range(1, 40)] + [{"epoch": 40, "seconds": 5100.0}]
+    assert cards._train_hours(metrics) == pytest.approx(40 * 100 / 3600)
+    assert cards._train_hours([]) is None
