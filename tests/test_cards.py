@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from conftest import make_run_dir
-from convtwist_zoo import cards
-from convtwist_zoo.cards import retire_checkpoint, write_cards
+from convtwist_zoo.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme, render_model_cards,
+                                 retire_checkpoint, write_cards)
 from convtwist_zoo.hub import stage_run
 
 
@@ -65,6 +66,9 @@ def test_cards_from_hub_json(tmp_path):
     assert readme.startswith("---\nlibrary_name: pytorch\nlicense: mit\n")
     assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
     assert "| trained on | test machine |" in readme
+    assert "Against its plain baseline: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins; one published " \
+           "seed each: MODEL_CARDS.md's replicates show how far another seed moves it)." in readme
+    assert "Against its plain baseline" not in (hub / "resnet18.imagewoof" / "README.md").read_text()
     assert len(written) == 4
     # a baseline trained another way (here: a config from before Lookahead existed, 1 epoch, vs 3 epochs with it)
     # gets no difference and no verdict, and each recipe is listed with its checkpoints
@@ -85,6 +89,8 @@ def test_cards_from_hub_json(tmp_path):
     assert "Trained with this recipe: convtwist_resnet18.imagewoof." in text
     assert "Trained with this recipe: resnet18.imagewoof." in text
     assert "under rotation it is" not in text
+    assert "Against its plain baseline: no verdict, it and resnet18.imagewoof were trained with different recipes" \
+        in (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
     index[-1]["compared_with"] = "resnet18.imagewoof-e5"  # not a listed run: an error that names it
     (runs / "index.json").write_text(json.dumps({"runs": index}))
     with pytest.raises(ValueError, match="resnet18.imagewoof-e5"):
@@ -130,5 +136,16 @@ def test_retire_keeps_the_former_checkpoints_log_and_repoints_its_probes(tmp_pat
 def test_train_time_leaves_out_the_pauses_of_a_resumed_run():
     # 39 epochs of 100 s and one that spanned a 5000 s pause (a session ended, training stopped for CI)
     metrics = [{"epoch": e, "seconds": 100.0} for e in range(1, 40)] + [{"epoch": 40, "seconds": 5100.0}]
-    assert cards._train_hours(metrics) == pytest.approx(40 * 100 / 3600)
-    assert cards._train_hours([]) is None
+    assert _train_hours(metrics) == pytest.approx(40 * 100 / 3600)
+    assert _train_hours([]) is None
+
+
+def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
+    # MODEL_CARDS.md and the hub READMEs are generated: a hand edit or a forgotten `convtwist-zoo cards` fails here
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "hub").is_dir():
+        pytest.skip("no hub/ folder (an sdist, not a checkout)")
+    info = collect(root / "hub")
+    assert (root / "MODEL_CARDS.md").read_text() == render_model_cards(info, collect_extra_runs(root / "docs" / "runs"))
+    for name, entry in info.items():
+        assert (root / "hub" / name / "README.md").read_text() == render_hub_readme(name, entry, info), name
