@@ -180,8 +180,7 @@ def _summary_rows(info: dict) -> list[str]:
         hours = _train_hours(metrics)
         base = _baseline_of(name)
         base_top1 = _top1(info.get(base)) if base else None
-        diff = s128.get("top1") - base_top1 if base_top1 is not None and s128.get("top1") is not None else None
-        gap = _recipe_gap(entry, info.get(base)) if base_top1 is not None else []
+        diff, gap = _difference(name, info)
         rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
@@ -286,12 +285,21 @@ def _recipe_rows(info: dict) -> list[str]:
     return rows
 
 
+def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
+    """ConvTwist checkpoint ``name``'s top-1 @128 minus its baseline's (None until both are evaluated), and how
+    their recipes differ (empty: the difference means something)."""
+    base = _baseline_of(name)
+    if not base or _top1(info.get(name)) is None or _top1(info.get(base)) is None:
+        return None, []
+    return _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
+
+
 def _verdict(name: str, info: dict, replicates: str = "the replicates below") -> str | None:
     """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated)."""
     base = _baseline_of(name)
-    if not base or _top1(info.get(name)) is None or _top1(info.get(base)) is None:
+    d, gap = _difference(name, info)
+    if d is None:
         return None
-    d, gap = _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
     if gap:
         return f"no verdict, it and {base} were trained with different recipes ({', '.join(gap)}); retrain one of them."
     return (f"{'+' if d >= 0 else ''}{d:.2f} points top-1 against {base} "
