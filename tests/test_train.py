@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder
-from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, train
+from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, cpu_name, train
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
 
@@ -36,14 +36,24 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "convtwist_resnet18" and config["class_ids"] == ["c0", "c1", "c2"]
     assert config["input_size"] == [3, 32, 32] and config["recipe"]["epochs"] == 2
-    expected_hw = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
-    assert config["trained_on"] == expected_hw
+    if torch.cuda.is_available():
+        assert config["trained_on"] == torch.cuda.get_device_name(0)
+    else:
+        assert config["trained_on"].startswith("CPU (") and config["trained_on"].endswith(f"{os.cpu_count()} cores)")
     weights = load_file(out / "model.safetensors")
     assert weights["fc.weight"].shape == (3, 512)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["format"].startswith("convtwist-zoo/")
     with pytest.raises(CheckpointError, match="pass --resume"):
         train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
+
+
+def test_cpu_name_gives_the_model_and_amx_from_cpuinfo():
+    amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n"
+    zen = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: fpu avx512_bf16\n"
+    assert cpu_name(amx) == "Intel Xeon Processor, AMX"
+    assert cpu_name(zen) == "AMD EPYC 9R14 96-Core Processor"
+    assert cpu_name("") == ""
 
 
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
