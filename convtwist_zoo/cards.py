@@ -11,7 +11,8 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .train import RECIPE_KNOBS, TrainConfig, saved_knob
 
-__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "PLANNED", "FASTAI_LEADERBOARD"]
+__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "PLANNED",
+           "FASTAI_LEADERBOARD"]
 
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
 PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
@@ -19,6 +20,8 @@ PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
 # fastai/imagenette leaderboard, top-1 at 128px by epochs (xresnet50 family, random init, no TTA); for context only.
 FASTAI_LEADERBOARD = {"imagenette": {5: 87.43, 20: 91.57, 80: 93.55, 200: 94.24},
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
+# What a run in docs/runs is besides a "former checkpoint" (`retire`); MODEL_CARDS.md's probe section says what each is.
+EXTRA_RUN_KINDS = ("replicate", "recipe", "pipeline check")
 TARGETS = {"convtwist_resnet50.imagenette": 90.0, "convtwist_resnet18.imagenette": 88.0,
            "convtwist_resnet50.imagewoof": 80.0, "convtwist_resnet18.imagewoof": 78.0}
 DATA_NOTES = {
@@ -72,29 +75,53 @@ def _write_index(runs_dir: Path, index: dict) -> None:
     write_text_atomic(Path(runs_dir) / "index.json", "\n".join(lines))
 
 
+def _read_finished(folder: Path, what: str) -> tuple[dict, str]:
+    config, metrics = _read(folder / "config.json"), folder / "metrics.jsonl"
+    if config is None or not metrics.exists():
+        raise FileNotFoundError(f"{folder} has no config.json and metrics.jsonl: {what}")
+    return config, metrics.read_text()
+
+
+def _add_extra_run(runs_dir: Path, entry: dict, metrics: str, first: bool = False) -> dict:
+    """Write ``entry``'s log into ``runs_dir`` and list it in ``index.json`` (a name is listed once)."""
+    index = _read(runs_dir / "index.json") or {"about": "", "runs": []}
+    if any(r["run"] == entry["run"] for r in index["runs"]):
+        raise ValueError(f"{entry['run']} is already listed in {runs_dir / 'index.json'}: choose another suffix")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(runs_dir / f"{entry['run']}.metrics.jsonl", metrics)
+    for r in index["runs"]:
+        if entry["kind"] == "former checkpoint" and r["checkpoint"] == entry["checkpoint"] and "compared_with" not in r:
+            r["compared_with"] = entry["run"]
+    index["runs"].insert(0 if first else len(index["runs"]), entry)
+    _write_index(runs_dir, index)
+    return entry
+
+
 def retire_checkpoint(hub_root: str | Path, runs_dir: str | Path, name: str, suffix: str) -> dict:
     """Before ``hub/<name>`` is replaced by a retrained checkpoint: keep its training log in ``runs_dir`` as the
     former checkpoint ``<name>-<suffix>``, and point every extra run that was compared with it at that log, so
     that the cards go on comparing each probe with the weights it was made against."""
-    folder, runs_dir = Path(hub_root) / name, Path(runs_dir)
-    config, metrics = _read(folder / "config.json"), folder / "metrics.jsonl"
-    if config is None or not metrics.exists():
-        raise FileNotFoundError(f"{folder} has no config.json and metrics.jsonl: nothing to retire (is {name!r} a "
-                                "published checkpoint?)")
-    index = _read(runs_dir / "index.json") or {"about": "", "runs": []}
-    run = f"{name}-{suffix}"
-    if any(r["run"] == run for r in index["runs"]):
-        raise ValueError(f"{run} is already listed in {runs_dir / 'index.json'}: choose another suffix")
-    write_text_atomic(runs_dir / f"{run}.metrics.jsonl", metrics.read_text())
-    for r in index["runs"]:
-        if r["checkpoint"] == name and "compared_with" not in r:
-            r["compared_with"] = run
-    entry = {"run": run, "checkpoint": name, "kind": "former checkpoint",
+    config, metrics = _read_finished(Path(hub_root) / name, f"nothing to retire (is {name!r} a published checkpoint?)")
+    entry = {"run": f"{name}-{suffix}", "checkpoint": name, "kind": "former checkpoint",
              "flags": _flags_against_defaults(config.get("recipe") or {}),
              "trained_on": config.get("trained_on", "unknown")}
-    index["runs"].insert(0, entry)
-    _write_index(runs_dir, index)
-    return entry
+    return _add_extra_run(Path(runs_dir), entry, metrics, first=True)
+
+
+def record_run(run_dir: str | Path, runs_dir: str | Path, kind: str, suffix: str, note: str = "") -> dict:
+    """List a finished training run beside the checkpoint it belongs to (``<arch>.<dataset>-<suffix>`` in
+    ``runs_dir``): its log, and flags worked out from its saved recipe against today's defaults, so that the cards'
+    probe table says exactly what the run changed."""
+    if kind not in EXTRA_RUN_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(EXTRA_RUN_KINDS)}, not {kind!r}")
+    config, metrics = _read_finished(Path(run_dir), "is the run finished?")
+    checkpoint = f"{config.get('architecture')}.{config.get('dataset')}"
+    if checkpoint not in PLANNED:
+        raise ValueError(f"{run_dir} trained {checkpoint}, which is none of the zoo's checkpoints ({', '.join(PLANNED)})")
+    flags = _flags_against_defaults(config.get("recipe") or {})
+    entry = {"run": f"{checkpoint}-{suffix}", "checkpoint": checkpoint, "kind": kind,
+             "flags": f"{flags} ({note})" if note else flags, "trained_on": config.get("trained_on", "unknown")}
+    return _add_extra_run(Path(runs_dir), entry, metrics)
 
 
 def _final_top1(metrics: list) -> float | None:

@@ -260,6 +260,17 @@ def _cmd_retire(args) -> int:
     return 0
 
 
+def _cmd_record(args) -> int:
+    from pathlib import Path
+
+    from .cards import record_run
+    from .hub import REPO_HUB_DIR
+    runs_dir = Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+    entry = record_run(args.run_dir, runs_dir, args.kind, args.suffix, args.note or "")
+    print(f"listed {entry['run']} ({entry['kind']}: {entry['flags']}) in {runs_dir}; then `convtwist-zoo cards`")
+    return 0
+
+
 # the embedded default for `demo`: the first of these with weights in hub/ (or $CONVTWIST_ZOO_HUB_DIR)
 DEMO_PREFERENCE = ("convtwist_resnet50.imagenette", "convtwist_resnet18.imagenette", "resnet50.imagenette",
                    "resnet18.imagenette")
@@ -411,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
     p.add_argument("--runs", help="extra runs folder (default: docs/runs/ beside hub/)")
     p.set_defaults(func=_cmd_retire)
+
+    p = sub.add_parser("record", help="list a finished run in docs/runs/ beside its checkpoint (a replicate, recipe "
+                                      "probe or pipeline check): its log, and its flags against today's defaults")
+    p.add_argument("run_dir", help="the run's --out folder (with config.json and metrics.jsonl)")
+    p.add_argument("--kind", required=True, help="replicate (another seed), recipe (a changed knob) or "
+                                                 "'pipeline check' (the recipe again after a change to the code)")
+    p.add_argument("--suffix", required=True, help="listed as ARCH.DATASET-SUFFIX (e.g. t112-ema)")
+    p.add_argument("--note", help="what the flags do not say (e.g. a code change), shown after them")
+    p.add_argument("--runs", help="extra runs folder (default: the repo's docs/runs/)")
+    p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")

@@ -3,11 +3,12 @@
 # Lookahead 6). The 5-epoch probes (128px) chose the optimizer and schedule (README, "How the recipe was chosen"); the
 # 30-epoch pair on 112px training crops (evaluated at 128px) and the 20-epoch pair with Lookahead (RAdam + Lookahead 6
 # = fast.ai's Ranger) are listed in docs/runs/ and MODEL_CARDS.md. 40 epochs with Lookahead 6 then became the
-# defaults: that pair is the published imagewoof ResNet-18 pair (scripts/train_zoo.sh), so it is no probe here.
-# Pass PROBES="five crop112 lookahead" (the default) or some of them.
+# defaults: that pair is the published imagewoof ResNet-18 pair (scripts/train_zoo.sh), so it is no probe here. On
+# top of the defaults, the last pair trains on 112px crops and evaluates an EMA of the weights (decay 0.999 per step).
+# Pass PROBES="five crop112 lookahead crop112ema" (the default) or some of them.
 set -eu
 R=${RUNS:-"$HOME/.cache/convtwist-zoo/runs/probes"}
-PROBES=${PROBES:-"five crop112 lookahead"}
+PROBES=${PROBES:-"five crop112 lookahead crop112ema"}
 if [[ " $PROBES " == *" five "* ]]; then
 python -m convtwist_zoo train --model resnet18 --data imagewoof --epochs 5 --optimizer sgd --lr 0.1 \
   --weight-decay 5e-4 --schedule onecycle --warmup-epochs 0.5 --lookahead 0 --out "$R/r18w5-sgd" --no-progress
@@ -26,5 +27,11 @@ if [[ " $PROBES " == *" lookahead "* ]]; then
 for model in resnet18 convtwist_resnet18; do
   python -m convtwist_zoo train --model $model --data imagewoof --epochs 20 --lookahead 6 --out "$R/$model.imagewoof-la6" \
     --resume --no-progress
+done
+fi
+if [[ " $PROBES " == *" crop112ema "* ]]; then
+for model in convtwist_resnet18 resnet18; do
+  python -m convtwist_zoo train --model $model --data imagewoof --train-image-size 112 --ema 0.999 \
+    --out "$R/$model.imagewoof-t112-ema" --resume --no-progress
 done
 fi

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import make_run_dir
 from convtwist_zoo.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme, render_model_cards,
-                                 retire_checkpoint, write_cards)
+                                 record_run, retire_checkpoint, write_cards)
 from convtwist_zoo.hub import stage_run
 
 
@@ -131,6 +131,36 @@ def test_retire_keeps_the_former_checkpoints_log_and_repoints_its_probes(tmp_pat
         retire_checkpoint(hub, runs, "resnet18.imagewoof", "e1")
     with pytest.raises(FileNotFoundError, match="nothing to retire"):
         retire_checkpoint(hub, runs, "resnet50.imagewoof", "e1")
+
+
+def test_record_lists_a_finished_run_with_its_flags_against_the_defaults(tmp_path):
+    hub, runs = tmp_path / "hub", tmp_path / "docs" / "runs"
+    stage_run(make_run_dir(tmp_path / "ckpt", arch="resnet18", num_classes=10, data="imagewoof"), hub)
+    (hub / "resnet18.imagewoof" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 60, "top1": 70.0}))
+    probe = make_run_dir(tmp_path / "probe", arch="resnet18", num_classes=10, data="imagewoof")
+    config = json.loads((probe / "config.json").read_text())
+    config["recipe"].update(train_image_size=112, ema=0.999)
+    (probe / "config.json").write_text(json.dumps(config))
+    log = json.dumps({"epoch": 1, "seconds": 30, "top1": 71.5}) + "\n"
+    with pytest.raises(FileNotFoundError, match="is the run finished"):
+        record_run(probe, runs, "recipe", "t112-ema")
+    (probe / "metrics.jsonl").write_text(log)
+    entry = record_run(probe, runs, "recipe", "t112-ema")
+    assert entry == {"run": "resnet18.imagewoof-t112-ema", "checkpoint": "resnet18.imagewoof", "kind": "recipe",
+                     "flags": "--epochs 1 --train-image-size 112 --ema 0.999", "trained_on": "test machine"}
+    assert (runs / "resnet18.imagewoof-t112-ema.metrics.jsonl").read_text() == log
+    assert json.loads((runs / "index.json").read_text())["runs"] == [entry]
+    write_cards(hub, tmp_path / "MODEL_CARDS.md")
+    assert ("| resnet18.imagewoof-t112-ema | recipe | `--epochs 1 --train-image-size 112 --ema 0.999` | test machine | "
+            "1 | 71.50 | the checkpoint | 70.00 | +1.50 |") in (tmp_path / "MODEL_CARDS.md").read_text()
+    with pytest.raises(ValueError, match="already listed"):
+        record_run(probe, runs, "recipe", "t112-ema")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        record_run(probe, runs, "probe", "x")
+    folder_run = make_run_dir(tmp_path / "mine", arch="resnet18", data="myfolder")
+    (folder_run / "metrics.jsonl").write_text(log)
+    with pytest.raises(ValueError, match="none of the zoo's checkpoints"):
+        record_run(folder_run, runs, "recipe", "x")
 
 
 def test_train_time_leaves_out_the_pauses_of_a_resumed_run():
