@@ -231,7 +231,7 @@ def make_train_loader(dataset, sampler, batch_size: int, workers: int, pin_memor
 
 def cpu_name(cpuinfo: str) -> str:
     """The processor's model from ``/proc/cpuinfo`` text, and AMX where it has it: two 2-core hosts of this project
-    differ 2.3x in ConvTwist's bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
+    differ 2.2x in ConvTwist's bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
     model = next((line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith("model name")), "")
     model = " ".join(model.replace("(R)", "").replace("(TM)", "").split())
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
