@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from convtwist_zoo.host import cpuinfo_fields
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -86,12 +88,10 @@ def ratio_spread(a: list[float], b: list[float]) -> tuple[float, float]:
 def cpu_model() -> str:
     """The CPU's name with its family/model numbers from /proc/cpuinfo ("AMD EPYC, family 25 model 17"): this
     project's machine is not always the same host, and the microarchitecture moves the ratios."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        return f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
-    except OSError:
+    info = cpuinfo_fields()
+    if not info:
         return platform.processor() or platform.machine()
+    return f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
 
 
 def gemm_gflops(n: int = 1024, repeats: int = 20) -> float:

@@ -247,13 +247,21 @@ def _cmd_cards(args) -> int:
     return 0
 
 
+def _runs_dir(args):
+    """``--runs``, or the repo's docs/runs/ (the extra runs beside hub/)."""
+    from pathlib import Path
+
+    from .hub import REPO_HUB_DIR
+    return Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+
+
 def _cmd_retire(args) -> int:
     from pathlib import Path
 
     from .cards import retire_checkpoint
     from .hub import REPO_HUB_DIR
     hub_root = Path(args.hub) if args.hub else REPO_HUB_DIR
-    runs_dir = Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+    runs_dir = _runs_dir(args)
     entry = retire_checkpoint(hub_root, runs_dir, args.name, args.suffix)
     print(f"kept {args.name}'s log as {entry['run']} ({entry['flags']}) in {runs_dir}; stage the new run, then "
           "`convtwist-zoo cards`")
@@ -261,11 +269,8 @@ def _cmd_retire(args) -> int:
 
 
 def _cmd_record(args) -> int:
-    from pathlib import Path
-
     from .cards import record_run
-    from .hub import REPO_HUB_DIR
-    runs_dir = Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+    runs_dir = _runs_dir(args)
     entry = record_run(args.run_dir, runs_dir, args.kind, args.suffix, args.note or "")
     print(f"listed {entry['run']} ({entry['kind']}: {entry['flags']}) in {runs_dir}; then `convtwist-zoo cards`")
     return 0

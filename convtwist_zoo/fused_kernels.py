@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from .host import cpuinfo_fields
+
 __all__ = ["load", "SOURCE"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
@@ -30,11 +32,7 @@ def _build_dir() -> Path:
     The source is compiled from a copy inside that folder: ninja rebuilds whenever a source *path* changes, so two
     checkouts of the same code (a work tree and a training snapshot) would otherwise rebuild each other's module.
     """
-    flags = ""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
+    flags = cpuinfo_fields().get("flags", "")
     source = SOURCE.read_bytes()
     key = hashlib.sha256(platform.machine().encode() + flags.encode() + source).hexdigest()[:12]
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))

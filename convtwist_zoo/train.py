@@ -25,6 +25,7 @@ from tqdm import tqdm
 from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
+from .host import cpu_name, cpuinfo_fields
 from .registry import create_model, split_model_name
 from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
@@ -229,23 +230,11 @@ def make_train_loader(dataset, sampler, batch_size: int, workers: int, pin_memor
                       persistent_workers=False, pin_memory=pin_memory)
 
 
-def cpu_name(cpuinfo: str) -> str:
-    """The processor's model from ``/proc/cpuinfo`` text, and AMX where it has it: two 2-core hosts of this project
-    differ 2.2x in ConvTwist's bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
-    model = next((line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith("model name")), "")
-    model = " ".join(model.replace("(R)", "").replace("(TM)", "").split())
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return ", ".join(part for part in (model, "AMX" if "amx_bf16" in flags else "") if part)
-
-
 def hardware_name(device: torch.device) -> str:
     """What trained the run, for the model card: the GPU's name, or the CPU's model and its core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        name = cpu_name(Path("/proc/cpuinfo").read_text())
-    except OSError:  # not Linux
-        name = ""
+    name = cpu_name(cpuinfo_fields())
     return f"CPU ({name + ', ' if name else ''}{os.cpu_count()} cores)"
 
 

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder
-from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, cpu_name, train
+from convtwist_zoo.host import cpu_name, cpuinfo_fields
+from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, train
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
 
@@ -51,9 +52,11 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
 def test_cpu_name_gives_the_model_and_amx_from_cpuinfo():
     amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n"
     zen = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: fpu avx512_bf16\n"
-    assert cpu_name(amx) == "Intel Xeon Processor, AMX"
-    assert cpu_name(zen) == "AMD EPYC 9R14 96-Core Processor"
-    assert cpu_name("") == ""
+    assert cpu_name(cpuinfo_fields(amx)) == "Intel Xeon Processor, AMX"
+    assert cpu_name(cpuinfo_fields(zen)) == "AMD EPYC 9R14 96-Core Processor"
+    assert cpu_name(cpuinfo_fields("")) == ""
+    # only the first processor's block counts
+    assert cpuinfo_fields(zen + "\n" + amx)["model name"] == "AMD EPYC 9R14 96-Core Processor"
 
 
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
