@@ -3,7 +3,7 @@
 One thin function per registry name; everything else happens in ``convtwist_zoo.create_model``. Weights come from
 the Hugging Face Hub (or this repo's ``hub/`` folder when it is present, e.g. a local clone).
 """
-dependencies = ["torch", "torchvision", "safetensors", "huggingface_hub"]
+dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub"]
 
 from convtwist_zoo.registry import create_model as _create_model  # noqa: E402
 
@@ -29,3 +29,35 @@ def resnet18(pretrained=False, **kwargs):
 def resnet50(pretrained=False, **kwargs):
     """Plain ResNet-50 trained with the same recipe (the baseline). Same arguments as ``convtwist_resnet50``."""
     return _create_model("resnet50", pretrained=pretrained, **kwargs)
+
+
+def xresnet18(pretrained=False, **kwargs):
+    """fast.ai leaderboard xresnet18 (deep stem, pooled shortcuts, Mish; timm's ResNet). ``pretrained``: False, True,
+    "imagenette", "imagewoof", or a local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
+    return _create_model("xresnet18", pretrained=pretrained, **kwargs)
+
+
+def xresnet34(pretrained=False, **kwargs):
+    """xresnet34: the compute-matched control for convtwist_xresnet18. Same arguments as ``xresnet18``."""
+    return _create_model("xresnet34", pretrained=pretrained, **kwargs)
+
+
+def xresnet50(pretrained=False, **kwargs):
+    """fast.ai leaderboard xresnet50. Same arguments as ``xresnet18``."""
+    return _create_model("xresnet50", pretrained=pretrained, **kwargs)
+
+
+def convtwist_xresnet18(pretrained=False, **kwargs):
+    """xresnet18 with every 3x3 conv of its blocks a ConvTwist (the stem stays plain). Same arguments as
+    ``xresnet18``."""
+    return _create_model("convtwist_xresnet18", pretrained=pretrained, **kwargs)
+
+
+def convtwist_xresnet34(pretrained=False, **kwargs):
+    """xresnet34 with ConvTwist blocks. Same arguments as ``xresnet18``."""
+    return _create_model("convtwist_xresnet34", pretrained=pretrained, **kwargs)
+
+
+def convtwist_xresnet50(pretrained=False, **kwargs):
+    """xresnet50 with every 3x3 conv of its blocks a ConvTwist. Same arguments as ``xresnet18``."""
+    return _create_model("convtwist_xresnet50", pretrained=pretrained, **kwargs)

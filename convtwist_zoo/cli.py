@@ -193,6 +193,44 @@ def _write_json(path, payload) -> None:
     print(f"wrote {path}")
 
 
+def _parse_lrs(values: list[str]):
+    """``--lr 4e-3`` (every model) or ``--lr xresnet50=4e-3 convtwist_xresnet50=8e-3`` (per model)."""
+    if len(values) == 1 and "=" not in values[0]:
+        return float(values[0])
+    lrs = {}
+    for v in values:
+        model, eq, lr = v.partition("=")
+        if not eq:
+            raise ValueError(f"--lr {v!r}: give one rate for all models, or MODEL=RATE for each")
+        lrs[model] = float(lr)
+    return lrs
+
+
+def _cmd_leaderboard(args) -> int:
+    from pathlib import Path
+
+    from . import leaderboard
+    results_dir = Path(args.results_dir)
+    if args.action == "table":
+        files = [Path(f) for f in args.files] or sorted(results_dir.glob("*.jsonl"))
+        if not files:
+            raise FileNotFoundError(f"no results files in {results_dir}; run `convtwist-zoo leaderboard run` first")
+        print("\n\n".join(leaderboard.render_table(f) for f in files))
+        return 0
+    if not args.models:
+        raise ValueError("leaderboard run needs --models (e.g. --models xresnet50 convtwist_xresnet50)")
+    from .registry import get_builder
+    for m in args.models:
+        get_builder(m)  # an unknown name fails now, not after hours of training
+    results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=_parse_lrs(args.lr),
+                             model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
+                             workers=args.workers, progress=not args.no_progress, amp=args.amp,
+                             batch_size=args.batch_size)
+    return 0
+
+
 def _cmd_download(args) -> int:
     from .data import DATASETS, download_archive, prepare_dataset
     path = download_archive(DATASETS[args.dataset], args.archive)
@@ -398,6 +436,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-dir", help="write <dir>/<name>/robustness.json (e.g. hub)")
     p.add_argument("--plot", help="PNG of top-1 against angle/scale")
     p.set_defaults(func=_cmd_robustness)
+
+    p = sub.add_parser("leaderboard", help="the fast.ai leaderboard protocol over several seeds: run, or table")
+    p.add_argument("action", choices=["run", "table"], help="run: train what the results file lacks; table: print")
+    p.add_argument("files", nargs="*", help="table: results files (default: every one in --results-dir)")
+    p.add_argument("--models", nargs="+", help="run: model names, trained in this order for each seed")
+    p.add_argument("--data", default="imagewoof", help="imagewoof | imagenette | folder")
+    p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--lr", nargs="+", default=["4e-3"], help="peak lr for all models, or MODEL=LR per model")
+    p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast in training")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--runs", default=os.path.join("~", ".cache", "convtwist-zoo", "runs", "leaderboard"),
+                   help="run folders (outside the work tree)")
+    p.add_argument("--results-dir", default=os.path.join("results", "leaderboard"))
+    p.add_argument("--results", help="results file (default: RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_leaderboard)
 
     p = sub.add_parser("download", help="download a dataset archive from the official fast.ai URL into the cache")
     p.add_argument("dataset", choices=["imagenette", "imagewoof"])

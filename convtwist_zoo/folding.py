@@ -18,15 +18,16 @@ import copy
 
 import torch
 import torch.nn as nn
+from timm.layers import BlurPool2d
 
 from .layers import TWIST_TAPS, ConvTwist, coordinate_grids
 
 __all__ = ["FoldedConvTwist", "fold_model", "UnsupportedLayerError", "network_stride", "SUPPORTED_LEAVES"]
 
 # Leaf modules the exporter knows how to handle (everything else is refused with a clear error).
-SUPPORTED_LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid,
-                    nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear, nn.Identity, nn.Flatten,
-                    nn.Dropout)
+SUPPORTED_LEAVES = (nn.Conv2d, nn.Conv1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Mish, nn.Hardswish,
+                    nn.Hardsigmoid, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, BlurPool2d,
+                    nn.Linear, nn.Identity, nn.Flatten, nn.Dropout)
 
 
 class UnsupportedLayerError(TypeError):

@@ -11,10 +11,20 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .layers import twistify
 
-__all__ = ["ZooResNet", "FeatureResNet", "resnet", "ARCHS"]
+__all__ = ["ZooResNet", "FeatureResNet", "resnet", "check_images", "ARCHS"]
 
 # depth -> (block, layers per stage)
 ARCHS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
+
+
+def check_images(x: torch.Tensor, in_chans: int) -> None:
+    """A clear error for input a ResNet cannot take: not (N, in_chans, H, W), or smaller than its stride of 32."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(f"expected images of shape (N, {in_chans}, H, W), got {tuple(x.shape)}; "
+                         "convert grayscale/RGBA images to RGB first")
+    if x.shape[-1] < 32 or x.shape[-2] < 32:
+        raise ValueError(f"image size {tuple(x.shape[-2:])} is too small: the network downsamples by 32, "
+                         "use at least 32x32 (the checkpoints were trained at 128x128)")
 
 
 class ZooResNet(ResNet):
@@ -31,12 +41,7 @@ class ZooResNet(ResNet):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.conv1.in_channels:
-            raise ValueError(f"expected images of shape (N, {self.conv1.in_channels}, H, W), got {tuple(x.shape)}; "
-                             "convert grayscale/RGBA images to RGB first")
-        if x.shape[-1] < 32 or x.shape[-2] < 32:
-            raise ValueError(f"image size {tuple(x.shape[-2:])} is too small: the network downsamples by 32, "
-                             "use at least 32x32 (the checkpoints were trained at 128x128)")
+        check_images(x, self.conv1.in_channels)
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
@@ -59,7 +64,8 @@ class ZooResNet(ResNet):
 
 
 class FeatureResNet(nn.Module):
-    """A ResNet trunk that returns the feature maps of the chosen stages (timm's ``features_only``).
+    """A ResNet trunk (torchvision's or timm's) that returns the feature maps of the chosen stages (timm's
+    ``features_only``).
 
     ``out_indices`` count the max-pooled stem as 0 (reduction 4) and the stages as 1..4 (reductions 4, 8, 16, 32).
     Parameter names match the full model's, so pretrained weights load into it (the classifier is dropped).
@@ -70,14 +76,15 @@ class FeatureResNet(nn.Module):
         if not set(out_indices) <= {0, 1, 2, 3, 4}:
             raise ValueError(f"out_indices must be within 0..4 (0 = stem, 1..4 = stages), got {out_indices}")
         self.out_indices = tuple(out_indices)
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+        self.act = "act1" if hasattr(model, "act1") else "relu"  # timm's name, torchvision's
+        for name in ("conv1", "bn1", self.act, "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, name, getattr(model, name))
         stem = {"module": "maxpool", "num_chs": model.bn1.num_features, "reduction": 4}
-        all_info = [stem] + model.feature_info
+        all_info = [stem] + [i for i in model.feature_info if i["module"].startswith("layer")]
         self.feature_info = [all_info[i] for i in self.out_indices]
 
     def forward(self, x: torch.Tensor):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(getattr(self, self.act)(self.bn1(self.conv1(x))))
         outs = [x] if 0 in self.out_indices else []
         for i, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
             x = stage(x)

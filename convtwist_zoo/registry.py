@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from . import models
+from . import models, xresnet
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
 __all__ = ["register_model", "list_models", "create_model", "split_model_name", "UnknownModelError",
@@ -158,6 +158,23 @@ def convtwist_resnet18(num_classes: int = 10, **kwargs) -> nn.Module:
 def convtwist_resnet50(num_classes: int = 10, **kwargs) -> nn.Module:
     """ResNet-50 with every 3x3 conv a ConvTwist (7x7 stem and 1x1 convs stay plain)."""
     return models.resnet(50, twist=True, num_classes=num_classes, **kwargs)
+
+
+def _xresnet_builder(depth: int, twist: bool):
+    name = f"{'convtwist_' if twist else ''}xresnet{depth}"
+
+    def build(num_classes: int = 10, **kwargs) -> nn.Module:
+        return xresnet.xresnet(depth, twist=twist, num_classes=num_classes, **kwargs)
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"fast.ai leaderboard xresnet{depth} (deep stem, pooled shortcuts, Mish, zero-init last BN; "
+                     "timm's ResNet)" + (", every 3x3 conv of its blocks a ConvTwist" if twist else "") +
+                     ". kwargs: ``maxblur``, ``sa``, timm ResNet arguments.")
+    return register_model(build)
+
+
+for _depth in (18, 34, 50):
+    for _twist in (False, True):
+        _xresnet_builder(_depth, _twist)
 
 
 # ---------------------------------------------------------------------------------------------------- pretrained

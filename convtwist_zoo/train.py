@@ -39,6 +39,7 @@ CHECKPOINT_FORMAT = "convtwist-zoo/train-checkpoint/v1"
 class TrainConfig:
     """Every knob of a run. The defaults are the zoo's recipe (README, "Training recipe")."""
     model: str = "convtwist_resnet18"
+    model_args: str = ""                # builder options as key=value[,key=value] (e.g. "maxblur=true,sa=true")
     data: str = "imagenette"            # imagenette | imagewoof | a folder with train/ and val/
     data_dir: str | None = None         # where the archives are (else $CONVTWIST_DATA)
     out: str = "runs/default"
@@ -108,7 +109,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 # Knobs added after some runs were made, with the value those runs had: their configs lack the key.
-KNOBS_ADDED_LATER = {"train_image_size": 0, "lookahead": 0, "lookahead_alpha": 0.5}
+KNOBS_ADDED_LATER = {"model_args": "", "train_image_size": 0, "lookahead": 0, "lookahead_alpha": 0.5}
 # What makes two runs the same recipe, as against where, how fast or under which name they ran.
 RECIPE_KNOBS = ("epochs", "image_size", "train_image_size", "batch_size", "optimizer", "lookahead", "lookahead_alpha",
                 "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "flat_fraction", "label_smoothing",
@@ -124,7 +125,7 @@ def saved_knob(saved: dict, key: str):
 def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
     """Refuse to resume a run whose model, data, classes or schedule differ from the one on disk: a resumed run must
     end with the weights an uninterrupted one would have."""
-    keys = ("model", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs", "optimizer",
+    keys = ("model", "model_args", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs", "optimizer",
             "lookahead", "lr", "schedule")
     was = {k: saved_knob(saved, k) for k in keys}
     diffs = [f"{k}: checkpoint {was[k]!r}, now {getattr(cfg, k)!r}" for k in keys if was[k] != getattr(cfg, k)]
@@ -214,12 +215,28 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def parse_model_args(text: str) -> dict:
+    """``"maxblur=true,sa=1,act_layer=relu"`` -> ``{"maxblur": True, "sa": 1, "act_layer": "relu"}`` (JSON values,
+    else strings)."""
+    kwargs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"--model-args {text!r}: expected key=value[,key=value], got {item!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
 def _build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    kwargs = parse_model_args(cfg.model_args)
     if cfg.pretrained:
         arch, _ = split_model_name(cfg.model)
         return create_model(arch, pretrained=cfg.pretrained if cfg.pretrained != "True" else True,
-                            num_classes=num_classes)
-    return create_model(cfg.model, num_classes=num_classes)
+                            num_classes=num_classes, **kwargs)
+    return create_model(cfg.model, num_classes=num_classes, **kwargs)
 
 
 def make_train_loader(dataset, sampler, batch_size: int, workers: int, pin_memory: bool = False) -> DataLoader:
@@ -402,6 +419,7 @@ def train(cfg: TrainConfig) -> dict:
             dist.barrier()
 
     if is_main:
+        final = final or (history[-1] if history else {})  # resumed after the last epoch: finish from its log
         final_model = ema.module if ema is not None else model
         write_final(out, final_model, cfg, class_ids, class_names, final, hardware_name(device))
     if world > 1:

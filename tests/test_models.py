@@ -38,7 +38,7 @@ def test_backbone_api(name):
         pooled = model.forward_head(feats, pre_logits=True)
         logits = model.forward_head(feats)
         assert torch.allclose(logits, model(x))
-    width = 512 if "18" in name else 2048
+    width = 2048 if "50" in name else 512
     assert feats.shape == (2, width, 3, 4) and pooled.shape == (2, width)
     assert model.get_classifier() is model.fc
     model.reset_classifier(5)

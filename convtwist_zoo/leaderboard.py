@@ -1,0 +1,265 @@
+"""The fast.ai leaderboard protocol, several seeds per model: a resumable runner and the results table.
+
+One protocol (dataset, image size, epochs) is one results file, ``results/leaderboard/<dataset>-<size>px-<E>ep.jsonl``,
+one JSON row per finished run: model, seed, learning rate, top-1/top-5 (fp32 evaluation at the image size), the
+full recipe, the machine, train seconds and the sha256 of the final weights. Rows are appended atomically as runs
+finish, so the results outlive the run folders (which stay outside the work tree).
+
+`run_protocol` trains one model and seed after another (seeds outer, so pairs fill in together), skips what the
+results file already holds, resumes a killed run from its ``last.pt`` and holds a lock so that two runners never share
+the machine. `render_table` turns the rows into mean ± std, min and max per model, and ConvTwist minus its
+same-recipe baseline and minus its compute-matched control, each with a Welch 95% confidence interval and p-value.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+
+__all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "CONTROLS",
+           "REFERENCES", "LeaderboardBusyError"]
+
+# ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
+CONTROLS = {"convtwist_xresnet18": ("xresnet18", "xresnet34"), "convtwist_xresnet34": ("xresnet34",),
+            "convtwist_xresnet50": ("xresnet50",)}
+
+# Published figures on the same protocol, for the table's last column (top-1 %, 128px).
+REFERENCES = {
+    ("imagewoof", 128, 5): [
+        ("fast.ai leaderboard, best entry (mean of 5)", "76.61"),
+        ("xresnet50 + ConvTwist, Mish, MaxBlurPool, SA (ayasyrev/imagenette_experiments, 3 runs)", "75.13 ± 0.24"),
+        ("xresnet50, Mish, MaxBlurPool, SA (ayasyrev/imagenette_experiments, 5 runs)", "73.59 ± 0.85")],
+    ("imagewoof", 128, 20): [
+        ("fast.ai leaderboard, best entry (mean of 5)", "86.27"),
+        ("xresnet50 + ConvTwist, Mish, MaxBlurPool, SA (ayasyrev/imagenette_experiments, 2 runs)", "86.40"),
+        ("xresnet50, Mish, MaxBlurPool, SA (ayasyrev/imagenette_experiments, 5 runs)", "85.23 ± 0.62")],
+    ("imagenette", 128, 5): [("fast.ai leaderboard, best entry (mean of 5; aspect-kept images)", "85.77")],
+    ("imagenette", 128, 20): [("fast.ai leaderboard, best entry (mean of 5; aspect-kept images)", "91.57")],
+}
+
+
+class LeaderboardBusyError(RuntimeError):
+    """Another runner holds the runs folder."""
+
+
+def protocol_name(dataset: str, image_size: int, epochs: int) -> str:
+    """``imagewoof-128px-5ep``: the results file's stem and the runs' parent folder (a folder dataset: its name)."""
+    return f"{Path(dataset).name}-{image_size}px-{epochs}ep"
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a results file (none when it does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n} is not a JSON row ({e}); fix or remove that line") from e
+    return rows
+
+
+def append_row(path: str | os.PathLike, row: dict) -> None:
+    """Add one row to a results file atomically (the file is rewritten beside itself, then renamed)."""
+    from .atomic import write_text_atomic
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text() if path.exists() else ""
+    write_text_atomic(path, old + json.dumps(row, sort_keys=True) + "\n")
+
+
+def _key(model: str, model_args: str, seed: int, lr: float, amp: bool) -> tuple:
+    return model, model_args, int(seed), float(lr), bool(amp)
+
+
+def _row_key(row: dict) -> tuple:
+    return _key(row["model"], row.get("model_args", ""), row["seed"], row["lr"], row["recipe"].get("amp", True))
+
+
+def _run_name(model: str, model_args: str, lr: float, seed: int, amp: bool = True) -> str:
+    args = "+" + model_args.replace(",", "+").replace("=", "-") if model_args else ""
+    return f"{model}{args}-lr{lr:g}{'' if amp else '-fp32'}-seed{seed}"
+
+
+@contextlib.contextmanager
+def _exclusive(runs_dir: Path):
+    """One runner per runs folder: two trainings on the same cores would each run at half speed or worse."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / ".leaderboard.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise LeaderboardBusyError(f"another leaderboard runner (pid {lock.read().strip() or '?'}) is using "
+                                       f"{runs_dir}; wait for it to finish or stop it first") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool) -> dict:
+    """Evaluate a finished run's final weights in fp32 at ``image_size`` and build its results row."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from . import data as data_lib
+    from .evaluate import evaluate
+    from .hub import sha256_file
+    from .registry import create_model
+    from .transforms import eval_transform
+
+    config = json.loads((run_dir / "config.json").read_text())
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
+    _, val, class_ids, _ = data_lib.build_datasets(cfg.data, cfg.data_dir, 0)
+    val.transform = eval_transform(image_size, crop_pct=cfg.crop_pct)
+    loader = DataLoader(val, batch_size=100, num_workers=workers)
+    result = evaluate(model, loader, len(class_ids), torch.device("cpu"), amp=False, progress=progress)
+    return {"model": cfg.model, "model_args": cfg.model_args, "dataset": cfg.data, "image_size": image_size,
+            "epochs": cfg.epochs, "seed": cfg.seed, "lr": cfg.lr, "top1": round(result["top1"], 4),
+            "top5": round(result["top5"], 4), "top1_train_log": history[-1]["top1"] if history else None,
+            "recipe": config["recipe"], "trained_on": config.get("trained_on"),
+            "train_seconds": round(sum(h["seconds"] for h in history), 1),
+            "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
+
+
+def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.PathLike,
+                 results: str | os.PathLike, lr: dict | float = 4e-3, model_args: str = "", image_size: int = 128,
+                 data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print, **train_kwargs):
+    """Train and evaluate every (model, seed) of one protocol that ``results`` lacks, one at a time.
+
+    Args:
+        models: model names (``xresnet50``, ``convtwist_xresnet50``...).
+        dataset: ``imagewoof``, ``imagenette`` or a folder.
+        epochs: epochs per run.
+        seeds: the seeds to run (an iterable of ints).
+        runs_dir: where run folders go (``<protocol>/<model>-lr<lr>-seed<k>``); keep it outside the work tree.
+        results: the results file rows are appended to.
+        lr: one peak learning rate, or ``{model: lr}``.
+        model_args: builder options for every model (``"maxblur=true"``), part of a row's identity.
+        image_size: training and evaluation size.
+        data_dir: where the dataset archives are (else ``$CONVTWIST_DATA``).
+        workers: DataLoader workers.
+        progress: progress bars.
+        log: where one line per run goes.
+        **train_kwargs: other `TrainConfig` fields, the same for every run.
+
+    Returns:
+        The rows appended by this call.
+
+    Example:
+        >>> run_protocol(["xresnet18", "convtwist_xresnet18"], "imagewoof", 5, range(5),
+        ...              "~/.cache/convtwist-zoo/runs/leaderboard", "results/leaderboard/imagewoof-128px-5ep.jsonl")
+    """
+    from .train import TrainConfig, train
+
+    runs_dir, results = Path(runs_dir).expanduser(), Path(results)
+    lrs = lr if isinstance(lr, dict) else {}
+    new_rows = []
+    with _exclusive(runs_dir):
+        for seed in seeds:
+            for model in models:
+                model_lr = float(lrs.get(model, 4e-3) if isinstance(lr, dict) else lr)
+                done = {_row_key(r) for r in read_rows(results)}
+                if _key(model, model_args, seed, model_lr, train_kwargs.get("amp", True)) in done:
+                    continue
+                run_dir = runs_dir / protocol_name(dataset, image_size, epochs) / _run_name(
+                    model, model_args, model_lr, seed, train_kwargs.get("amp", True))
+                cfg = TrainConfig(model=model, model_args=model_args, data=dataset, data_dir=data_dir,
+                                  out=str(run_dir), epochs=epochs, image_size=image_size, seed=seed, lr=model_lr,
+                                  workers=workers, progress=progress, resume=(run_dir / "last.pt").exists(),
+                                  **train_kwargs)
+                log(f"{run_dir.name}: {'resuming' if cfg.resume else 'training'} ({dataset}, {epochs} epochs)")
+                if not (run_dir / "model.safetensors").exists():
+                    train(cfg)
+                row = _final_row(run_dir, cfg, image_size, workers, progress)
+                append_row(results, row)
+                new_rows.append(row)
+                log(f"{run_dir.name}: top-1 {row['top1']:.2f}% (fp32, {image_size}px) -> {results}")
+    return new_rows
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+def welch(a: list[float], b: list[float]) -> dict | None:
+    """Mean of ``a`` minus mean of ``b`` with Welch's 95% confidence interval and two-sided p-value (None when
+    either side has fewer than 2 runs)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+    test = stats.ttest_ind(a, b, equal_var=False)
+    low, high = test.confidence_interval(0.95)
+    return {"diff": statistics.fmean(a) - statistics.fmean(b), "low": float(low), "high": float(high),
+            "p": float(test.pvalue)}
+
+
+def _summary(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else math.nan
+    return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def _arms(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows grouped by (model, model_args, lr); a model's arm is the group with the most seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r.get("model_args", ""), float(r["lr"])), []).append(r)
+    best: dict[tuple, list[dict]] = {}
+    for (model, args, _), group in sorted(groups.items()):
+        if len(group) > len(best.get((model, args), [])):
+            best[(model, args)] = group
+    return best
+
+
+def render_table(path: str | os.PathLike) -> str:
+    """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures."""
+    path = Path(path)
+    rows = read_rows(path)
+    if not rows:
+        return f"No finished runs in {path} yet."
+    first = rows[0]
+    arms = _arms(rows)
+    lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** ({path.as_posix()}): top-1 %, "
+             "fp32 evaluation of the final weights; mean ± sample std over seeds.", "",
+             "| model | options | peak lr | n | top-1 | min | max | other lr (seed 0) |", "|---|---|---|---|---|---|---|---|"]
+    by_model = {}
+    for (model, args), group in arms.items():
+        top1 = [r["top1"] for r in group]
+        lr = float(group[0]["lr"])
+        others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
+                         and r.get("model_args", "") == args and float(r["lr"]) != lr and r["seed"] == 0})
+        lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {_summary(top1)} | {min(top1):.2f} | "
+                     f"{max(top1):.2f} | {', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
+        by_model.setdefault(args, {})[model] = top1
+    diffs = []
+    for args, models in by_model.items():
+        for twist, controls in CONTROLS.items():
+            for control in controls:
+                if twist in models and control in models:
+                    w = welch(models[twist], models[control])
+                    kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
+                    if w is None:
+                        diffs.append(f"| {twist} − {control} | {kind} | "
+                                     f"{statistics.fmean(models[twist]) - statistics.fmean(models[control]):+.2f} "
+                                     "| – | – | one run on a side: no interval |")
+                        continue
+                    verdict = ("within noise (the interval holds 0)" if w["low"] <= 0 <= w["high"] else
+                               "ConvTwist ahead" if w["low"] > 0 else "ConvTwist behind")
+                    diffs.append(f"| {twist} − {control} | {kind} | {w['diff']:+.2f} | "
+                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {verdict} |")
+    if diffs:
+        lines += ["", "| difference | control | top-1 points | 95% CI (Welch) | p | reading |",
+                  "|---|---|---|---|---|---|", *diffs]
+    refs = REFERENCES.get((first["dataset"], first["image_size"], first["epochs"]))
+    if refs:
+        lines += ["", "Published on this protocol: " + "; ".join(f"{name}: {value}%" for name, value in refs) + "."]
+    return "\n".join(lines)
+

@@ -1,0 +1,123 @@
+"""The fast.ai leaderboard's ResNet family ("xresnet"), built from timm's ResNet, plain or with ConvTwist blocks.
+
+timm has the parts: the deep stem (3->32->32->64, stride 2 in the first conv: ``stem_type="deep"``), the pooled
+shortcut of ResNet-D (``avg_down``), Mish (``act_layer``), the last BatchNorm of every block zero-initialised
+(``zero_init_last``) and a blur pool (``BlurPool2d``). Written here is only what timm lacks:
+
+- ``maxblur``: the imagenette notebooks' "ResNet trick": a downsampling block pools its input once (max pool 3x3
+  stride 1, then a blur pool of stride 2: MaxBlurPool) and runs both of its paths at stride 1 on the pooled map;
+  the stem's max pool becomes the same MaxBlurPool;
+- ``sa``: fast.ai's simple self-attention after the last block of the first stage.
+
+As in the notebooks, ConvTwist replaces the 3x3 convs of the residual blocks; the stem stays plain.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from timm.layers import BlurPool2d
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from .layers import twistify
+from .models import check_images
+
+__all__ = ["XResNet", "MaxBlurPool", "PoolFirst", "SimpleSelfAttention", "xresnet", "XRESNET_LAYERS"]
+
+# depth -> (timm block, blocks per stage)
+XRESNET_LAYERS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
+
+
+class XResNet(ResNet):
+    """timm's ResNet with the zoo's input checks. ``forward_features``, ``forward_head``, ``get_classifier``,
+    ``reset_classifier`` and ``feature_info`` are timm's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.conv1[0].in_channels)
+        return super().forward(x)
+
+
+class MaxBlurPool(nn.Sequential):
+    """Max pool 3x3 at stride 1, then a 3x3 binomial blur at stride 2 (Zhang, "Making convolutional networks
+    shift-invariant again", 2019): a stride-2 max pool that aliases less."""
+
+    def __init__(self, channels: int):
+        super().__init__(nn.MaxPool2d(3, stride=1, padding=1), BlurPool2d(channels, filt_size=3, stride=2))
+
+
+class PoolFirst(nn.Module):
+    """A downsampling residual block run at stride 1 behind one pool shared by its two paths."""
+
+    def __init__(self, pool: nn.Module, block: nn.Module):
+        super().__init__()
+        self.pool, self.block = pool, block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.pool(x))
+
+
+class SimpleSelfAttention(nn.Module):
+    """fast.ai's simple self-attention: ``x + gamma * (x x^T) conv1x1(x)`` over the flattened positions; ``gamma``
+    starts at 0, so the block starts as the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 1, bias=False)
+        nn.init.kaiming_normal_(self.conv.weight)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        flat = x.reshape(n, c, h * w)
+        attended = torch.bmm(torch.bmm(flat, flat.transpose(1, 2)), self.conv(flat))
+        return (flat + self.gamma * attended).reshape(n, c, h, w)
+
+
+def _pool_first(stage: nn.Sequential) -> None:
+    """Turn the stage's first (stride-2) block into a MaxBlurPool followed by the block at stride 1."""
+    block = stage[0]
+    strided = block.conv2 if isinstance(block, Bottleneck) else block.conv1
+    strided.stride = (1, 1)
+    if isinstance(block.downsample, nn.Sequential) and isinstance(block.downsample[0], nn.AvgPool2d):
+        block.downsample[0] = nn.Identity()  # the shared pool has already halved the map
+    stage[0] = PoolFirst(MaxBlurPool(strided.in_channels if isinstance(block, BasicBlock) else
+                                     block.conv1.in_channels), block)
+
+
+def xresnet(depth: int, *, twist: bool, num_classes: int = 10, in_chans: int = 3, act_layer: str = "mish",
+            maxblur: bool = False, sa: bool = False, init_max: float = 1.5, **kwargs) -> XResNet:
+    """An xresnet of ``depth`` (18, 34 or 50); with ``twist`` the blocks' 3x3 convs become ConvTwist.
+
+    Args:
+        depth: 18, 34 (basic blocks) or 50 (bottlenecks).
+        twist: replace every 3x3 conv of the residual blocks with a ConvTwist (the stem stays plain).
+        num_classes: classifier outputs.
+        in_chans: input channels.
+        act_layer: timm activation name (fast.ai's leaderboard models use ``"mish"``).
+        maxblur: MaxBlurPool in the stem and before each downsampling block (pool first, both paths).
+        sa: simple self-attention after the first stage.
+        init_max: ConvTwist's centre initialisation bound (see `ConvTwist`).
+        **kwargs: passed on to timm's ``ResNet`` (``drop_rate``, ``drop_path_rate``, ...).
+
+    Returns:
+        An `XResNet` (a timm ``ResNet``).
+
+    Example:
+        >>> net = xresnet(50, twist=True)
+        >>> net(torch.zeros(1, 3, 128, 128)).shape
+        torch.Size([1, 10])
+    """
+    if depth not in XRESNET_LAYERS:
+        raise ValueError(f"unsupported xresnet depth {depth}; choose one of {sorted(XRESNET_LAYERS)}")
+    block, layers = XRESNET_LAYERS[depth]
+    model = XResNet(block, layers, num_classes=num_classes, in_chans=in_chans, stem_width=32, stem_type="deep",
+                    avg_down=True, act_layer=act_layer, zero_init_last=True, **kwargs)
+    if maxblur:
+        model.maxpool = MaxBlurPool(model.conv1[-1].out_channels)
+        for stage in (model.layer2, model.layer3, model.layer4):
+            _pool_first(stage)
+    if sa:
+        model.layer1[-1].se = SimpleSelfAttention(model.layer1[-1].bn3.num_features if block is Bottleneck
+                                                  else model.layer1[-1].bn2.num_features)
+    if twist:
+        twistify(model, exclude=("conv1",), init_max=init_max)
+    return model

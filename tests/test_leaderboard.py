@@ -1,0 +1,87 @@
+"""The multi-seed leaderboard runner and its table: rows, skipping, resuming, the lock, Welch's interval."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from scipy import stats
+
+from conftest import make_image_folder
+from convtwist_zoo import leaderboard
+from convtwist_zoo.cli import main
+from convtwist_zoo.hub import sha256_file
+
+
+def _row(model, seed, top1, lr=4e-3, **extra):
+    return {"model": model, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5, "seed": seed,
+            "lr": lr, "top1": top1, "top5": 99.0, "recipe": {"amp": True}, **extra}
+
+
+def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=(4, 2), size=(40, 40))
+    results = tmp_path / "results" / "tiny.jsonl"
+    args = ["leaderboard", "run", "--models", "xresnet18", "convtwist_xresnet18", "--data", str(data), "--epochs", "1",
+            "--seeds", "2", "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results),
+            "--workers", "0", "--batch-size", "4", "--no-progress", "--lr", "xresnet18=4e-3", "convtwist_xresnet18=8e-3"]
+    assert main(args) == 0
+    rows = leaderboard.read_rows(results)
+    assert [(r["model"], r["seed"], r["lr"]) for r in rows] == [
+        ("xresnet18", 0, 4e-3), ("convtwist_xresnet18", 0, 8e-3), ("xresnet18", 1, 4e-3),
+        ("convtwist_xresnet18", 1, 8e-3)]
+    run = tmp_path / "runs" / "imgs-32px-1ep" / "convtwist_xresnet18-lr0.008-seed1"
+    assert rows[-1]["weights_sha256"] == sha256_file(run / "model.safetensors")
+    assert rows[-1]["recipe"]["lr"] == 8e-3 and rows[-1]["recipe"]["seed"] == 1 and rows[-1]["trained_on"]
+    assert rows[-1]["train_seconds"] > 0 and 0 <= rows[-1]["top1"] <= 100
+    # a second call finds every row and trains nothing; a run folder whose row was lost is evaluated, not retrained
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
+    mtime = (run / "model.safetensors").stat().st_mtime_ns
+    assert main(args) == 0
+    again = leaderboard.read_rows(results)
+    assert len(again) == 4 and again[-1]["weights_sha256"] == rows[-1]["weights_sha256"]
+    assert (run / "model.safetensors").stat().st_mtime_ns == mtime
+    assert main(["leaderboard", "table", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "| xresnet18 | – | 0.004 | 2 |" in out and "convtwist_xresnet18 − xresnet18 | same recipe" in out
+
+
+def test_unknown_model_fails_before_any_training(tmp_path, capsys):
+    assert main(["leaderboard", "run", "--models", "xresnet181", "--runs", str(tmp_path / "r")]) == 2
+    assert "unknown model 'xresnet181'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_second_runner_on_the_same_runs_folder_is_refused(tmp_path):
+    with leaderboard._exclusive(tmp_path):
+        with pytest.raises(leaderboard.LeaderboardBusyError, match="another leaderboard runner"):
+            with leaderboard._exclusive(tmp_path):
+                pass
+
+
+def test_welch_interval_and_p_value_match_the_formula():
+    a, b = [75.1, 75.4, 74.9, 75.6, 75.0], [73.2, 74.1, 73.0, 74.5, 72.9]
+    w = leaderboard.welch(a, b)
+    va, vb = stats.tvar(a) / 5, stats.tvar(b) / 5
+    dof = (va + vb) ** 2 / (va ** 2 / 4 + vb ** 2 / 4)
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    diff = sum(a) / 5 - sum(b) / 5
+    assert w["diff"] == pytest.approx(diff) and w["low"] == pytest.approx(diff - half)
+    assert w["high"] == pytest.approx(diff + half)
+    assert w["p"] == pytest.approx(2 * stats.t.sf(diff / math.sqrt(va + vb), dof))
+    assert leaderboard.welch([75.0], b) is None
+
+
+def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    for r in ([_row("xresnet18", s, t) for s, t in enumerate([70.0, 71.0, 72.0])] +
+              [_row("convtwist_xresnet18", s, t) for s, t in enumerate([70.5, 71.5, 71.0])] +
+              [_row("convtwist_xresnet18", 0, 69.0, lr=8e-3)] +
+              [_row("xresnet34", s, t) for s, t in enumerate([60.0, 61.0, 60.5])]):
+        leaderboard.append_row(path, r)
+    table = leaderboard.render_table(path)
+    assert "| convtwist_xresnet18 | – | 0.004 | 3 | 71.00 ± 0.50 | 70.50 | 71.50 | 0.008: 69.00 |" in table
+    assert "convtwist_xresnet18 − xresnet18 | same recipe | +0.00 |" in table and "within noise" in table
+    assert "convtwist_xresnet18 − xresnet34 | compute-matched | +10.50 |" in table and "ConvTwist ahead" in table
+    assert "76.61" in table  # the published figures on this protocol
+    path.write_text(path.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"imagewoof-128px-5ep.jsonl:11 is not a JSON row"):
+        leaderboard.read_rows(path)

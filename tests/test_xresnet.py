@@ -1,0 +1,105 @@
+"""The leaderboard's xresnet family: exact sizes, the fast.ai parts (deep stem, pooled shortcuts, Mish, zero-init last
+BN), ConvTwist in the blocks only, the MaxBlurPool and self-attention options, export parity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+from conftest import trained_like
+from convtwist_zoo import ConvTwist, create_model
+from convtwist_zoo.evaluate import count_macs
+from convtwist_zoo.onnx_export import export_onnx, run_onnx
+from convtwist_zoo.xresnet import PoolFirst, SimpleSelfAttention
+
+
+def _params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_exact_sizes_and_the_compute_matched_control():
+    sizes = {name: _params(create_model(name)) for name in
+             ("xresnet18", "convtwist_xresnet18", "xresnet34", "xresnet50", "convtwist_xresnet50")}
+    assert sizes == {"xresnet18": 11_200_874, "convtwist_xresnet18": 20_973_418, "xresnet34": 21_309_034,
+                     "xresnet50": 23_547_754, "convtwist_xresnet50": 33_615_082}
+    for depth in (18, 50):
+        twist = create_model(f"convtwist_xresnet{depth}")
+        extra = sum(8 * m.out_channels * m.in_channels + 2 * m.out_channels
+                    for m in twist.modules() if isinstance(m, ConvTwist))
+        assert sizes[f"convtwist_xresnet{depth}"] == sizes[f"xresnet{depth}"] + extra
+    # xresnet34 is the control for convtwist_xresnet18: as many parameters and MACs within 10%
+    assert count_macs(create_model("convtwist_xresnet18"), 128) == 1_156_977_664
+    assert count_macs(create_model("xresnet34"), 128) == 1_274_418_176
+
+
+def test_built_from_timm_resnet_d_with_mish():
+    model = create_model("xresnet50")
+    reference = timm.create_model("resnet50d", num_classes=10, act_layer="mish")
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in reference.state_dict().items()]
+    stem = [m for m in model.conv1 if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in stem] == [(3, 32, 2), (32, 32, 1), (32, 64, 1)]
+    assert isinstance(model.layer2[0].downsample[0], nn.AvgPool2d)  # ResNet-D: the shortcut pools, then 1x1
+    acts = {type(m) for m in model.modules() if isinstance(m, (nn.ReLU, nn.Mish))}
+    assert acts == {nn.Mish}
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in stage:
+            assert torch.count_nonzero(block.bn3.weight) == 0  # each block starts as its shortcut
+
+
+@pytest.mark.parametrize("depth,n", [(18, 16), (34, 32), (50, 16)])
+def test_convtwist_in_the_blocks_only(depth, n):
+    model = create_model(f"convtwist_xresnet{depth}")
+    assert sum(isinstance(m, ConvTwist) for m in model.modules()) == n
+    assert not any(isinstance(m, ConvTwist) for m in model.conv1.modules())  # the deep stem stays plain
+
+
+def test_maxblur_pools_first_on_both_paths():
+    plain, blur = create_model("xresnet50"), create_model("xresnet50", maxblur=True)
+    assert _params(blur) == _params(plain)  # blur filters are buffers
+    for stage in (blur.layer2, blur.layer3, blur.layer4):
+        first = stage[0]
+        assert isinstance(first, PoolFirst)
+        assert first.block.conv2.stride == (1, 1) and isinstance(first.block.downsample[0], nn.Identity)
+    # the bottleneck's first 1x1 now runs on the pooled map
+    assert count_macs(blur, 128) < count_macs(plain, 128)
+    x = torch.randn(2, 3, 128, 96)
+    assert blur.eval()(x).shape == (2, 10)
+    assert blur.forward_features(x).shape == (2, 2048, 4, 3)
+
+
+def test_self_attention_starts_as_identity():
+    plain = trained_like(create_model("xresnet18"))  # non-zero last BNs: the residual branch is not empty
+    sa = create_model("xresnet18", sa=True).eval()
+    assert isinstance(sa.layer1[-1].se, SimpleSelfAttention)
+    assert sa.load_state_dict(plain.state_dict(), strict=False).missing_keys == \
+        ["layer1.1.se.gamma", "layer1.1.se.conv.weight"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(sa(x), plain(x), atol=1e-6)
+        sa.layer1[-1].se.gamma.fill_(0.1)
+        assert not torch.allclose(sa(x), plain(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"maxblur": True, "sa": True}])
+def test_onnx_parity_with_mish_blur_and_attention(kwargs, tmp_path):
+    model = trained_like(create_model("convtwist_xresnet18", **kwargs))
+    report = export_onnx(model, tmp_path / "m.onnx", 64, compare_unfolded=False)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(run_onnx(report.path, x) - ref).max() <= 1e-4
+
+
+def test_features_only_on_timm_trunk():
+    full = create_model("convtwist_xresnet18").eval()
+    net = create_model("convtwist_xresnet18", features_only=True).eval()
+    net.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("fc.")})
+    x = torch.randn(1, 3, 128, 96)
+    with torch.no_grad():
+        outs = net(x)
+        assert torch.equal(outs[-1], full.forward_features(x))
+    assert [o.shape[1] for o in outs] == [64, 128, 256, 512]
+    assert [i["reduction"] for i in net.feature_info] == [4, 8, 16, 32]
