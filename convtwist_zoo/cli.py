@@ -23,6 +23,16 @@ def _add_config_args(parser: argparse.ArgumentParser, config_cls, skip=()) -> No
             parser.add_argument(flag, type=kind, default=f.default)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _cmd_list(args) -> int:
     from .registry import list_models
     for name in list_models(args.filter or ""):
@@ -70,8 +80,12 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .onnx_export import FP16_TOLERANCE, export_onnx, run_onnx
+    from .onnx_export import FP16_TOLERANCE, check_output_path, export_onnx, run_onnx
     from .registry import create_model, split_model_name
+    if len(args.image_size) not in (1, 2) or min(args.image_size) < 32:
+        raise ValueError(f"--image-size takes S or H W, each at least 32 (a multiple of 32), got "
+                         f"{' '.join(map(str, args.image_size))}")
+    check_output_path(args.output)
     arch, tag = split_model_name(args.model)
     pretrained = args.pretrained or tag or False
     model = create_model(arch, pretrained=pretrained).eval()
@@ -382,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="arch.tag, or arch with --pretrained (default: first of "
                    f"{', '.join(DEMO_PREFERENCE)} in hub/, else {DEMO_PREFERENCE[0]} from the Hub)")
     p.add_argument("--pretrained", help="tag, or a local run folder / model.safetensors")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=_positive_int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -522,7 +536,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError, PermissionError, TypeError) as e:
+    except (ValueError, RuntimeError, OSError, TypeError, ArithmeticError) as e:
         if os.environ.get("CONVTWIST_ZOO_DEBUG"):
             raise
         print(f"convtwist-zoo {args.command}: error: {e}", file=sys.stderr)

@@ -28,7 +28,7 @@ try:  # TorchCodec's image decoders replace torchvision.io's (deprecated in torc
 except (ImportError, OSError, RuntimeError):  # not installed, or built for another torch: PIL decodes
     _decode_image = None
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, is_high_bit_depth_png, load_rgb, train_transform
 
 __all__ = ["DatasetInfo", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetNotFoundError", "find_archive",
            "prepare_dataset", "build_datasets", "train_transform", "eval_transform", "SeededTransformDataset",
@@ -148,8 +148,16 @@ def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
-        with tarfile.open(source) as tar:
-            tar.extractall(tmp, filter="data")
+        try:
+            with tarfile.open(source, "r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+        except tarfile.FilterError as e:
+            raise DatasetNotFoundError(f"archive {source} holds an unsafe member ({e}): it would write outside its "
+                                       "folder or link out of it, so nothing was extracted. Use the official "
+                                       "archive") from e
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise DatasetNotFoundError(f"{source} is not a readable gzip tar archive ({type(e).__name__}: {e}); "
+                                       "fetch the archive again") from e
         extracted = Path(tmp) / target.name
         if not _is_complete(extracted, info):
             raise DatasetNotFoundError(f"archive {source} is incomplete or corrupt: expected {info.split_sizes} "
@@ -164,11 +172,12 @@ def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
 def read_image(path: str) -> torch.Tensor:
     """An image file as a uint8 RGB tensor (3, H, W), the training split's loader.
 
-    TorchCodec decodes (libjpeg-turbo, libpng, libwebp) straight to a tensor, so the crop runs on the tensor: 0.40
-    instead of 0.56-0.61 ms per image for decode + RandomResizedCrop + flip here, with pixels within one grey level
-    of the PIL path the published runs used (same crop, same flip). Formats it does not read (BMP, TIFF, ...) go
-    through PIL."""
+    TorchCodec decodes (libjpeg-turbo, libpng, libwebp) straight to a tensor, so the crop runs on the tensor,
+    with pixels within one grey level of the PIL path (same crop, same flip). Formats it does not read (BMP, TIFF,
+    ...) and 16-bit PNGs go through `load_rgb`, the evaluation path's decoder."""
     decode_error = None
+    if is_high_bit_depth_png(path):  # decoded as evaluation decodes it, so both see the same pixels
+        return pil_to_tensor(load_rgb(path))
     if _decode_image is not None:
         try:
             image = _decode_image(path, mode="RGB")
@@ -222,6 +231,19 @@ class _NoisyImageFolder(tv_datasets.ImageFolder):
         self.imgs = self.samples
 
 
+def _image_folder(split_dir: Path, build):
+    """Build an ImageFolder over ``split_dir``, saying which split and folder is empty when one is."""
+    try:
+        return build()
+    except FileNotFoundError as e:  # torchvision names neither the split nor the path
+        empty = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and _count_images(d) == 0) \
+            if split_dir.is_dir() else []
+        what = f"class folder(s) {', '.join(empty)} in {split_dir} hold no images" if empty else \
+            f"{split_dir} holds no class folders with images"
+        raise DatasetNotFoundError(f"{what} (looked for {', '.join(IMAGE_EXTENSIONS)}); add images or remove the "
+                                   "empty folders") from e
+
+
 def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):
     """(train, val, class_ids, class_names) for a named dataset or any ``train/``+``val/`` ImageFolder directory.
 
@@ -251,10 +273,10 @@ def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):
         csv_files = sorted(root.glob("noisy_*.csv"))
         if not csv_files:
             raise DatasetNotFoundError(f"--noise {noise} needs a noisy_*.csv in {root}")
-        train = _NoisyImageFolder(root, csv_files[0], noise, "train")
+        train = _image_folder(root / "train", lambda: _NoisyImageFolder(root, csv_files[0], noise, "train"))
     else:
-        train = tv_datasets.ImageFolder(str(root / "train"), loader=read_image)
-    val = tv_datasets.ImageFolder(str(root / "val"))
+        train = _image_folder(root / "train", lambda: tv_datasets.ImageFolder(str(root / "train"), loader=read_image))
+    val = _image_folder(root / "val", lambda: tv_datasets.ImageFolder(str(root / "val"), loader=load_rgb))
     for split, ds in (("train", train), ("val", val)):
         if tuple(ds.classes) != tuple(class_ids):
             raise ValueError(f"{root / split} has classes {ds.classes}, expected {list(class_ids)}")

@@ -43,6 +43,10 @@ def evaluate(model, loader, num_classes: int, device=torch.device("cpu"), amp: b
         with autocast_for(device, amp):
             logits = model(images)
         logits = logits.float()
+        if not bool(torch.isfinite(logits).all()):  # argmax of NaN would report a silent, meaningless accuracy
+            model.train(was_training)
+            raise FloatingPointError("the model produced NaN or infinite scores: its weights are damaged or "
+                                     "training diverged; nothing was measured")
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
         k = min(5, logits.shape[1])
         top5_hits += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum().item()
@@ -64,7 +68,8 @@ def accuracy_report(confusion: torch.Tensor, loss_sum: float, top5_hits: int, n:
 def _val_loader(val_dir, transform, batch_size: int, workers: int):
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
-    dataset = ImageFolder(str(val_dir), transform=transform)
+    from .transforms import load_rgb
+    dataset = ImageFolder(str(val_dir), transform=transform, loader=load_rgb)
     return dataset, DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                persistent_workers=False)
 

@@ -5,8 +5,10 @@ Resolution order for a spec'd checkpoint (``arch.tag``):
 2. ``$CONVTWIST_ZOO_HUB_DIR`` or the repository's own ``hub/`` folder (a clone works offline),
 3. the Hugging Face cache (``$HF_HOME``),
 4. ``huggingface_hub.hf_hub_download`` (honours ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, proxies, ``revision``).
-The sha256 of the weights is checked on every load; a bad copy in the HF cache is deleted, a user's file never is.
-Only safetensors are read.
+The size, then the sha256 of the weights is checked on every load where a hash is known (a zoo checkpoint's spec, or
+the ``weights_sha256`` that `train` records in a run's ``config.json``); a bad copy in the HF cache is deleted when it
+lies in the cache's own ``blobs/`` folder, and nothing else ever is. Only safetensors are read, and weights holding
+NaN or infinity are refused.
 """
 from __future__ import annotations
 
@@ -17,13 +19,16 @@ import shutil
 import warnings
 from pathlib import Path
 
+import torch
 import torch.nn as nn
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_text_atomic
 from .registry import PretrainedSpec, get_builder, get_pretrained, split_model_name
 
-__all__ = ["WeightsError", "IntegrityError", "sha256_file", "hub_dir", "resolve_weights", "load_pretrained",
+__all__ = ["WeightsError", "IntegrityError", "CacheLinkError", "sha256_file", "verify_file", "check_finite", "hub_dir",
+           "resolve_weights", "load_pretrained",
            "load_weights", "publish_folder", "stage_run", "specs_from_hub", "write_specs_file", "REPO_HUB_DIR"]
 
 REPO_HUB_DIR = Path(__file__).resolve().parent.parent / "hub"
@@ -35,6 +40,10 @@ class WeightsError(RuntimeError):
 
 class IntegrityError(WeightsError):
     """A weights file whose sha256 differs from its spec (corrupt or truncated)."""
+
+
+class CacheLinkError(IntegrityError):
+    """A corrupt Hugging Face cache entry that points outside the cache's ``blobs/``: refused, never deleted."""
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -53,25 +62,46 @@ def hub_dir() -> Path | None:
     return REPO_HUB_DIR if REPO_HUB_DIR.is_dir() else None
 
 
-def _verify(path: Path, spec: PretrainedSpec, *, in_cache: bool) -> Path:
-    actual = sha256_file(path)
-    if actual == spec.sha256:
-        return path
-    size = path.stat().st_size
-    detail = f" (size {size} bytes, expected {spec.size})" if spec.size and size != spec.size else ""
-    if in_cache:
-        _delete_cached(path)
-        what = "was deleted from the Hugging Face cache; load again to download it afresh"
+def verify_file(path: Path, sha256: str, size: int = 0, *, what: str = "", in_cache: bool = False) -> Path:
+    """Check ``path`` against a known size (first: a stray multi-GB file fails at once) and sha256.
+
+    A bad copy in the Hugging Face cache is deleted (see `_delete_cached`); any other file is left in place."""
+    actual_size = path.stat().st_size
+    if size and actual_size != size:
+        detail, actual = f"size {actual_size} bytes, expected {size}", None
     else:
-        what = "is yours and was left in place; replace it with an intact copy or remove it"
-    raise IntegrityError(f"{path} for {spec.name} has sha256 {actual}, expected {spec.sha256}{detail}: the file is "
-                         f"corrupt or truncated and {what}")
+        actual = sha256_file(path)
+        if actual == sha256:
+            return path
+        detail = f"sha256 {actual}, expected {sha256}"
+    if in_cache:
+        _delete_cached(path, f"{path} for {what} has {detail}")
+        fate = "was deleted from the Hugging Face cache; load again to download it afresh"
+    else:
+        fate = "was left in place; replace it with an intact copy or remove it"
+    raise IntegrityError(f"{path}{' for ' + what if what else ''} has {detail}: the file is corrupt, truncated or "
+                         f"another file, and {fate}")
 
 
-def _delete_cached(path: Path) -> None:
-    """Remove a snapshot entry and the blob it points to (and any half-finished download of it)."""
+def _verify(path: Path, spec: PretrainedSpec, *, in_cache: bool) -> Path:
+    return verify_file(path, spec.sha256, spec.size, what=spec.name, in_cache=in_cache)
+
+
+def _delete_cached(path: Path, problem: str) -> None:
+    """Remove a bad snapshot entry, the blob it points to and any half-finished download of it, but only where the
+    blob resolves inside the Hugging Face cache's own ``blobs/`` folder of that repo; otherwise touch nothing."""
+    from huggingface_hub import constants
+
+    cache = Path(os.path.realpath(constants.HF_HUB_CACHE))
+    entry = Path(os.path.abspath(path))
     blob = Path(os.path.realpath(path))
-    for p in (path, blob, blob.with_name(blob.name + ".incomplete")):
+    repo = entry.parent.parent.parent  # <cache>/models--org--name/snapshots/<revision>/<file>
+    inside = (Path(os.path.realpath(repo)).parent == cache and blob.parent == Path(os.path.realpath(repo / "blobs")))
+    if not inside:
+        raise CacheLinkError(f"{problem}; it resolves to {blob}, outside the Hugging Face cache's blobs/ folder "
+                             f"({cache}), so nothing was deleted. Remove or fix the entry {entry} yourself, then load "
+                             "again")
+    for p in (entry, blob, blob.with_name(blob.name + ".incomplete")):
         try:
             p.unlink()
         except FileNotFoundError:
@@ -98,6 +128,8 @@ def resolve_weights(spec: PretrainedSpec, local: str | os.PathLike | None = None
     if isinstance(cached, str):
         try:
             return _verify(Path(cached), spec, in_cache=True)
+        except CacheLinkError:
+            raise
         except IntegrityError as e:  # the bad copy is gone: fetch a fresh one below
             warnings.warn(str(e))
     try:
@@ -108,7 +140,8 @@ def resolve_weights(spec: PretrainedSpec, local: str | os.PathLike | None = None
             f"(offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). Either go online once, or run "
             f"`hf download {repo_id} {spec.filename} --revision {spec.revision}` on a connected machine and copy "
             f"$HF_HOME over, or put the file at hub/{spec.repo_name}/{spec.filename} (or "
-            f"$CONVTWIST_ZOO_HUB_DIR/{spec.repo_name}/{spec.filename}), or pass pretrained_file=PATH") from e
+            f"$CONVTWIST_ZOO_HUB_DIR/{spec.repo_name}/{spec.filename}), or give the file itself: "
+            f"`--pretrained PATH` on the command line, pretrained=PATH in Python") from e
     except (RepositoryNotFoundError, EntryNotFoundError) as e:
         raise WeightsError(f"{spec.name}: {repo_id}@{spec.revision} has no {spec.filename} on "
                            f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')} (check "
@@ -121,9 +154,28 @@ def _read_local_config(path: Path) -> dict:
     return json.loads(config.read_text()) if config.exists() else {}
 
 
+def _read_safetensors(path: Path) -> dict:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file ({e}); it is truncated, corrupt or another "
+                           "format: replace it with an intact copy") from e
+
+
+def check_finite(state: dict, path) -> None:
+    """Refuse weights holding NaN or infinity, naming the tensors."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{path} holds NaN or infinite values in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+                           f"{', ...' if len(bad) > 5 else ''}): the training run diverged or the file is damaged; "
+                           "use another checkpoint")
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "") -> None:
-    """Load a safetensors file into ``model`` strictly, with an error that says which keys do not fit."""
-    state = load_file(str(path))
+    """Load a safetensors file into ``model`` strictly, with an error that says which keys do not fit; NaN or
+    infinite weights are refused."""
+    state = _read_safetensors(Path(path))
+    check_finite(state, path)
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
@@ -134,10 +186,21 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "") -> N
         raise WeightsError(f"{path} does not fit {what or type(model).__name__}: " + "; ".join(problems))
 
 
+def _verify_local(path: Path, config: dict) -> None:
+    """Check a user's weights file against the hash its folder's ``config.json`` records, and say so when none is."""
+    spec = config.get("pretrained_spec") or {}
+    known = config.get("weights_sha256") or spec.get("sha256")
+    if not known:
+        warnings.warn(f"{path}: no sha256 is recorded for it (no weights_sha256 in {path.parent / 'config.json'}), "
+                      "so it was loaded without an integrity check")
+        return
+    verify_file(path, known, spec.get("size", 0) if known == spec.get("sha256") else 0, what=path.parent.name)
+
+
 def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretrained_file=None,
                     **kwargs) -> nn.Module:
     """Build ``arch`` with weights: ``pretrained`` is True (default tag), a tag, or a local file/folder of a user's own
-    run (``model.safetensors`` + ``config.json``; loaded without a hash). A ``num_classes`` other than the
+    run (``model.safetensors`` + ``config.json``; checked against the hash the config records). A ``num_classes`` other than the
     checkpoint's replaces the classifier (fine-tuning) and says so."""
     builder = get_builder(arch)
     spec = None
@@ -151,6 +214,7 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
             raise WeightsError(f"pretrained path {path} does not exist (expected a model.safetensors file or a run "
                                "folder holding one)")
         config = _read_local_config(path)
+        _verify_local(path, config)
         if config.get("architecture") not in (None, arch):
             raise WeightsError(f"{path} holds a {config['architecture']}, not a {arch}; use "
                                f"create_model({config['architecture']!r}, pretrained={str(local)!r})")
@@ -171,9 +235,12 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
 
 
 def _classes_in_file(path: Path) -> int:
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        return f.get_slice("fc.weight").get_shape()[0]
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.get_slice("fc.weight").get_shape()[0]
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable safetensors file with a classifier fc.weight ({e}); replace "
+                           "it with an intact copy") from e
 
 
 def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
@@ -230,8 +297,8 @@ def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB
         mean=tuple(config["mean"]), std=tuple(config["std"]), crop_pct=config["crop_pct"],
         interpolation=config["interpolation"], default=default, metrics=config.get("metrics", {}),
         meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
-    hub_config = {**config, "pretrained_spec": spec.to_dict()}
-    (folder / "config.json").write_text(json.dumps(hub_config, indent=2) + "\n")
+    hub_config = {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict()}
+    write_text_atomic(folder / "config.json", json.dumps(hub_config, indent=2) + "\n")
     if (run_dir / "metrics.jsonl").exists():  # the training log travels with the weights
         shutil.copyfile(run_dir / "metrics.jsonl", folder / "metrics.jsonl")
     return spec
@@ -252,5 +319,5 @@ def write_specs_file(hub_root: str | os.PathLike = REPO_HUB_DIR, path: str | os.
     from .registry import SPECS_FILE
     path = Path(path or SPECS_FILE)
     entries = [s.to_dict() for s in specs_from_hub(hub_root)]
-    path.write_text(json.dumps(entries, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
     return path

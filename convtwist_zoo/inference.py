@@ -10,15 +10,11 @@ import torch.nn as nn
 from PIL import Image
 
 from .registry import create_model, split_model_name
-from .transforms import eval_transform
+from .transforms import ImageError, eval_transform, load_rgb
 
-__all__ = ["Classifier", "load_classifier", "open_image", "ImageError"]
+__all__ = ["Classifier", "load_classifier", "open_image", "ImageError", "MIN_IMAGE_SIDE"]
 
-MIN_IMAGE_SIDE = 32
-
-
-class ImageError(ValueError):
-    """An image that cannot be classified (unreadable, too small)."""
+MIN_IMAGE_SIDE = 32  # export/classify_onnx.py applies the same rule
 
 
 @dataclass
@@ -32,27 +28,29 @@ class Classifier:
     @torch.no_grad()
     def predict(self, images, topk: int = 5) -> list[list[tuple[str, str, float]]]:
         """Top-k (class id, class name, probability) for each PIL image or path."""
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
         batch = torch.stack([self.transform(open_image(im) if isinstance(im, (str, os.PathLike)) else im)
                              for im in images])
-        probs = self.model(batch).float().softmax(dim=1)
+        logits = self.model(batch).float()
+        if not bool(torch.isfinite(logits).all()):
+            raise FloatingPointError(f"{self.name} produced NaN or infinite scores; its weights are damaged or the "
+                                     "input is not an image it can read")
+        probs = logits.softmax(dim=1)
         top = probs.topk(min(topk, probs.shape[1]), dim=1)
         return [[(self.class_ids[i], self.class_names[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
                 for ps, idx in zip(top.values, top.indices)]
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with an error that says what is wrong with it."""
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise ImageError(f"{path} is not a readable image ({e}); use a JPEG or PNG file") from e
+    """Open an image file as 8-bit RGB (any bit depth), with an error that says what is wrong with it."""
+    if os.path.isdir(path):
+        raise ImageError(f"{path} is a folder; give image files")
+    image = load_rgb(path)
     if min(image.size) < MIN_IMAGE_SIDE:
         raise ImageError(f"{path} is {image.size[0]}x{image.size[1]}: too small, the models need at least "
                          f"{MIN_IMAGE_SIDE}px on each side (they were trained at 128px)")
-    return image.convert("RGB")
+    return image
 
 
 def load_classifier(model: str, pretrained: str | None = None) -> Classifier:

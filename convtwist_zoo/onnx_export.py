@@ -1,8 +1,9 @@
 """ONNX export of any registry model (pretrained or fine-tuned) as a static graph with the twist folded in.
 
 ``export_onnx`` folds the model (`folding`), exports it with a fixed image size (batch optionally dynamic), embeds
-metadata, checks the file with ``onnx.checker`` (full check), and writes it atomically. ONNX Runtime rejects inputs
-of another size through the graph's static shapes.
+metadata, checks the file with ``onnx.checker`` (full check), and writes it atomically with a ``.sha256`` sidecar
+that `run_onnx` and ``export/classify_onnx.py`` check before running it. ONNX Runtime rejects inputs of another size
+through the graph's static shapes.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import collections
 import io
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_text_atomic
 from .folding import fold_model, network_stride
 
-__all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "DEFAULT_OPSET",
-           "FP16_TOLERANCE"]
+__all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "check_output_path",
+           "checksum_path", "write_checksum", "verify_checksum", "DEFAULT_OPSET", "FP16_TOLERANCE"]
 
 DEFAULT_OPSET = 17
 # fp16 export parity: max |ONNX - PyTorch| relative to the largest |logit| (measured 0.01-0.04% on the zoo)
@@ -117,9 +119,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
     if h % stride or w % stride:
         raise ValueError(f"image size {h}x{w} is not a multiple of the network's stride {stride}; use e.g. "
                          f"{max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
-    path = Path(path)
-    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: folder {path.parent} does not exist or is not writable")
+    path = check_output_path(path)
     in_chans = next(m for m in model.modules() if hasattr(m, "in_channels")).in_channels
 
     folded = fold_model(model, (h, w))
@@ -143,10 +143,57 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
 
     with atomic_path(path) as tmp:
         onnx.save(graph, str(tmp))
+    write_checksum(path)
     report = ExportReport(path, (h, w), nodes_before, _op_counts(graph), meta)
     if optimize:
         report.optimized_path = optimize_for_ort(path)
     return report
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail before any work when ``path`` cannot be written: a folder, a missing or read-only parent, a file
+    system that takes no new files (``/proc``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"-o {path} is a folder; give a file name, e.g. {path / 'model.onnx'}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write {path}: {path.parent} does not take new files ({e.strerror}); "
+                              "choose another folder") from e
+    return path
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """``model.onnx`` -> ``model.onnx.sha256``: the sidecar that makes an exported file verifiable."""
+    return Path(f"{path}.sha256")
+
+
+def write_checksum(path: str | os.PathLike) -> Path:
+    """Write ``<sha256>  <file name>`` beside ``path`` (the format ``sha256sum -c`` reads)."""
+    from .hub import sha256_file
+    sidecar = checksum_path(path)
+    write_text_atomic(sidecar, f"{sha256_file(path)}  {Path(path).name}\n")
+    return sidecar
+
+
+def verify_checksum(path: str | os.PathLike) -> bool:
+    """Check ``path`` against its sidecar: raises on a mismatch, warns and returns False when there is none."""
+    from .hub import IntegrityError, sha256_file
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        warnings.warn(f"{path}: no {sidecar.name} beside it, so it was not verified (files exported by "
+                      "convtwist-zoo carry one)")
+        return False
+    expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(f"{path} has sha256 {actual}, but {sidecar.name} records {expected or 'nothing'}: the "
+                             "file is corrupt or was changed; export it again")
+    return True
 
 
 def _default_metadata(model: nn.Module) -> dict:
@@ -176,12 +223,15 @@ def optimize_for_ort(path: str | os.PathLike) -> Path:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(out)
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    write_checksum(out)
     return out
 
 
 def run_onnx(path: str | os.PathLike, images: np.ndarray | torch.Tensor, threads: int = 0) -> np.ndarray:
-    """Logits from ONNX Runtime (CPU) for a float32 batch (N, C, H, W)."""
+    """Logits from ONNX Runtime (CPU) for a float32 batch (N, C, H, W); the file is first checked against its
+    ``.sha256`` sidecar."""
     import onnxruntime as ort
+    verify_checksum(path)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

@@ -26,13 +26,15 @@ from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
 from .host import cpu_name, cpuinfo_fields
-from .registry import create_model, split_model_name
+from .hub import sha256_file
+from .registry import create_model, get_builder, split_model_name
 from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
 
 __all__ = ["TrainConfig", "train", "CheckpointError", "save_atomic", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "convtwist-zoo/train-checkpoint/v1"
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng")
 
 
 @dataclass
@@ -75,6 +77,31 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
 
+    def validate(self) -> None:
+        """Refuse a knob outside its range, naming the flag and the range (before anything is built or written)."""
+        rules = [
+            ("epochs", self.epochs >= 1, ">= 1"), ("image_size", self.image_size >= 32, ">= 32"),
+            ("train_image_size", self.train_image_size == 0 or self.train_image_size >= 32, "0 or >= 32"),
+            ("batch_size", self.batch_size >= 1, ">= 1"), ("lookahead", self.lookahead >= 0, ">= 0 (0 = off)"),
+            ("lookahead_alpha", 0 < self.lookahead_alpha <= 1, "in (0, 1]"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "> 0"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"), ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("flat_fraction", 0 <= self.flat_fraction <= 1, "in [0, 1]"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("min_scale", 0 < self.min_scale <= 1, "in (0, 1]"), ("ema", 0 <= self.ema < 1, "in [0, 1) (0 = off)"),
+            ("noise", self.noise in (0, 1, 5, 25, 50), "one of 0, 1, 5, 25, 50"),
+            ("workers", self.workers >= 0, ">= 0"), ("freeze_epochs", self.freeze_epochs >= 0, ">= 0"),
+            ("backbone_lr_mult", self.backbone_lr_mult >= 0, ">= 0"), ("crop_pct", 0 < self.crop_pct <= 1, "in (0, 1]"),
+            ("max_steps_per_epoch", self.max_steps_per_epoch >= 0, ">= 0 (0 = whole epochs)"),
+            ("optimizer", self.optimizer in ("radam", "sgd", "adamw"), "radam, sgd or adamw"),
+            ("schedule", self.schedule in ("flatcos", "onecycle"), "flatcos or onecycle"),
+            ("augment", self.augment in ("crop", "trivial"), "crop or trivial"),
+        ]
+        for name, ok, allowed in rules:
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)!r}")
+        parse_model_args(self.model_args)
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
@@ -105,6 +132,10 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path} was not written by `convtwist-zoo train` (format "
                               f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r}, "
                               f"expected {CHECKPOINT_FORMAT!r}); use another --out folder")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: it is damaged or incomplete; delete it to start "
+                              "the run over, or use another --out folder")
     return ckpt
 
 
@@ -273,6 +304,8 @@ def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | No
 # ---------------------------------------------------------------------------------------------------- loop
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume) one run into ``cfg.out``; returns the final validation metrics."""
+    cfg.validate()
+    get_builder(split_model_name(cfg.model)[0])  # an unknown model fails before anything is written
     rank, world, local_rank = _distributed()
     is_main = rank == 0
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -281,7 +314,6 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.batch_size % world:
         raise ValueError(f"--batch-size {cfg.batch_size} must divide evenly over {world} processes")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -307,6 +339,7 @@ def train(cfg: TrainConfig) -> dict:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(f"training set of {len(train_set)} images is smaller than one batch of {cfg.batch_size}")
+    out.mkdir(parents=True, exist_ok=True)
 
     # model, optimiser, schedule
     model = _build_model(cfg, num_classes).to(device)
@@ -429,11 +462,13 @@ def train(cfg: TrainConfig) -> dict:
 
 def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_names, metrics: dict,
                 trained_on: str | None = None) -> None:
-    """``model.safetensors`` (fp32) and ``config.json`` in ``out``: the form `hub` publishes."""
+    """``model.safetensors`` (fp32) and ``config.json`` (with the weights' sha256, checked when they are loaded) in
+    ``out``: the form `hub` publishes."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
-    write_text_atomic(out / "config.json",
-                      json.dumps(run_config_json(cfg, class_ids, class_names, metrics, trained_on), indent=2) + "\n")
+        digest = sha256_file(tmp)
+    config = run_config_json(cfg, class_ids, class_names, metrics, trained_on)
+    write_text_atomic(out / "config.json", json.dumps({**config, "weights_sha256": digest}, indent=2) + "\n")

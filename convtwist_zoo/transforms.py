@@ -1,10 +1,58 @@
 """Image transforms and the normalisation constants: the one place that knows how pixels become tensors."""
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform", "normalize_batch"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform", "normalize_batch",
+           "to_rgb", "load_rgb", "is_high_bit_depth_png", "ImageError"]
+
+
+class ImageError(ValueError):
+    """An image file that cannot be decoded."""
+
+
+# PIL modes of more than 8 bits per sample; ``convert("RGB")`` clips them (a 16-bit grey image turns almost white)
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of any PIL image. 16-bit samples are scaled by 255/65535 (an 8-bit image saved as 16 bits
+    comes back exactly); 32-bit integer images are read on the 16-bit scale, float images on [0, 1]."""
+    if image.mode not in _WIDE_MODES:
+        return image.convert("RGB")
+    a = np.asarray(image, dtype=np.float64)
+    scale = 1.0 if image.mode == "F" else 65535.0
+    grey = np.clip(np.rint(a * (255.0 / scale)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as 8-bit RGB (`to_rgb`), with an error that names the file: the one decoder of the
+    evaluation and prediction paths, and of training for the images TorchCodec would decode differently."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path} is too large to decode safely ({e}); downscale it first") from e
+    except (OSError, ValueError, SyntaxError) as e:  # PIL raises all three for damaged files
+        raise ImageError(f"{path} is not a readable image ({e}); use a JPEG or PNG file") from e
+
+
+def is_high_bit_depth_png(path: str | os.PathLike) -> bool:
+    """A PNG of 16 bits per sample (from its header; no decoding)."""
+    if not str(path).lower().endswith(".png"):
+        return False
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 25 and head[24] == 16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -4,18 +4,60 @@
     python export/classify_onnx.py MODEL.onnx IMAGE... [--topk 5] [--json]
 
 Preprocessing (input size, resize/crop ratio, mean/std) and class names come from the model's metadata, written by
-``convtwist-zoo export``; it reproduces the PyTorch eval transform (resize the shortest side to size/crop_pct with
-bilinear filtering, centre crop, scale to [0, 1], normalise).
+``convtwist-zoo export``; it reproduces the PyTorch eval transform (decode any bit depth to 8-bit RGB, resize the
+shortest side to size/crop_pct with bilinear filtering, centre crop, scale to [0, 1], normalise). The model file is
+checked against the ``MODEL.onnx.sha256`` written beside it at export. Bad input ends with one line on stderr and
+exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+
+MIN_IMAGE_SIDE = 32  # the rule of `convtwist-zoo predict` (convtwist_zoo.inference.MIN_IMAGE_SIDE)
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class InputError(Exception):
+    """Input this script cannot use; the message says which and what to do."""
+
+
+def verify_model(path: str) -> bool:
+    """Compare the model's sha256 with its ``.sha256`` sidecar: raises on a mismatch, False when there is none."""
+    sidecar = Path(f"{path}.sha256")
+    if not sidecar.is_file():
+        return False
+    fields = sidecar.read_text().split()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    if not fields or h.hexdigest() != fields[0]:
+        raise InputError(f"{path} has sha256 {h.hexdigest()}, but {sidecar.name} records "
+                         f"{fields[0] if fields else 'nothing'}: the model file is corrupt or was changed; export "
+                         "it again")
+    return True
+
+
+def open_session(path: str) -> ort.InferenceSession:
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such model file (give the .onnx written by `convtwist-zoo export`)")
+    if not verify_model(path):
+        print(f"warning: {path}: no {Path(path).name}.sha256 beside it, so it was not verified", file=sys.stderr)
+    try:
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for empty, truncated and foreign files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path} is not a loadable ONNX model ({reason}); export it again with "
+                         "`convtwist-zoo export`") from e
 
 
 def read_metadata(session: ort.InferenceSession) -> dict:
@@ -28,10 +70,38 @@ def read_metadata(session: ort.InferenceSession) -> dict:
     return meta
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB, as convtwist_zoo.transforms.to_rgb: 16-bit samples scaled by 255/65535, floats read on [0, 1]."""
+    if image.mode not in _WIDE_MODES:
+        return image.convert("RGB")
+    a = np.asarray(image, dtype=np.float64)
+    scale = 1.0 if image.mode == "F" else 65535.0
+    return Image.fromarray(np.clip(np.rint(a * (255.0 / scale)), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+
+
+def load_image(path: str) -> Image.Image:
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder; give image files")
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = to_rgb(image)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path} is too large to decode safely ({e}); downscale it first") from e
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"{path} is not a readable image ({e}); use a JPEG or PNG file") from e
+    if min(image.size) < MIN_IMAGE_SIDE:
+        raise InputError(f"{path} is {image.size[0]}x{image.size[1]}: too small, the models need at least "
+                         f"{MIN_IMAGE_SIDE}px on each side (they were trained at 128px)")
+    return image
+
+
 def preprocess(path: str, meta: dict) -> np.ndarray:
     """(3, H, W) float32 array, as convtwist_zoo.transforms.eval_transform makes it."""
     _, h, w = meta.get("input_size", [3, 128, 128])
-    image = Image.open(path).convert("RGB")
+    image = load_image(path)
     short = int(round(min(h, w) / float(meta.get("crop_pct", 0.875))))
     iw, ih = image.size
     if iw <= ih:
@@ -54,22 +124,45 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def classify(model: str, images: list[str], topk: int) -> tuple[dict, dict]:
+    """(metadata, {image: [{index, class_name, probability}, ...]}) for the top-k classes of each image."""
+    session = open_session(model)
+    meta = read_metadata(session)
+    batch = np.stack([preprocess(p, meta) for p in images])
+    logits = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    if not np.isfinite(logits).all():
+        raise InputError(f"{model} produced NaN or infinite scores: its weights are damaged; export it again")
+    probs = softmax(logits)
+    names = meta.get("class_names") or [str(i) for i in range(probs.shape[1])]
+    results = {}
+    for path, p in zip(images, probs):
+        top = np.argsort(-p)[:topk]
+        results[path] = [{"index": int(i), "class_name": names[i], "probability": float(p[i])} for i in top]
+    return meta, results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("images", nargs="+")
-    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--topk", type=_positive_int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    meta = read_metadata(session)
-    batch = np.stack([preprocess(p, meta) for p in args.images])
-    probs = softmax(session.run(None, {session.get_inputs()[0].name: batch})[0])
-    names = meta.get("class_names") or [str(i) for i in range(probs.shape[1])]
-    results = {}
-    for path, p in zip(args.images, probs):
-        top = np.argsort(-p)[: args.topk]
-        results[path] = [{"index": int(i), "class_name": names[i], "probability": float(p[i])} for i in top]
+    try:
+        meta, results = classify(args.model, args.images, args.topk)
+    except InputError as e:
+        print(f"classify_onnx: error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(results, indent=1))
     else:

@@ -32,7 +32,9 @@ def demo_hub(tmp_path_factory):
 def test_list():
     result = cli("list")
     assert result.returncode == 0
-    assert result.stdout.split() == ["convtwist_resnet18", "convtwist_resnet50", "resnet18", "resnet50"]
+    assert result.stdout.split() == ["convtwist_resnet18", "convtwist_resnet50", "convtwist_xresnet18",
+                                     "convtwist_xresnet34", "convtwist_xresnet50", "resnet18", "resnet50", "xresnet18",
+                                     "xresnet34", "xresnet50"]
 
 
 def test_predict_prints_top5_with_names(demo_hub):
@@ -108,4 +110,4 @@ def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
     img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
     result = cli("predict", str(img), "--model", "resnet18.imagenette",
                  env={"CONVTWIST_ZOO_HUB_DIR": str(tmp_path / "hub")})
-    assert result.returncode == 2 and "expected" in result.stderr and "corrupt or truncated" in result.stderr
+    assert result.returncode == 2 and "expected" in result.stderr and "corrupt, truncated" in result.stderr

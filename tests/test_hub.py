@@ -73,7 +73,7 @@ def test_save_fp16_in_place_halves_floats_only(tmp_path):
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
 
 
-def test_local_folder_without_spec_loads_without_hash(tmp_path):
+def test_local_run_folder_loads_by_path_and_refuses_another_architecture(tmp_path):
     run = make_run_dir(tmp_path / "mine", arch="resnet18", num_classes=4)
     model = create_model("resnet18", pretrained=str(run))
     assert model.fc.out_features == 4
@@ -161,7 +161,7 @@ def test_offline_without_cache_says_how_to_get_it(spec, hf_env, monkeypatch):
         create_model(NAME)
     text = str(e.value)
     assert "zoo-test/convtwist_resnet18.tinyset" in text and "hf download" in text
-    assert "CONVTWIST_ZOO_HUB_DIR" in text and "pretrained_file" in text
+    assert "CONVTWIST_ZOO_HUB_DIR" in text and "--pretrained PATH" in text and "pretrained=PATH" in text
 
 
 def test_missing_repo_on_server(spec, hf_env, server, monkeypatch):
