@@ -5,7 +5,7 @@ the Hugging Face Hub (or this repo's ``hub/`` folder when it is present, e.g. a 
 """
 dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub"]
 
-from convtwist_zoo.registry import create_model as _create_model  # noqa: E402
+from convtwist_zoo.factory import create_model as _create_model  # noqa: E402
 
 
 def convtwist_resnet18(pretrained=False, **kwargs):

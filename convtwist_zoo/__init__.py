@@ -1,13 +1,22 @@
-"""convtwist-zoo: ConvTwist layers, ResNet models, pretrained weights, training and export."""
+"""convtwist-zoo: ConvTwist layers, ResNet and xresnet models with pretrained Imagenette/Imagewoof weights,
+training, evaluation and ONNX export."""
+from .factory import create_model, get_transform
 from .layers import ConvTwist, TwistifyReport, to_seed_state_dict, twistify
-from .registry import create_model, get_transform, list_models, list_pretrained, register_model
+from .registry import list_models, register_model
+from .specs import list_pretrained
+
+# imported on first use: training pulls in the data pipeline, export pulls in onnx
+_LAZY = {"train": "train", "TrainConfig": "train", "export_onnx": "onnx_export", "load_classifier": "inference"}
 
 
-def export_onnx(*args, **kwargs):
-    """Fold a model and export it to a static ONNX graph (see `convtwist_zoo.onnx_export.export_onnx`)."""
-    from .onnx_export import export_onnx as _export  # onnx is imported only when exporting
-    return _export(*args, **kwargs)
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 __all__ = ["ConvTwist", "twistify", "TwistifyReport", "to_seed_state_dict", "create_model", "list_models",
-           "list_pretrained", "get_transform", "register_model", "export_onnx", "__version__"]
+           "list_pretrained", "get_transform", "register_model", "export_onnx", "load_classifier", "train",
+           "TrainConfig", "__version__"]

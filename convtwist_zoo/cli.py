@@ -81,7 +81,8 @@ def _cmd_predict(args) -> int:
 
 def _cmd_export(args) -> int:
     from .onnx_export import FP16_TOLERANCE, check_output_path, export_onnx, run_onnx
-    from .registry import create_model, split_model_name
+    from .factory import create_model
+    from .registry import split_model_name
     if len(args.image_size) not in (1, 2) or min(args.image_size) < 32:
         raise ValueError(f"--image-size takes S or H W, each at least 32 (a multiple of 32), got "
                          f"{' '.join(map(str, args.image_size))}")
@@ -110,23 +111,6 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_stage(args) -> int:
-    from .hub import REPO_HUB_DIR, stage_run, write_specs_file
-    hub_root = args.hub or REPO_HUB_DIR
-    spec = stage_run(args.run_dir, hub_root, tag=args.tag, default=args.default)
-    print(f"staged {spec.name}: {hub_root}/{spec.name} sha256 {spec.sha256}")
-    print(f"wrote {write_specs_file(hub_root)}")
-    return 0
-
-
-def _cmd_publish(args) -> int:
-    from .hub import publish_folder
-    files = publish_folder(args.folder, args.repo_id, dry_run=args.dry_run, revision=args.revision)
-    verb = "would upload" if args.dry_run else "uploaded"
-    print(f"{verb} {len(files)} files from {args.folder}: {', '.join(files)}")
-    return 0
-
-
 def _cmd_plot(args) -> int:
     from .plots import plot_training
     out = args.out or f"{args.run_dirs[0].rstrip('/')}/curves.png"
@@ -136,7 +120,8 @@ def _cmd_plot(args) -> int:
 
 def _load_for_eval(args):
     """(model, spec-like dict, name) from --model NAME.TAG or --checkpoint RUN_DIR."""
-    from .registry import create_model, split_model_name
+    from .factory import create_model
+    from .registry import split_model_name
     if args.checkpoint:
         import json as _json
         from pathlib import Path
@@ -272,7 +257,8 @@ def _cmd_inspect(args) -> int:
     from pathlib import Path
 
     from .plots import plot_inspect
-    from .registry import create_model, split_model_name
+    from .factory import create_model
+    from .registry import split_model_name
     from .visualize import layer_statistics
     arch, tag = split_model_name(args.model)
     model = create_model(args.model if tag or args.pretrained is None else arch,
@@ -287,44 +273,6 @@ def _cmd_inspect(args) -> int:
     for s in stats["stages"]:
         print(f"{s['stage']}: {s['layers']} layers, twist/main {s['twist_ratio']:.3f}, "
               f"|center_x| {s['center_x_abs']:.2f}, |center_y| {s['center_y_abs']:.2f}")
-    return 0
-
-
-def _cmd_cards(args) -> int:
-    from .cards import write_cards
-    from .hub import REPO_HUB_DIR
-    hub_root = args.hub or REPO_HUB_DIR
-    for path in write_cards(hub_root, args.out or REPO_HUB_DIR.parent / "MODEL_CARDS.md"):
-        print(f"wrote {path}")
-    return 0
-
-
-def _runs_dir(args):
-    """``--runs``, or the repo's docs/runs/ (the extra runs beside hub/)."""
-    from pathlib import Path
-
-    from .hub import REPO_HUB_DIR
-    return Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
-
-
-def _cmd_retire(args) -> int:
-    from pathlib import Path
-
-    from .cards import retire_checkpoint
-    from .hub import REPO_HUB_DIR
-    hub_root = Path(args.hub) if args.hub else REPO_HUB_DIR
-    runs_dir = _runs_dir(args)
-    entry = retire_checkpoint(hub_root, runs_dir, args.name, args.suffix)
-    print(f"kept {args.name}'s log as {entry['run']} ({entry['flags']}) in {runs_dir}; stage the new run, then "
-          "`convtwist-zoo cards`")
-    return 0
-
-
-def _cmd_record(args) -> int:
-    from .cards import record_run
-    runs_dir = _runs_dir(args)
-    entry = record_run(args.run_dir, runs_dir, args.kind, args.suffix, args.note or "")
-    print(f"listed {entry['run']} ({entry['kind']}: {entry['flags']}) in {runs_dir}; then `convtwist-zoo cards`")
     return 0
 
 
@@ -412,20 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=int, default=4, help="parity check on N random images (0 = skip)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("stage", help="turn a finished run into a hub/<arch>.<tag>/ folder (fp16) + spec")
-    p.add_argument("run_dir")
-    p.add_argument("--tag", help="default: the run's dataset")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
-    p.add_argument("--default", action="store_true", help="make it the architecture's default checkpoint")
-    p.set_defaults(func=_cmd_stage)
-
-    p = sub.add_parser("publish", help="upload a hub/<arch>.<tag>/ folder to the Hugging Face Hub")
-    p.add_argument("folder")
-    p.add_argument("--repo-id", help="default: $CONVTWIST_ZOO_HF_ORG/<folder name>")
-    p.add_argument("--revision")
-    p.add_argument("--dry-run", action="store_true")
-    p.set_defaults(func=_cmd_publish)
-
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix on a validation set")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="arch.tag of a zoo checkpoint")
@@ -494,29 +428,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for inspect.json and PNGs")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("retire", help="before replacing hub/NAME: keep its training log in docs/runs/ as a former "
-                                      "checkpoint, and compare the runs made against it with that log")
-    p.add_argument("name", help="arch.tag, e.g. resnet18.imagewoof")
-    p.add_argument("--suffix", required=True, help="the kept log's name is NAME-SUFFIX (e.g. e20)")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
-    p.add_argument("--runs", help="extra runs folder (default: docs/runs/ beside hub/)")
-    p.set_defaults(func=_cmd_retire)
-
-    p = sub.add_parser("record", help="list a finished run in docs/runs/ beside its checkpoint (a replicate, recipe "
-                                      "probe or pipeline check): its log, and its flags against today's defaults")
-    p.add_argument("run_dir", help="the run's --out folder (with config.json and metrics.jsonl)")
-    p.add_argument("--kind", required=True, help="replicate (another seed), recipe (a changed knob) or "
-                                                 "'pipeline check' (the recipe again after a change to the code)")
-    p.add_argument("--suffix", required=True, help="listed as ARCH.DATASET-SUFFIX (e.g. t112-ema)")
-    p.add_argument("--note", help="what the flags do not say (e.g. a code change), shown after them")
-    p.add_argument("--runs", help="extra runs folder (default: the repo's docs/runs/)")
-    p.set_defaults(func=_cmd_record)
-
-    p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
-    p.add_argument("--out", help="MODEL_CARDS.md path (default: beside hub/)")
-    p.set_defaults(func=_cmd_cards)
-
     p = sub.add_parser("demo", help="the main job: pretrained model from hub/, classify, export, check parity")
     p.add_argument("images", nargs="*", help="default: the bundled sample images")
     p.add_argument("--model", help=f"arch.tag (default: first of {', '.join(DEMO_PREFERENCE)} found in hub/)")
@@ -531,7 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse, run the chosen command, and turn a user's bad input into one line on stderr and exit status 2."""
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -539,7 +455,7 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError, OSError, TypeError, ArithmeticError) as e:
         if os.environ.get("CONVTWIST_ZOO_DEBUG"):
             raise
-        print(f"convtwist-zoo {args.command}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 

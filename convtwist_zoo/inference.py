@@ -9,7 +9,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from .registry import create_model, split_model_name
+from .factory import create_model
+
+from .registry import split_model_name
 from .transforms import ImageError, eval_transform, load_rgb
 
 __all__ = ["Classifier", "load_classifier", "open_image", "ImageError", "MIN_IMAGE_SIDE"]

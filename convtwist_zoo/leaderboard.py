@@ -114,7 +114,7 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
     from . import data as data_lib
     from .evaluate import evaluate
     from .hub import sha256_file
-    from .registry import create_model
+    from .factory import create_model
     from .transforms import eval_transform
 
     config = json.loads((run_dir / "config.json").read_text())

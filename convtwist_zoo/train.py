@@ -27,7 +27,8 @@ from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
 from .host import cpu_name, cpuinfo_fields
 from .hub import sha256_file
-from .registry import create_model, get_builder, split_model_name
+from .factory import create_model
+from .registry import get_builder, split_model_name
 from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
 
@@ -139,8 +140,6 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-# Knobs added after some runs were made, with the value those runs had: their configs lack the key.
-KNOBS_ADDED_LATER = {"model_args": "", "train_image_size": 0, "lookahead": 0, "lookahead_alpha": 0.5}
 # What makes two runs the same recipe, as against where, how fast or under which name they ran.
 RECIPE_KNOBS = ("epochs", "image_size", "train_image_size", "batch_size", "optimizer", "lookahead", "lookahead_alpha",
                 "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "flat_fraction", "label_smoothing",
@@ -148,18 +147,13 @@ RECIPE_KNOBS = ("epochs", "image_size", "train_image_size", "batch_size", "optim
                 "backbone_lr_mult", "max_steps_per_epoch")
 
 
-def saved_knob(saved: dict, key: str):
-    """A knob of a saved config (``last.pt`` or a published recipe), reading a missing key as what it was then."""
-    return saved.get(key, KNOBS_ADDED_LATER.get(key, getattr(TrainConfig, key)))
-
-
 def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
     """Refuse to resume a run whose model, data, classes or schedule differ from the one on disk: a resumed run must
-    end with the weights an uninterrupted one would have."""
-    keys = ("model", "model_args", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs", "optimizer",
-            "lookahead", "lr", "schedule")
-    was = {k: saved_knob(saved, k) for k in keys}
-    diffs = [f"{k}: checkpoint {was[k]!r}, now {getattr(cfg, k)!r}" for k in keys if was[k] != getattr(cfg, k)]
+    end with the weights an uninterrupted one would have. A knob the checkpoint predates cannot be compared."""
+    keys = ("model", "model_args", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs",
+            "optimizer", "lookahead", "lr", "schedule")
+    diffs = [f"{k}: checkpoint {saved[k]!r}, now {getattr(cfg, k)!r}" for k in keys
+             if k in saved and saved[k] != getattr(cfg, k)]
     if list(saved.get("class_ids", [])) != list(class_ids):
         diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")
     if diffs:

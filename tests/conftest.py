@@ -16,7 +16,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: int = 3, seed: int = 0,
                  data: str = "tinyset", class_ids=None, class_names=None) -> Path:
     """A finished-run folder (model.safetensors + config.json) with random weights, as `train` writes it."""
-    from convtwist_zoo.registry import create_model
+    from convtwist_zoo import create_model
     from convtwist_zoo.train import TrainConfig, write_final
 
     torch.manual_seed(seed)
@@ -50,7 +50,7 @@ def seed_and_ours(ni, nf, stride, seed=0, dtype=torch.float32):
 @pytest.fixture(scope="session")
 def tiny_hub(tmp_path_factory):
     """A ``hub/``-style folder with one staged checkpoint ``convtwist_resnet18.tinyset`` and its spec."""
-    from convtwist_zoo.hub import stage_run
+    from convtwist_zoo.release.staging import stage_run
 
     root = tmp_path_factory.mktemp("zoo")
     run = make_run_dir(root / "run")
@@ -74,8 +74,8 @@ def hf_env(tmp_path, monkeypatch):
 
 
 def register_spec(spec, monkeypatch):
-    from convtwist_zoo import registry
-    monkeypatch.setitem(registry._PRETRAINED, spec.name, spec)
+    from convtwist_zoo import specs
+    monkeypatch.setitem(specs._PRETRAINED, spec.name, spec)
     return spec
 
 

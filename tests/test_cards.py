@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_run_dir
-from convtwist_zoo.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme, render_model_cards,
+from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme, render_model_cards,
                                  record_run, retire_checkpoint, write_cards)
-from convtwist_zoo.hub import stage_run
+from convtwist_zoo.release.staging import stage_run
 
 
 def fake_eval(top1, top5=99.0):

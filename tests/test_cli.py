@@ -20,7 +20,7 @@ def cli(*args, env=None):
 def demo_hub(tmp_path_factory):
     """A hub folder holding a (random-weight) resnet18.testset with Imagenette's classes, staged as the zoo does."""
     from convtwist_zoo.data import DATASETS
-    from convtwist_zoo.hub import stage_run
+    from convtwist_zoo.release.staging import stage_run
     root = tmp_path_factory.mktemp("demo")
     info = DATASETS["imagenette"]
     run = make_run_dir(root / "run", arch="resnet18", num_classes=10, data="imagenette",
@@ -98,11 +98,11 @@ def test_predict_without_model_uses_the_best_embedded_checkpoint():
 
 
 def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
-    from convtwist_zoo.registry import list_pretrained
+    from convtwist_zoo import list_pretrained
     if "resnet18.imagenette" not in list_pretrained():
         pytest.skip("no packaged resnet18.imagenette spec")
     from convtwist_zoo.data import DATASETS
-    from convtwist_zoo.hub import stage_run
+    from convtwist_zoo.release.staging import stage_run
     info = DATASETS["imagenette"]
     run = make_run_dir(tmp_path / "run", arch="resnet18", num_classes=10, data="imagenette",
                        class_ids=list(info.class_ids), class_names=list(info.class_names))

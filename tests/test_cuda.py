@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from conftest import make_image_folder, seed_and_ours
 from convtwist_zoo import ConvTwist
-from convtwist_zoo.registry import create_model
+from convtwist_zoo import create_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -10,9 +10,10 @@ import torch
 
 from conftest import ROOT, make_run_dir, register_spec
 from convtwist_zoo import create_model
-from convtwist_zoo.hub import IntegrityError, WeightsError, load_pretrained, publish_folder, resolve_weights, \
-    specs_from_hub
-from convtwist_zoo.registry import UnknownModelError, get_transform, list_pretrained
+from convtwist_zoo.hub import IntegrityError, WeightsError, load_pretrained, resolve_weights
+from convtwist_zoo.release.staging import publish_folder, specs_from_hub
+from convtwist_zoo import get_transform, list_pretrained
+from convtwist_zoo.registry import UnknownModelError
 from hub_server import HubServer
 
 NAME = "convtwist_resnet18.tinyset"
@@ -62,7 +63,7 @@ def test_spec_from_staged_folder(tiny_hub):
 
 def test_save_fp16_in_place_halves_floats_only(tmp_path):
     from safetensors.torch import load_file, save_file
-    from convtwist_zoo.hub import save_fp16
+    from convtwist_zoo.release.staging import save_fp16
     path = tmp_path / "model.safetensors"
     w, steps = torch.randn(4, 3), torch.tensor([7, 8])
     save_file({"w": w, "bn.num_batches_tracked": steps}, str(path))
@@ -211,9 +212,8 @@ def test_publish_dry_run_and_refusal(tiny_hub, spec, tmp_path):
 
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
 def test_real_hub_checkpoint_loads():
-    import convtwist_zoo.registry as registry
     for spec in specs_from_hub(ROOT / "hub"):
-        assert spec.name in registry.list_pretrained(), f"{spec.name} missing from pretrained.json"
+        assert spec.name in list_pretrained(), f"{spec.name} missing from pretrained.json"
         model = create_model(spec.name).eval()
         assert logits(model).shape == (2, spec.num_classes)
 

@@ -8,11 +8,21 @@ import json
 import statistics
 from pathlib import Path
 
-from .atomic import write_text_atomic
-from .train import RECIPE_KNOBS, TrainConfig, saved_knob
+from ..atomic import write_text_atomic
+from ..train import RECIPE_KNOBS, TrainConfig
 
 __all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "PLANNED",
            "FASTAI_LEADERBOARD"]
+
+# Knobs added to TrainConfig after some published runs were made, with the value those runs had: their recipes lack
+# the key.
+KNOBS_ADDED_LATER = {"model_args": "", "train_image_size": 0, "lookahead": 0, "lookahead_alpha": 0.5}
+
+
+def saved_knob(saved: dict, key: str):
+    """A knob of a published recipe, reading a missing key as what it was then."""
+    return saved.get(key, KNOBS_ADDED_LATER.get(key, getattr(TrainConfig, key)))
+
 
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
 PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
@@ -432,7 +442,7 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
 
 def _robustness_plots(info: dict, out_dir: Path) -> list[Path]:
     """One PNG per dataset with every swept checkpoint (ConvTwist solid, baselines dashed)."""
-    from .plots import plot_robustness
+    from ..plots import plot_robustness
     written = []
     for dataset in sorted({e["config"]["dataset"] for e in info.values()}):
         rows = {n: e["robustness"]["rows"] for n, e in sorted(info.items())

@@ -3,7 +3,7 @@
 # Lookahead 6). The 5-epoch probes (128px) chose the optimizer and schedule (README, "How the recipe was chosen"); the
 # 30-epoch pair on 112px training crops (evaluated at 128px) and the 20-epoch pair with Lookahead (RAdam + Lookahead 6
 # = fast.ai's Ranger) are listed in docs/runs/ and MODEL_CARDS.md. 40 epochs with Lookahead 6 then became the
-# defaults: that pair is the published imagewoof ResNet-18 pair (scripts/train_zoo.sh), so it is no probe here. On
+# defaults: that pair is the published imagewoof ResNet-18 pair (tools/train_zoo.sh), so it is no probe here. On
 # top of the defaults, the last pair trains on 112px crops and evaluates an EMA of the weights (decay 0.999 per step).
 # Pass PROBES="five crop112 lookahead crop112ema" (the default) or some of them.
 set -eu

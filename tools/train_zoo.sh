@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train the zoo's eight checkpoints one after another (never two at once on this 2-core machine), resuming each
+# Train the zoo's eight checkpoints one after another (never two at once on one machine's cores), resuming each
 # from its last.pt; a finished run (model.safetensors present) is skipped. Safe to start again after a kill.
-#   CONVTWIST_DATA=../shared/data nohup scripts/train_zoo.sh >> ~/.cache/convtwist-zoo/runs/zoo.log 2>&1 &
+#   CONVTWIST_DATA=/path/to/archives nohup tools/train_zoo.sh >> ~/.cache/convtwist-zoo/runs/zoo.log 2>&1 &
 # Options beyond the recipe's defaults go in EXTRA (e.g. EXTRA="--epochs 20").
 set -u
 RUNS=${RUNS:-"$HOME/.cache/convtwist-zoo/runs"}

@@ -1,0 +1,1 @@
+"""Release bookkeeping (staging, specs file, publishing, model cards): ``python -m convtwist_zoo.release``."""

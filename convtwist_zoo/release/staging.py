@@ -1,0 +1,97 @@
+"""From a finished run to a Hub repo folder and back out: fp16 staging with its spec, the packaged specs file, and
+upload to the Hugging Face Hub. For whoever maintains the zoo; nothing on the user's load path imports it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from ..atomic import atomic_path, write_text_atomic
+from ..hub import REPO_HUB_DIR, WeightsError, _verify, sha256_file
+from ..registry import split_model_name
+from ..specs import PretrainedSpec, get_pretrained
+
+__all__ = ["publish_folder", "save_fp16", "stage_run", "specs_from_hub", "write_specs_file"]
+
+
+def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
+                   revision: str | None = None, private: bool = False) -> list[str]:
+    """Upload a ``hub/<arch>.<tag>`` folder to the Hub with ``upload_folder``; refuses a folder whose weights do not
+    match its spec. Returns the uploaded file names (what would be uploaded with ``dry_run``)."""
+    folder = Path(folder)
+    arch, tag = split_model_name(folder.name)
+    spec = get_pretrained(arch, tag)
+    weights = folder / spec.filename
+    if not weights.is_file():
+        raise WeightsError(f"{folder} has no {spec.filename}")
+    _verify(weights, spec, in_cache=False)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    repo_id = repo_id or spec.repo_id()
+    if dry_run:
+        return files
+    import huggingface_hub
+    api = huggingface_hub.HfApi()
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                      commit_message=f"convtwist-zoo: {spec.name} (sha256 {spec.sha256[:12]})")
+    return files
+
+
+def save_fp16(src: str | os.PathLike, dest: str | os.PathLike, **metadata: str) -> Path:
+    """Write the safetensors file ``src`` to ``dest`` (may be the same path) with its floating-point tensors in
+    float16, atomically; ``metadata`` joins the file's header. The form the Hub folders hold."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
+    with atomic_path(Path(dest)) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", **metadata, "dtype": "float16"})
+    return Path(dest)
+
+
+def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB_DIR, tag: str | None = None,
+              default: bool = False, extra_meta: dict | None = None) -> PretrainedSpec:
+    """Turn a finished training run (``model.safetensors`` + ``config.json``) into a Hub repo folder
+    ``hub_root/<arch>.<tag>/`` with fp16 weights and a config carrying the spec; returns the spec.
+
+    The model card (``README.md``) is written by ``convtwist_zoo.cards``."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    arch = config["architecture"]
+    tag = tag or config["dataset"]
+    folder = Path(hub_root) / f"{arch}.{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = save_fp16(run_dir / "model.safetensors", folder / "model.safetensors", architecture=arch)
+    spec = PretrainedSpec(
+        architecture=arch, tag=tag, sha256=sha256_file(weights), size=weights.stat().st_size,
+        num_classes=config["num_classes"], class_ids=tuple(config["class_ids"]),
+        class_names=tuple(config["class_names"]), input_size=tuple(config["input_size"]),
+        mean=tuple(config["mean"]), std=tuple(config["std"]), crop_pct=config["crop_pct"],
+        interpolation=config["interpolation"], default=default, metrics=config.get("metrics", {}),
+        meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
+    hub_config = {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict()}
+    write_text_atomic(folder / "config.json", json.dumps(hub_config, indent=2) + "\n")
+    if (run_dir / "metrics.jsonl").exists():  # the training log travels with the weights
+        shutil.copyfile(run_dir / "metrics.jsonl", folder / "metrics.jsonl")
+    return spec
+
+
+def specs_from_hub(hub_root: str | os.PathLike = REPO_HUB_DIR) -> list[PretrainedSpec]:
+    """The specs recorded in every ``hub_root/*/config.json``, sorted by name."""
+    specs = []
+    for config in sorted(Path(hub_root).glob("*/config.json")):
+        entry = json.loads(config.read_text()).get("pretrained_spec")
+        if entry:
+            specs.append(PretrainedSpec.from_dict(entry))
+    return specs
+
+
+def write_specs_file(hub_root: str | os.PathLike = REPO_HUB_DIR, path: str | os.PathLike | None = None) -> Path:
+    """Regenerate ``convtwist_zoo/pretrained.json`` (the specs that ship with the package) from ``hub_root``."""
+    from ..specs import SPECS_FILE
+    path = Path(path or SPECS_FILE)
+    entries = [s.to_dict() for s in specs_from_hub(hub_root)]
+    write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
+    return path
