@@ -1,9 +1,11 @@
 """ConvTwist vs nn.Conv2d vs the seed's module: forward and forward+backward, fp32 and bf16 autocast, at ResNet
-stage shapes (batch 32), plus a model-level train step (fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones.
+stage shapes (batch 32), in channels_last and in PyTorch's default NCHW, plus a model-level train step
+(fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones in both formats.
 
-    python bench/layer.py [--repeats 10] [--skip-models]
+    python bench/layer.py [--repeats 10] [--skip-models] [--formats channels_last nchw]
 
-Prints a table of ratios to Conv2d and writes bench/results/layer.json. The modules of a shape, and each model
+Prints a table of ratios to Conv2d in the same memory format (the operator's MAC floor is 17/9 = 1.89x) and writes
+bench/results/layer.json; ``nchw_over_cl`` is a shape's NCHW ratio over its channels_last ratio. The modules of a shape, and each model
 with its baseline, are timed in turns, so the ratios hold on a shared machine. `convtwist_stacked` columns run the layer
 with the stacked path at <= 64 input channels (bf16; off by default, see layers.STACKED_MAX_IN_CHANNELS), to show
 what it gains or loses on this host; `plain_prep` builds the
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import geomean, interleaved_median_times, print_table, write_json  # noqa: E402
 
 from convtwist_zoo import ConvTwist, create_model, fused_kernels, layers  # noqa: E402
+from convtwist_zoo.evaluate import count_macs  # noqa: E402
 from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
 
 SHAPES = [(64, 32, 1), (128, 16, 1), (256, 8, 1), (512, 4, 1), (128, 32, 2)]  # channels, size, stride
@@ -68,60 +71,90 @@ def _autocast(dtype: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
 
 
-def layer_rows(repeats: int) -> list[dict]:
+FORMATS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+MAC_FLOOR = 17 / 9  # a ConvTwist's multiply-adds over a 3x3 Conv2d's
+
+
+def layer_rows(repeats: int, formats=tuple(FORMATS)) -> list[dict]:
     rows = []
     for dtype in ("fp32", "bf16"):
         for ch, size, stride in SHAPES:
-            x = torch.randn(BATCH, ch, size, size).contiguous(memory_format=torch.channels_last)
-            twist = ConvTwist(ch, ch, stride)
-            modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": twist,
-                       "convtwist_stacked": twist, "convtwist_plain": twist, "seed": SeedConvTwist(ch, ch, stride)}
-            paths = {"convtwist_stacked": _stacked_path, "convtwist_plain": _plain_path}
-            row = {"dtype": dtype, "shape": f"{ch}ch@{size} s{stride}"}
-            fwds, fwd_bwds = [], []
-            for name, m in modules.items():
-                m = m.to(memory_format=torch.channels_last)
-                xg = x.clone().requires_grad_()
-                path = paths.get(name, contextlib.nullcontext)
-
-                def fwd(m=m, path=path):
-                    with torch.no_grad(), _autocast(dtype), path():
-                        m(x)
-
-                def fwd_bwd(m=m, path=path, xg=xg):
-                    with _autocast(dtype), path():
-                        y = m(xg)
-                    y.float().sum().backward()
-                fwds.append(fwd)
-                fwd_bwds.append(fwd_bwd)
-            # the modules timed in turns, so a slow spell of the machine hits all of them
-            for name, t in zip(modules, interleaved_median_times(fwds, repeats)):
-                row[f"{name}_fwd_ms"] = t * 1e3
-            for name, t in zip(modules, interleaved_median_times(fwd_bwds, repeats)):
-                row[f"{name}_fwdbwd_ms"] = t * 1e3
-            for name in ("convtwist", "convtwist_stacked", "convtwist_plain", "seed"):
-                row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
-                row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
-            rows.append(row)
-            print_table([row], list(row)[:2] + ["convtwist_fwd_x", "convtwist_fwdbwd_x", "convtwist_stacked_fwdbwd_x",
-                                                "convtwist_plain_fwdbwd_x", "seed_fwd_x", "seed_fwdbwd_x",
-                                                "conv2d_fwdbwd_ms"])
+            by_format = {}
+            for fmt in formats:
+                by_format[fmt] = row = _layer_row(dtype, fmt, ch, size, stride, repeats)
+                rows.append(row)
+            if {"channels_last", "nchw"} <= set(by_format):
+                by_format["nchw"]["nchw_over_cl"] = (by_format["nchw"]["convtwist_fwdbwd_x"] /
+                                                     by_format["channels_last"]["convtwist_fwdbwd_x"])
+            for row in by_format.values():
+                print_table([row], [k for k in ("dtype", "format", "shape", "convtwist_fwd_x", "convtwist_fwdbwd_x",
+                                                "mac_floor_x", "nchw_over_cl", "convtwist_stacked_fwdbwd_x",
+                                                "convtwist_plain_fwdbwd_x", "seed_fwdbwd_x", "conv2d_fwdbwd_ms",
+                                                "convtwist_fwdbwd_ms") if k in row])
     return rows
 
 
-def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
+def _layer_row(dtype: str, fmt: str, ch: int, size: int, stride: int, repeats: int) -> dict:
+    memory_format = FORMATS[fmt]
+    x = torch.randn(BATCH, ch, size, size).contiguous(memory_format=memory_format)
+    twist = ConvTwist(ch, ch, stride)
+    modules = {"conv2d": nn.Conv2d(ch, ch, 3, stride, 1, bias=False), "convtwist": twist,
+               "seed": SeedConvTwist(ch, ch, stride)}
+    if fmt == "channels_last":  # the variants of the layer's own path
+        modules.update(convtwist_stacked=twist, convtwist_plain=twist)
+    paths = {"convtwist_stacked": _stacked_path, "convtwist_plain": _plain_path}
+    row = {"dtype": dtype, "format": fmt, "shape": f"{ch}ch@{size} s{stride}", "mac_floor_x": MAC_FLOOR}
+    fwds, fwd_bwds = [], []
+    for name, m in modules.items():
+        m = m.to(memory_format=memory_format)
+        xg = x.clone().requires_grad_()
+        path = paths.get(name, contextlib.nullcontext)
+
+        def fwd(m=m, path=path):
+            with torch.no_grad(), _autocast(dtype), path():
+                m(x)
+
+        def fwd_bwd(m=m, path=path, xg=xg):
+            with _autocast(dtype), path():
+                y = m(xg)
+            y.float().sum().backward()
+        fwds.append(fwd)
+        fwd_bwds.append(fwd_bwd)
+    # the modules timed in turns, so a slow spell of the machine hits all of them
+    for name, t in zip(modules, interleaved_median_times(fwds, repeats)):
+        row[f"{name}_fwd_ms"] = t * 1e3
+    for name, t in zip(modules, interleaved_median_times(fwd_bwds, repeats)):
+        row[f"{name}_fwdbwd_ms"] = t * 1e3
+    for name in modules:
+        if name != "conv2d":
+            row[f"{name}_fwd_x"] = row[f"{name}_fwd_ms"] / row["conv2d_fwd_ms"]
+            row[f"{name}_fwdbwd_x"] = row[f"{name}_fwdbwd_ms"] / row["conv2d_fwdbwd_ms"]
+    return row
+
+
+def model_rows(repeats: int, batch: int = 32, size: int = 128, formats=tuple(FORMATS)) -> list[dict]:
     rows = []
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    for fmt in formats:
+        rows += _model_rows(repeats, batch, size, fmt)
+    return rows
+
+
+def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
+    rows = []
+    memory_format = FORMATS[fmt]
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
     y = torch.randint(0, 10, (batch,))
     for depth in (18, 50):
         # the ConvTwist model as it runs, with the stacked path at 64 channels (what it gains), and with its kernels
         # built by tensor ops (what the one-pass C++ preparation gains)
         runs = {"plain": (f"resnet{depth}", contextlib.nullcontext), "convtwist": (f"convtwist_resnet{depth}",
-                contextlib.nullcontext), "stacked": (f"convtwist_resnet{depth}", _stacked_path),
-                "plain_prep": (f"convtwist_resnet{depth}", _plain_kernel_prep)}
+                contextlib.nullcontext)}
+        if fmt == "channels_last":
+            runs.update(stacked=(f"convtwist_resnet{depth}", _stacked_path),
+                        plain_prep=(f"convtwist_resnet{depth}", _plain_kernel_prep))
         steps = []
         for name, path in runs.values():
-            model = create_model(name).to(memory_format=torch.channels_last).train()
+            model = create_model(name).to(memory_format=memory_format).train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step(model=model, opt=opt, path=path):
@@ -133,11 +166,17 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128) -> list[dict]:
             steps.append(step)
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
         times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
-        rows.append({"model": f"convtwist_resnet{depth} vs resnet{depth}", "dtype": "bf16", "batch": batch,
-                     "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
-                     "ratio": times["convtwist"] / times["plain"], "stacked_ratio": times["stacked"] / times["plain"],
-                     "plain_prep_ratio": times["plain_prep"] / times["plain"],
-                     "convtwist_img_s": batch / times["convtwist"], "plain_img_s": batch / times["plain"]})
+        macs = count_macs(create_model(f"convtwist_resnet{depth}"), size) / count_macs(create_model(f"resnet{depth}"),
+                                                                                         size)
+        row = {"model": f"convtwist_resnet{depth} vs resnet{depth}", "format": fmt, "dtype": "bf16", "batch": batch,
+               "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
+               "mac_ratio": macs,
+               "ratio": times["convtwist"] / times["plain"], "convtwist_img_s": batch / times["convtwist"],
+               "plain_img_s": batch / times["plain"]}
+        if "stacked" in times:
+            row.update(stacked_ratio=times["stacked"] / times["plain"],
+                       plain_prep_ratio=times["plain_prep"] / times["plain"])
+        rows.append(row)
         print_table([rows[-1]], list(rows[-1]))
     return rows
 
@@ -146,29 +185,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     args = parser.parse_args()
     torch.manual_seed(0)
-    rows = layer_rows(args.repeats)
-    summary = {}
+    rows = layer_rows(args.repeats, args.formats)
+    summary = []
     for dtype in ("fp32", "bf16"):
-        sel = [r for r in rows if r["dtype"] == dtype]
-        summary[dtype] = {
-            "convtwist_fwdbwd_geomean_x": geomean(r["convtwist_fwdbwd_x"] for r in sel),
-            "convtwist_fwdbwd_max_x": max(r["convtwist_fwdbwd_x"] for r in sel),
-            "convtwist_fwd_geomean_x": geomean(r["convtwist_fwd_x"] for r in sel),
-            "convtwist_stacked_fwdbwd_geomean_x": geomean(r["convtwist_stacked_fwdbwd_x"] for r in sel),
-            "convtwist_plain_fwdbwd_geomean_x": geomean(r["convtwist_plain_fwdbwd_x"] for r in sel),
-            "seed_fwdbwd_geomean_x": geomean(r["seed_fwdbwd_x"] for r in sel),
-            "seed_fwd_geomean_x": geomean(r["seed_fwd_x"] for r in sel)}
-    print("\nlayer summary (ratio to nn.Conv2d, geometric mean over the five shapes)")
-    print_table([{"dtype": k, **v} for k, v in summary.items()], ["dtype", *next(iter(summary.values()))])
-    models = [] if args.skip_models else model_rows(args.repeats)
+        for fmt in args.formats:
+            sel = [r for r in rows if r["dtype"] == dtype and r["format"] == fmt]
+            entry = {"dtype": dtype, "format": fmt, "mac_floor_x": MAC_FLOOR}
+            for col in ("convtwist_fwdbwd", "convtwist_fwd", "convtwist_stacked_fwdbwd", "convtwist_plain_fwdbwd",
+                        "seed_fwdbwd", "seed_fwd"):
+                if f"{col}_x" in sel[0]:
+                    entry[f"{col}_geomean_x"] = geomean(r[f"{col}_x"] for r in sel)
+            entry["convtwist_fwdbwd_max_x"] = max(r["convtwist_fwdbwd_x"] for r in sel)
+            if "nchw_over_cl" in sel[0]:
+                entry["nchw_over_cl_max"] = max(r["nchw_over_cl"] for r in sel)
+            summary.append(entry)
+    print("\nlayer summary (ratio to nn.Conv2d in the same format, geometric mean over the five shapes)")
+    for entry in summary:
+        print_table([entry], list(entry))
+    models = [] if args.skip_models else model_rows(args.repeats, formats=args.formats)
     if models:
         print("\nmodel train step (fwd+bwd+SGD)")
-        print_table(models, list(models[0]))
-    write_json("layer", {"batch": BATCH, "layers": rows, "summary": summary, "models": models,
-                         "targets": {"fwdbwd_geomean_x": 2.2, "fwdbwd_max_x": 3.0, "resnet18_ratio": 2.0,
-                                     "resnet50_ratio": 1.3}})
+        for row in models:
+            print_table([row], list(row))
+    write_json("layer", {"batch": BATCH, "layers": rows, "summary": summary, "models": models})
 
 
 if __name__ == "__main__":

@@ -56,7 +56,20 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 def load_classifier(model: str, pretrained: str | None = None) -> Classifier:
-    """``model`` is ``arch.tag`` (a zoo checkpoint) or ``arch`` with ``pretrained`` a tag or a local run folder."""
+    """A model with its eval transform and class names, ready to classify image files.
+
+    Args:
+        model: ``arch.tag`` (a zoo checkpoint), or ``arch`` with ``pretrained``.
+        pretrained: a tag, or a local run folder / ``model.safetensors`` of your own.
+
+    Returns:
+        A `Classifier`; ``.predict(paths_or_images, topk=5)`` gives (class id, class name, probability) lists.
+
+    Example:
+        >>> clf = load_classifier("convtwist_resnet50.imagenette")
+        >>> clf.predict(["church.jpg"], topk=3)[0][0]
+        ('n03028079', 'church', 0.97...)
+    """
     arch, tag = split_model_name(model)
     net = create_model(model if pretrained is None else arch, pretrained=pretrained if pretrained else (tag or True))
     net.eval()

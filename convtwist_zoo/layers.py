@@ -63,16 +63,40 @@ def coordinate_grids(h: int, w: int, dtype: torch.dtype, device: torch.device):
 
 
 class ConvTwist(nn.Module):
-    """Drop-in replacement for a 3x3 ``nn.Conv2d(ni, nf, 3, stride, padding=1)`` (the seed's ``ConvTwist``).
+    """Drop-in replacement for a 3x3 ``nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)``: the seed's
+    ``ConvTwist(ni, nf, stride)``, ``conv(x) + XX * conv_x(x) + YY * conv_y(x)``.
 
     Parameters: ``weight`` (nf, ni, 3, 3), ``weight_x``/``weight_y`` (nf, ni, 4) free taps of the antisymmetric
-    twist kernels, ``center_x``/``center_y`` (nf), and ``bias`` (nf) when ``bias=True``.
+    twist kernels, ``center_x``/``center_y`` (nf), and ``bias`` (nf) when ``bias=True``: ``nf*ni*17 + 2*nf``
+    (+ nf) in all.
+
+    Args:
+        in_channels: input channels (the seed's ``ni``; positional as in the seed).
+        out_channels: output channels (the seed's ``nf``).
+        stride: 1 or 2.
+        init_max: the centres start uniform in (-init_max, init_max).
+        bias: add a learnable bias, as ``nn.Conv2d(bias=True)``.
+        kernel_size, padding: accepted for ``nn.Conv2d`` compatibility; only 3 and 1.
+
+    Returns (forward):
+        ``(N, out_channels, H', W')`` in the memory format of the input: NCHW in, NCHW out; channels_last in,
+        channels_last out (the CPU kernels work in channels_last, so an NCHW input costs two layout copies).
+
+    Example:
+        >>> layer = ConvTwist(64, 128, stride=2)
+        >>> layer(torch.randn(1, 64, 32, 32)).shape
+        torch.Size([1, 128, 16, 16])
     """
 
-    def __init__(self, ni: int, nf: int, stride: int = 1, init_max: float = 1.5, bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, init_max: float = 1.5,
+                 bias: bool = False, *, kernel_size: int = 3, padding: int = 1):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"ConvTwist supports stride 1 or 2, got {stride}")
+        if kernel_size not in (3, (3, 3)) or padding not in (1, (1, 1)):
+            raise ValueError(f"ConvTwist is a 3x3 convolution with padding 1, got kernel_size={kernel_size}, "
+                             f"padding={padding}")
+        ni, nf = in_channels, out_channels
         self.in_channels, self.out_channels, self.stride, self.init_max = ni, nf, stride, init_max
         self.weight = nn.Parameter(torch.empty(nf, ni, 3, 3))
         self.weight_x = nn.Parameter(torch.empty(nf, ni, len(TWIST_TAPS)))
@@ -182,6 +206,11 @@ def _stacked_is_faster(x: torch.Tensor, dtype: torch.dtype, in_channels: int, st
     return (stride == 1 and in_channels <= STACKED_MAX_IN_CHANNELS.get(dtype, 0) and _cpu_kernels(x) is not None)
 
 
+def _is_nchw(x: torch.Tensor) -> bool:
+    """Not channels_last: the CPU kernels convert such an input, and give the output back in NCHW."""
+    return not x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _tap_slices(ho: int, wo: int, stride: int):
     """Index of the 3x3 window position (r, c) on the padded input for every output pixel, per tap pair."""
     def at(r, c):
@@ -242,6 +271,7 @@ class _TwistConv(torch.autograd.Function):
         ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
         a_mat = taps.transpose(1, 2).reshape(2 * nf, ntaps * ni)
         kernels = _cpu_kernels(x)
+        ctx.nchw = kernels is not None and _is_nchw(x)  # give the caller its own format back, both ways
         if kernels is not None:  # one pass per step, NHWC throughout
             x = x.contiguous(memory_format=torch.channels_last)
         out = F.conv2d(x, main_kernel, bias, stride, 1)
@@ -260,7 +290,7 @@ class _TwistConv(torch.autograd.Function):
             out = out.addcmul_(gx, twist[:, :nf]).addcmul_(gy, twist[:, nf:])
         ctx.save_for_backward(x, main_kernel, a_mat, diffs)
         ctx.stride, ctx.has_bias, ctx.fused = stride, bias is not None, kernels is not None
-        return out
+        return out.contiguous() if ctx.nchw else out
 
     @staticmethod
     def backward(ctx, grad):
@@ -294,6 +324,8 @@ class _TwistConv(torch.autograd.Function):
                     padded[:, :, a[0], a[1]] += grad_diffs[:, t]
                     padded[:, :, b[0], b[1]] -= grad_diffs[:, t]
                 grad_x = padded[:, :, 1:h + 1, 1:w + 1]
+        if ctx.nchw and grad_x is not None:
+            grad_x = grad_x.contiguous()
         return grad_x, grad_w, grad_taps, grad_b, None
 
 
@@ -305,11 +337,13 @@ class _StackedTwistConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, kernel, bias, stride):
         kernels = fused_kernels.load()
+        ctx.nchw = _is_nchw(x)
         x = x.contiguous(memory_format=torch.channels_last)
         y = F.conv2d(x, kernel, bias, stride, 1).contiguous(memory_format=torch.channels_last)
         ctx.save_for_backward(x, kernel)
         ctx.stride, ctx.has_bias = stride, bias is not None
-        return kernels.twist_combine3(y)
+        out = kernels.twist_combine3(y)
+        return out.contiguous() if ctx.nchw else out
 
     @staticmethod
     def backward(ctx, grad):
@@ -319,6 +353,8 @@ class _StackedTwistConv(torch.autograd.Function):
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_y, x, kernel, [kernel.shape[0]] if ctx.has_bias else None, [s, s], [1, 1], [1, 1], False, [0, 0], 1,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias])
+        if ctx.nchw and grad_x is not None:
+            grad_x = grad_x.contiguous()
         return grad_x, grad_w, grad_b, None
 
 
@@ -390,9 +426,22 @@ def twistify(model: nn.Module, exclude=(), init_max: float = 1.5, keep_weights: 
              verbose: bool = False, return_report: bool = False):
     """Replace every 3x3, groups=1, dilation=1, padding=1 ``nn.Conv2d`` in ``model`` with a ``ConvTwist``.
 
-    Stride and bias carry over; with ``keep_weights`` the main kernel keeps the conv's weights, so a pretrained model
-    starts from its own function plus the (small) twist terms. ``exclude`` holds module names (or name prefixes) to
-    keep plain. Returns the model (changed in place), and the ``TwistifyReport`` too with ``return_report=True``.
+    Args:
+        model: any ``nn.Module`` (changed in place).
+        exclude: module names, or name prefixes, to keep plain (e.g. ``("conv1",)`` for a stem).
+        init_max: the new layers' centre initialisation bound.
+        keep_weights: the main kernel keeps the conv's weights (and bias), so a pretrained model starts from its
+            own function plus the small twist terms.
+        verbose: print the report.
+        return_report: also return the `TwistifyReport` (what was replaced, what was kept and why).
+
+    Returns:
+        ``model``, or ``(model, report)`` with ``return_report``.
+
+    Example:
+        >>> vgg, report = twistify(torchvision.models.vgg11(num_classes=10), return_report=True)
+        >>> len(report.replaced)
+        8
     """
     report = TwistifyReport(params_before=sum(p.numel() for p in model.parameters()))
     for name, module in list(model.named_modules()):

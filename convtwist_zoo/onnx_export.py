@@ -104,13 +104,26 @@ def onnx_metadata(path: str | os.PathLike) -> dict:
 def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynamic_batch: bool = True,
                 opset: int = DEFAULT_OPSET, metadata: dict | None = None, optimize: bool = False,
                 compare_unfolded: bool = True, fp16: bool = False) -> ExportReport:
-    """Fold ``model`` for ``image_size`` (int or (H, W)) and write a static ONNX graph to ``path``.
+    """Fold ``model`` for ``image_size`` and write a static ONNX graph (and its ``.sha256`` sidecar) to ``path``.
 
-    ``metadata`` (model name, classes, mean/std, source sha256...) is stored in ``metadata_props``; by default it is
-    taken from the model's ``pretrained_config`` when it has one. With ``optimize`` an ORT-optimised copy is written
-    beside it (``*.ort.onnx``). With ``fp16`` the weights and arithmetic are float16 (half the file; for GPUs and
-    CPUs with fast fp16) while the input and logits stay float32. Returns an `ExportReport` with the op counts before
-    and after folding.
+    Args:
+        model: any registry model, pretrained or fine-tuned (folded on a copy; the model is not changed).
+        path: the ``.onnx`` file to write (atomically).
+        image_size: int or (H, W), multiples of the network's stride (32).
+        dynamic_batch: a free batch dimension (else batch 1).
+        opset: ONNX opset.
+        metadata: extra ``metadata_props``; model name, classes, mean/std and crop come from the model's
+            ``pretrained_config`` by default (``export/classify_onnx.py`` reads them).
+        optimize: also write ONNX Runtime's optimised graph beside it (``*.ort.onnx``).
+        compare_unfolded: also export the unfolded model to count its ops (slower).
+        fp16: float16 weights and arithmetic (half the file) with float32 input and logits.
+
+    Returns:
+        An `ExportReport`: path, op counts before and after folding, metadata.
+
+    Example:
+        >>> report = export_onnx(create_model("convtwist_resnet50.imagenette"), "model.onnx", 128)
+        >>> logits = run_onnx(report.path, images)  # a float32 (N, 3, 128, 128) batch
     """
     import onnx
 

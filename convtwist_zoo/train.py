@@ -1,4 +1,5 @@
-"""The training loop: one function, `train(TrainConfig)`, readable top to bottom.
+"""The training loop: `train(TrainConfig)`, readable top to bottom, built from a few parts: `_data` (loaders),
+`_optimizer` (optimizer, schedule, EMA), `_resume` (from ``last.pt``), `train_one_epoch` and `_save_checkpoint`.
 
 Checkpoints are plain dictionaries written atomically after every epoch (``last.pt``); ``resume=True`` continues a
 killed run and ends with the same weights as an uninterrupted one (sampler order and augmentation are seeded by
@@ -40,7 +41,19 @@ CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng")
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run. The defaults are the zoo's recipe (README, "Training recipe")."""
+    """Every knob of a run; the defaults are the zoo's recipe (README, "Training recipe"). Each field is also a
+    ``convtwist-zoo train`` flag (``lr`` -> ``--lr``).
+
+    Args:
+        model: registry name (``convtwist_xresnet50``...).
+        data: ``imagenette``, ``imagewoof`` or a folder with ``train/<class>/`` and ``val/<class>/``.
+        out: the run folder.
+        epochs, lr, batch_size, ...: see the field comments below; `validate` gives each one's range.
+
+    Example:
+        >>> cfg = TrainConfig(model="convtwist_resnet18", data="imagewoof", epochs=5, out="runs/woof5")
+        >>> cfg.validate()
+    """
     model: str = "convtwist_resnet18"
     model_args: str = ""                # builder options as key=value[,key=value] (e.g. "maxblur=true,sa=true")
     data: str = "imagenette"            # imagenette | imagewoof | a folder with train/ and val/
@@ -295,9 +308,128 @@ def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | No
     }
 
 
+def _data(cfg: TrainConfig, world: int, rank: int, pin: bool):
+    """Training and validation loaders: the training split's crops seeded per (seed, epoch, index), uint8 out of the
+    workers (normalised per batch in the loop); returns (train_set, sampler, train_loader, val_loader, class_ids,
+    class_names, steps_per_epoch)."""
+    train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
+    train_tf = data_lib.train_transform(cfg.train_image_size or cfg.image_size, min_scale=cfg.min_scale,
+                                        augment=cfg.augment, normalize=False)
+    train_set = data_lib.SeededTransformDataset(train_base, train_tf, cfg.seed)
+    val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct, normalize=False)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                 drop_last=True)
+    per_proc_batch = cfg.batch_size // world
+    train_loader = make_train_loader(train_set, sampler, per_proc_batch, cfg.workers, pin)
+    val_loader = DataLoader(val_base, batch_size=max(per_proc_batch, 64), shuffle=False, num_workers=cfg.workers,
+                            persistent_workers=cfg.workers > 0, pin_memory=pin)
+    steps_per_epoch = len(train_loader)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"training set of {len(train_set)} images is smaller than one batch of {cfg.batch_size}")
+    return train_set, sampler, train_loader, val_loader, class_ids, class_names, steps_per_epoch
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int):
+    """The optimizer (with Lookahead on top when asked), its schedule and the EMA of the weights (or None)."""
+    peak_lr = cfg.lr * cfg.batch_size / 64
+    groups = _param_groups(model, cfg.weight_decay, 1.0, cfg.backbone_lr_mult)
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=(0.9, 0.99), eps=1e-6)
+    else:  # radam: rectified Adam needs no warm-up; with --lookahead 6 it is fast.ai's Ranger
+        optimizer = torch.optim.RAdam(groups, lr=peak_lr, betas=(0.95, 0.99), eps=1e-6, decoupled_weight_decay=True)
+    if cfg.lookahead:
+        add_lookahead(optimizer, cfg.lookahead, cfg.lookahead_alpha)
+    for g in optimizer.param_groups:  # the schedule sets the base lr; lr_mult/lr_scale apply at each step
+        g["initial_lr"] = peak_lr
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
+    ema = None
+    if cfg.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    return optimizer, scheduler, ema
+
+
+def _resume(ckpt_path: Path, cfg: TrainConfig, class_ids, model, optimizer, scheduler, ema) -> tuple[int, list]:
+    """Restore a run from its ``last.pt``: (epochs done, per-epoch history)."""
+    ckpt = load_checkpoint(ckpt_path)
+    _check_resumable(ckpt["config"], cfg, class_ids)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt_path}: weights do not fit {cfg.model}: {e}") from e
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.load_state_dict(ckpt["ema"])
+    _set_rng_state(ckpt["rng"])
+    return ckpt["epoch"], json.loads(ckpt.get("history", "[]"))
+
+
+def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, cfg: TrainConfig, device,
+                    steps: int, world: int = 1, ema=None, desc: str = "", progress: bool = True) -> dict:
+    """One pass over ``loader`` (at most ``steps`` batches): forward under autocast, backward, the per-group lr
+    multipliers, optimizer and schedule steps, EMA. Returns the mean loss, images seen (all processes) and
+    seconds."""
+    model.train()
+    t0, seen, loss_sum = time.time(), 0, 0.0
+    bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True)
+    for step, (images, targets) in enumerate(loader):
+        if step >= steps:
+            break
+        images = images.to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images = normalize_batch(images)
+        targets = targets.to(device, non_blocking=True)
+        with autocast_for(device, cfg.amp):
+            loss = criterion(step_model(images).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in optimizer.param_groups:
+            g["lr"] *= g["lr_mult"] * g["lr_scale"]
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        seen += images.shape[0] * world
+        loss_sum += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+                        img_s=f"{seen / (time.time() - t0):.0f}")
+        bar.update()
+    bar.close()
+    return {"loss": loss_sum / steps, "seen": seen, "seconds": time.time() - t0}
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, class_ids, model, optimizer, scheduler, ema, epoch: int,
+                     history: list) -> None:
+    save_atomic({"format": CHECKPOINT_FORMAT, "config": {**asdict(cfg), "class_ids": list(class_ids)},
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                 "epoch": epoch, "rng": _rng_state(), "history": json.dumps(history)}, path)
+
+
 # ---------------------------------------------------------------------------------------------------- loop
 def train(cfg: TrainConfig) -> dict:
-    """Train (or resume) one run into ``cfg.out``; returns the final validation metrics."""
+    """Train (or resume) one run into ``cfg.out``, checkpointing after every epoch.
+
+    Args:
+        cfg: every knob of the run (`TrainConfig`); ``cfg.out`` receives ``last.pt`` (each epoch),
+            ``metrics.jsonl``, and at the end ``model.safetensors`` + ``config.json``.
+
+    Returns:
+        The last epoch's validation metrics (``top1``, ``top5``, ``val_loss``, ``train_loss``, ``seconds``...).
+
+    Example:
+        >>> from convtwist_zoo import TrainConfig, train
+        >>> train(TrainConfig(model="convtwist_resnet18", data="MYFOLDER", epochs=10, out="runs/mine"))
+        >>> # fine-tune a checkpoint on your classes: a new head, the backbone at a tenth of the lr
+        >>> train(TrainConfig(model="convtwist_resnet50", pretrained="imagenette", data="MYFOLDER", epochs=10,
+        ...                   freeze_epochs=2, backbone_lr_mult=0.1, lr=0.02, out="runs/tuned"))
+    """
     cfg.validate()
     get_builder(split_model_name(cfg.model)[0])  # an unknown model fails before anything is written
     rank, world, local_rank = _distributed()
@@ -313,68 +445,18 @@ def train(cfg: TrainConfig) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    # data: PIL datasets, transforms seeded per (seed, epoch, index)
-    train_base, val_base, class_ids, class_names = data_lib.build_datasets(cfg.data, cfg.data_dir, cfg.noise)
-    num_classes = len(class_ids)
-    # uint8 out of the workers, normalised per batch in the loop (normalize_batch)
-    train_tf = data_lib.train_transform(cfg.train_image_size or cfg.image_size, min_scale=cfg.min_scale,
-                                        augment=cfg.augment, normalize=False)
-    train_set = data_lib.SeededTransformDataset(train_base, train_tf, cfg.seed)
-    val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct, normalize=False)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=True)
-    per_proc_batch = cfg.batch_size // world
-    pin = device.type == "cuda"
-    train_loader = make_train_loader(train_set, sampler, per_proc_batch, cfg.workers, pin)
-    val_loader = DataLoader(val_base, batch_size=max(per_proc_batch, 64), shuffle=False, num_workers=cfg.workers,
-                            persistent_workers=cfg.workers > 0, pin_memory=pin)
-    steps_per_epoch = len(train_loader)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    if steps_per_epoch == 0:
-        raise ValueError(f"training set of {len(train_set)} images is smaller than one batch of {cfg.batch_size}")
-    out.mkdir(parents=True, exist_ok=True)
-
-    # model, optimiser, schedule
-    model = _build_model(cfg, num_classes).to(device)
+    train_set, sampler, train_loader, val_loader, class_ids, class_names, steps_per_epoch = _data(
+        cfg, world, rank, pin=device.type == "cuda")
+    model = _build_model(cfg, len(class_ids)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    peak_lr = cfg.lr * cfg.batch_size / 64
-    groups = _param_groups(model, cfg.weight_decay, 1.0, cfg.backbone_lr_mult)
-    if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=cfg.momentum, nesterov=True)
-    elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=(0.9, 0.99), eps=1e-6)
-    elif cfg.optimizer == "radam":  # rectified Adam needs no warm-up; with --lookahead 6 it is fast.ai's Ranger
-        optimizer = torch.optim.RAdam(groups, lr=peak_lr, betas=(0.95, 0.99), eps=1e-6, decoupled_weight_decay=True)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd, adamw or radam")
-    if cfg.lookahead:
-        add_lookahead(optimizer, cfg.lookahead, cfg.lookahead_alpha)
-    for g in optimizer.param_groups:  # the schedule sets the base lr; lr_mult/lr_scale apply at each step
-        g["initial_lr"] = peak_lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
-    ema = None
-    if cfg.ema:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    optimizer, scheduler, ema = _optimizer(cfg, model, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    out.mkdir(parents=True, exist_ok=True)
 
     start_epoch, history = 0, []
     if cfg.resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt["config"], cfg, class_ids)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{ckpt_path}: weights do not fit {cfg.model}: {e}") from e
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        _set_rng_state(ckpt["rng"])
-        start_epoch = ckpt["epoch"]
-        history = json.loads(ckpt.get("history", "[]"))
+        start_epoch, history = _resume(ckpt_path, cfg, class_ids, model, optimizer, scheduler, ema)
         if is_main:
             print(f"resumed {ckpt_path} after epoch {start_epoch}/{cfg.epochs}", flush=True)
     elif ckpt_path.exists() and is_main and not cfg.resume:
@@ -387,7 +469,6 @@ def train(cfg: TrainConfig) -> dict:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda"
                                                           else None)
     step_model = torch.compile(train_model) if cfg.compile else train_model
-    metrics_path = out / "metrics.jsonl"
 
     final = {}
     for epoch in range(start_epoch, cfg.epochs):
@@ -396,59 +477,29 @@ def train(cfg: TrainConfig) -> dict:
         frozen = epoch < cfg.freeze_epochs
         for g in optimizer.param_groups:  # frozen backbone: lr 0 keeps the weights (and momentum) still
             g["lr_scale"] = 0.0 if frozen and not g["is_head"] else 1.0
-        model.train()
-        t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not (is_main and cfg.progress), dynamic_ncols=True)
-        for step, (images, targets) in enumerate(train_loader):
-            if step >= steps_per_epoch:
-                break
-            images = images.to(device, non_blocking=True)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            images = normalize_batch(images)
-            targets = targets.to(device, non_blocking=True)
-            with autocast_for(device, cfg.amp):
-                loss = criterion(step_model(images).float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for g in optimizer.param_groups:
-                g["lr"] *= g["lr_mult"] * g["lr_scale"]
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            seen += images.shape[0] * world
-            loss_sum += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
-                            img_s=f"{seen / (time.time() - t0):.0f}")
-            bar.update()
-        bar.close()
-        seconds = time.time() - t0
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss_sum}); lower --lr")
-
+        stats = train_one_epoch(step_model, model, train_loader, optimizer, scheduler, criterion, cfg, device,
+                                steps_per_epoch, world, ema, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                                progress=is_main and cfg.progress)
+        if not math.isfinite(stats["loss"]):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
         if is_main:
-            eval_model = ema.module if ema is not None else model
-            val = evaluate(eval_model, val_loader, num_classes, device, cfg.amp, progress=cfg.progress)
-            final = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, "val_loss": val["loss"],
-                     "top1": val["top1"], "top5": val["top5"], "lr": scheduler.get_last_lr()[0],
-                     "seconds": seconds, "samples_per_s": seen / seconds}
+            val = evaluate(ema.module if ema is not None else model, val_loader, len(class_ids), device, cfg.amp,
+                           progress=cfg.progress)
+            final = {"epoch": epoch + 1, "train_loss": stats["loss"], "val_loss": val["loss"], "top1": val["top1"],
+                     "top5": val["top5"], "lr": scheduler.get_last_lr()[0], "seconds": stats["seconds"],
+                     "samples_per_s": stats["seen"] / stats["seconds"]}
             history.append(final)
-            save_atomic({"format": CHECKPOINT_FORMAT, "config": {**asdict(cfg), "class_ids": list(class_ids)},
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                         "epoch": epoch + 1, "rng": _rng_state(), "history": json.dumps(history)}, ckpt_path)
+            _save_checkpoint(ckpt_path, cfg, class_ids, model, optimizer, scheduler, ema, epoch + 1, history)
             # the log is rewritten from the checkpoint's history: it never lists an epoch the checkpoint lacks
-            write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in history))
+            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
             print(json.dumps(final), flush=True)
         if world > 1:
             dist.barrier()
 
     if is_main:
         final = final or (history[-1] if history else {})  # resumed after the last epoch: finish from its log
-        final_model = ema.module if ema is not None else model
-        write_final(out, final_model, cfg, class_ids, class_names, final, hardware_name(device))
+        write_final(out, ema.module if ema is not None else model, cfg, class_ids, class_names, final,
+                    hardware_name(device))
     if world > 1:
         dist.barrier()
     return final

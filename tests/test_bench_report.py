@@ -24,9 +24,13 @@ def test_readme_benchmark_table_matches_the_json_results():
     assert "bench/layer.py" in block and "bench/onnx.py" in block and "bench/train.py" in block
 
 
-def test_rows_mark_targets_met_or_not():
+def test_rows_give_a_ratio_absolute_times_and_the_mac_floor_without_targets():
     rows = _report().rows()
-    assert rows and all(met in ("yes", "**no**") for *_, met in rows)
+    assert rows and all(ratio.split()[0].endswith("x") for _, ratio, _, _ in rows)
+    layer_rows = [r for r in rows if r[0].startswith("ConvTwist layer")]
+    assert {r[0].split(", ")[2] for r in layer_rows} == {"channels_last", "nchw"}
+    assert all(r[3] == "1.89x" and " ms" in r[2] for r in layer_rows)
+    assert "target" not in _report().table().lower()
 
 
 def test_ratio_spread_gives_quartiles_and_survives_a_single_turn():

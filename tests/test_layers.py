@@ -43,10 +43,11 @@ def test_stacked_path_is_chosen_where_it_is_asked_for(monkeypatch):
     assert not _stacked_is_faster(x, torch.float32, 64, 1)        # fp32: taps
     layer = ConvTwist(64, 64)
     with torch.no_grad():
-        x = torch.randn(2, 64, 12, 10)
+        x = torch.randn(2, 64, 12, 10).contiguous(memory_format=torch.channels_last)
         ref = layer(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = layer(x)
+            assert layer(x.contiguous()).is_contiguous()  # NCHW in, NCHW out on this path too
     assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
     assert (out.float() - ref).abs().max() / ref.abs().max() < 0.02
 
@@ -281,3 +282,25 @@ def test_prepared_kernels_and_their_gradients_equal_the_parameter_formulas(stack
         for (name, param), a, b in zip(layer.named_parameters(), g_got, g_ref):
             assert a.dtype == torch.float32 and a.stride() == param.stride(), name  # laid out like the parameter
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_output_and_input_gradient_keep_the_callers_memory_format(stride, kernel_path):
+    layer = ConvTwist(8, 16, stride)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 8, 12, 10).contiguous(memory_format=fmt).requires_grad_()
+        y = layer(x)
+        assert y.is_contiguous(memory_format=fmt), (fmt, y.stride())
+        y.sum().backward()
+        assert x.grad.is_contiguous(memory_format=fmt), (fmt, x.grad.stride())
+    ref = layer(x.detach().contiguous())
+    assert torch.allclose(ref, layer(x.detach()), atol=1e-5)  # same values in both formats
+
+
+def test_conv2d_keyword_names_and_the_seeds_positional_call():
+    a = ConvTwist(in_channels=4, out_channels=6, stride=2, bias=True, kernel_size=3, padding=1)
+    b = ConvTwist(4, 6, 2)  # the seed's ConvTwist(ni, nf, stride)
+    assert (a.in_channels, a.out_channels, a.stride, a.bias is not None) == (4, 6, 2, True)
+    assert (b.in_channels, b.out_channels, b.stride, b.bias) == (4, 6, 2, None)
+    with pytest.raises(ValueError, match="3x3 convolution with padding 1"):
+        ConvTwist(4, 6, kernel_size=5)
