@@ -4,6 +4,7 @@ from .factory import create_model, get_transform
 from .layers import ConvTwist, TwistifyReport, to_seed_state_dict, twistify
 from .registry import list_models, register_model
 from .specs import list_pretrained
+from . import timm_models  # noqa: E402,F401  (registers the zoo's architectures and checkpoints with timm)
 
 # imported on first use: training pulls in the data pipeline, export pulls in onnx
 _LAZY = {"train": "train", "TrainConfig": "train", "export_onnx": "onnx_export", "load_classifier": "inference"}

@@ -34,9 +34,11 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_list(args) -> int:
+    from .fused_kernels import describe
     from .registry import list_models
     for name in list_models(args.filter or ""):
         print(name)
+    print(describe(), file=sys.stderr)  # stdout stays a plain list of names
     return 0
 
 
@@ -300,9 +302,10 @@ def _cmd_demo(args) -> int:
     from .inference import load_classifier, open_image
     from .onnx_export import export_onnx, run_onnx
     name = args.model or _demo_default()
+    from .fused_kernels import describe
     clf = load_classifier(name)
     images = args.images or sorted(str(p) for p in (Path(__file__).parent / "assets").glob("*.jpg"))
-    print(f"model {clf.name}: {sum(p.numel() for p in clf.model.parameters()):,} parameters")
+    print(f"model {clf.name}: {sum(p.numel() for p in clf.model.parameters()):,} parameters; {describe()}")
     for path, result in zip(images, clf.predict(images, topk=3)):
         print(f"{Path(path).name:>16}: " + ", ".join(f"{n} {p * 100:.1f}%" for _, n, p in result))
     out = Path(args.out)

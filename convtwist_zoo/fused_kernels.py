@@ -20,7 +20,7 @@ import torch
 
 from .host import cpuinfo_fields
 
-__all__ = ["load", "SOURCE"]
+__all__ = ["load", "describe", "SOURCE"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
 _STATE: dict = {}
@@ -72,11 +72,22 @@ def load():
             _register_fakes()
             module = torch.ops.convtwist_zoo
         except Exception as e:  # no compiler, no ninja, read-only cache...
-            warnings.warn(f"ConvTwist: could not build the fused CPU kernels ({type(e).__name__}: {e}); using the "
-                          "plain PyTorch path (same results, about 2x slower on CPU). Install a C++ compiler and "
-                          "ninja to enable them, or set CONVTWIST_ZOO_FUSED=0 to silence this.", stacklevel=2)
+            _STATE["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            warnings.warn(f"ConvTwist: could not build the fused CPU kernels ({_STATE['why']}); using the plain "
+                          "PyTorch path instead: the same results, with a slower layer on the CPU (its training "
+                          "step costs about 1.5x in bf16). Install a C++ compiler (g++) and ninja (pip install "
+                          "ninja) to enable them, or set CONVTWIST_ZOO_FUSED=0 to silence this.", stacklevel=2)
+    else:
+        _STATE["why"] = "CONVTWIST_ZOO_FUSED=0"
     _STATE["module"] = module
     return module
+
+
+def describe() -> str:
+    """One line saying which path ConvTwist runs on here (building the kernels if that has not happened yet)."""
+    if load() is not None:
+        return f"ConvTwist runs on its fused C++ CPU kernels (built in {_build_dir()})"
+    return f"ConvTwist runs on its plain PyTorch path ({_STATE.get('why', 'kernels unavailable')})"
 
 
 def _out_hw(h, w, stride):

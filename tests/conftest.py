@@ -1,8 +1,11 @@
 """Shared fixtures: tiny checkpoints, a Hub-style folder, an isolated HF cache and the loopback Hub server."""
 from __future__ import annotations
 
+import functools
+import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,32 @@ def trained_like(model, seed=0):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
     return model.eval()
+
+
+ARCHIVES = {"imagenette": "imagenette2-160sq.tgz", "imagewoof": "imagewoof2-160.tgz"}
+
+
+@functools.lru_cache(maxsize=None)
+def val_sample_by_class(dataset: str, per_class: int = 20) -> dict:
+    """{wnid: the first ``per_class`` validation images of that class}, read straight from the shared archive (no
+    extraction): 200 real images, the same every run."""
+    from PIL import Image
+    path = SHARED_DATA / ARCHIVES[dataset]
+    if not path.exists():
+        pytest.skip(f"{path} not here")
+    picked: dict[str, list] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 4 and parts[1] == "val":
+                images = picked.setdefault(parts[2], [])
+                if len(images) < per_class:
+                    images.append(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB"))
+            if len(picked) == 10 and all(len(v) == per_class for v in picked.values()):
+                break
+    return dict(sorted(picked.items()))
+
+
+def val_sample(dataset: str, per_class: int = 20) -> tuple:
+    """The images of `val_sample_by_class`, class by class."""
+    return tuple(im for images in val_sample_by_class(dataset, per_class).values() for im in images)

@@ -35,6 +35,7 @@ def test_list():
     assert result.stdout.split() == ["convtwist_resnet18", "convtwist_resnet50", "convtwist_xresnet18",
                                      "convtwist_xresnet34", "convtwist_xresnet50", "resnet18", "resnet50", "xresnet18",
                                      "xresnet34", "xresnet50"]
+    assert result.stderr.strip().startswith("ConvTwist runs on its fused C++ CPU kernels")
 
 
 def test_predict_prints_top5_with_names(demo_hub):

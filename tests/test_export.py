@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import collections
-import functools
-import io
 import os
-import tarfile
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +12,8 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-from PIL import Image
 
-from conftest import ROOT, SHARED_DATA, trained_like
+from conftest import ROOT, trained_like, val_sample
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
 from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
 from convtwist_zoo.onnx_export import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
@@ -187,28 +183,6 @@ def test_cli_export_with_parity_check(tmp_path):
 
 
 HUB_CHECKPOINTS = sorted(p.parent.name for p in (ROOT / "hub").glob("*/model.safetensors"))
-ARCHIVES = {"imagenette": "imagenette2-160sq.tgz", "imagewoof": "imagewoof2-160.tgz"}
-
-
-@functools.lru_cache(maxsize=None)
-def val_sample(dataset: str, per_class: int = 20) -> tuple:
-    """The first ``per_class`` validation images of each class, read straight from the shared archive (no
-    extraction): 200 real images, the same every run."""
-    path = SHARED_DATA / ARCHIVES[dataset]
-    if not path.exists():
-        pytest.skip(f"{path} not here")
-    picked: dict[str, list] = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 4 and parts[1] == "val":
-                images = picked.setdefault(parts[2], [])
-                if len(images) < per_class:
-                    images.append(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB"))
-            if len(picked) == 10 and all(len(v) == per_class for v in picked.values()):
-                break
-    return tuple(im for _, images in sorted(picked.items()) for im in images)
-
 
 @pytest.mark.skipif(not HUB_CHECKPOINTS, reason="no checkpoint in hub/")
 @pytest.mark.parametrize("name", HUB_CHECKPOINTS)

@@ -304,3 +304,20 @@ def test_conv2d_keyword_names_and_the_seeds_positional_call():
     assert (b.in_channels, b.out_channels, b.stride, b.bias) == (4, 6, 2, None)
     with pytest.raises(ValueError, match="3x3 convolution with padding 1"):
         ConvTwist(4, 6, kernel_size=5)
+
+
+def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkeypatch):
+    import torch.utils.cpp_extension as ext
+
+    from convtwist_zoo import fused_kernels
+
+    def no_ninja(**kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions")
+    monkeypatch.setattr(fused_kernels, "_STATE", {})
+    monkeypatch.setattr(ext, "load", no_ninja)
+    with pytest.warns(UserWarning, match=r"Ninja is required.*slower.*pip install ninja"):
+        assert fused_kernels.load() is None
+    assert fused_kernels.describe() == \
+        "ConvTwist runs on its plain PyTorch path (RuntimeError: Ninja is required to load C++ extensions)"
+    layer = ConvTwist(4, 4)
+    assert layer(torch.randn(1, 4, 8, 8)).shape == (1, 4, 8, 8)  # the plain path computes the same layer

@@ -14,7 +14,7 @@ from ..hub import REPO_HUB_DIR, WeightsError, _verify, sha256_file
 from ..registry import split_model_name
 from ..specs import PretrainedSpec, get_pretrained
 
-__all__ = ["publish_folder", "save_fp16", "stage_run", "specs_from_hub", "write_specs_file"]
+__all__ = ["publish_folder", "save_fp16", "stage_run", "hub_config_json", "specs_from_hub", "write_specs_file"]
 
 
 def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
@@ -71,11 +71,21 @@ def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB
         mean=tuple(config["mean"]), std=tuple(config["std"]), crop_pct=config["crop_pct"],
         interpolation=config["interpolation"], default=default, metrics=config.get("metrics", {}),
         meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
-    hub_config = {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict()}
+    hub_config = hub_config_json(config, spec)
     write_text_atomic(folder / "config.json", json.dumps(hub_config, indent=2) + "\n")
     if (run_dir / "metrics.jsonl").exists():  # the training log travels with the weights
         shutil.copyfile(run_dir / "metrics.jsonl", folder / "metrics.jsonl")
     return spec
+
+
+def hub_config_json(config: dict, spec: PretrainedSpec) -> dict:
+    """A Hub folder's ``config.json``: the run's config, the weights' hash, the zoo's spec, and what timm's ``hf-hub:``
+    loader reads (``architecture``, ``num_classes``, ``pretrained_cfg``, ``label_names``)."""
+    from ..timm_models import timm_pretrained_cfg
+    timm_cfg = {k: v for k, v in timm_pretrained_cfg(spec, "conv1.0" if "xresnet" in spec.architecture else "conv1")
+                .items() if k not in ("hf_hub_id", "label_names")}  # timm fills in the repo it loads from
+    return {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict(), "pretrained_cfg": timm_cfg,
+            "label_names": list(spec.class_names)}
 
 
 def specs_from_hub(hub_root: str | os.PathLike = REPO_HUB_DIR) -> list[PretrainedSpec]:
