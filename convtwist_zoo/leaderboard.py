@@ -227,7 +227,7 @@ def render_table(path: str | os.PathLike) -> str:
         return f"No finished runs in {path} yet."
     first = rows[0]
     arms = _arms(rows)
-    lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** ({path.as_posix()}): top-1 %, "
+    lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds.", "",
              "| model | options | peak lr | n | top-1 | min | max | other lr (seed 0) |", "|---|---|---|---|---|---|---|---|"]
     by_model = {}

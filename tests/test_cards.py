@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_run_dir
-from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme, render_model_cards,
-                                 record_run, retire_checkpoint, write_cards)
+from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, record_run, render_hub_readme,
+                                         render_model_cards, render_readme, render_recipe_history, retire_checkpoint,
+                                         write_cards)
 from convtwist_zoo.release.staging import stage_run
 
 
@@ -41,22 +42,23 @@ def test_cards_from_hub_json(tmp_path):
     cards = tmp_path / "MODEL_CARDS.md"
     written = write_cards(hub, cards)
     text = cards.read_text()
+    history = (tmp_path / "docs" / "recipe-history.md").read_text()
     assert "| convtwist_resnet18.imagewoof | 123 | 1,000,000 | 80.50 | 99.00 | 81.50 | 2 | 1.00 h on test machine | " \
-           "resnet18.imagewoof | 79.25 | +1.25 |" in text
+           "resnet18.imagewoof | 79.25 | +1.25 | ConvTwist wins by 1.25 points against resnet18.imagewoof; one seed " \
+           "each (docs/recipe-history.md's replicates show how far another seed moves a run). |" in text
     assert "trained (bf16 autocast everywhere; the recipe does not depend on the machine): test machine: " \
            "convtwist_resnet18.imagewoof, resnet18.imagewoof." in text
     assert "| resnet50.imagenette | | | not trained yet |" in text
-    assert "| convtwist_resnet18.imagewoof | 78% | 80.50 | yes |" in text
-    assert "convtwist_resnet18.imagewoof: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins" in text
+    assert "Targets" not in text and "target" not in text.lower()
     assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
     # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
     assert "| convtwist_resnet18.imagewoof-seed1 | replicate | `--seed 1` | a GPU | 1 | 80.00 | the checkpoint | " \
-           "80.50 | -0.50 |" in text
+           "80.50 | -0.50 |" in history
     # a run made against a checkpoint since replaced is compared with the former checkpoint's log
     assert "| resnet18.imagewoof-e10-s2 | recipe | `--epochs 10 --seed 2` | a GPU | 1 | 68.00 | resnet18.imagewoof-e10 | " \
-           "69.00 | -1.00 |" in text
+           "69.00 | -1.00 |" in history
     assert "- convtwist_resnet18.imagewoof − resnet18.imagewoof (training-log top-1): the published seed +1.25, " \
-           "`--seed 1` +0.50, `--epochs 30` +3.00, `--epochs 10` +1.00, `--epochs 10 --seed 2` +3.00." in text
+           "`--seed 1` +0.50, `--epochs 30` +3.00, `--epochs 10` +1.00, `--epochs 10 --seed 2` +3.00." in history
     # retention at 15 degrees: 79.0/80.5 = 98.1% vs 77.75/79.25 = 98.1%: no difference worth a word
     assert "- convtwist_resnet18.imagewoof: under rotation it is about as robust as resnet18.imagewoof" in text
     assert "In short: under rotation, ConvTwist is more robust in 0 of 1 pairs, about as robust in 1, less robust " \
@@ -66,10 +68,10 @@ def test_cards_from_hub_json(tmp_path):
     assert readme.startswith("---\nlibrary_name: pytorch\nlicense: mit\n")
     assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
     assert "| trained on | test machine |" in readme
-    assert "Against its plain baseline: +1.25 points top-1 against resnet18.imagewoof (ConvTwist wins; one published " \
-           "seed each: MODEL_CARDS.md's replicates show how far another seed moves it)." in readme
+    assert "Against its plain baseline: ConvTwist wins by 1.25 points against resnet18.imagewoof; one seed each (the " \
+           "replicates in the repository's docs/recipe-history.md show how far another seed moves a run)." in readme
     assert "Against its plain baseline" not in (hub / "resnet18.imagewoof" / "README.md").read_text()
-    assert len(written) == 4
+    assert len(written) == 5  # the plot, two hub READMEs, MODEL_CARDS.md, docs/recipe-history.md
     # a baseline trained another way (here: a config from before Lookahead existed, 1 epoch, vs 3 epochs with it)
     # gets no difference and no verdict, and each recipe is listed with its checkpoints
     config_path = hub / "resnet18.imagewoof" / "config.json"
@@ -82,12 +84,13 @@ def test_cards_from_hub_json(tmp_path):
     ct_path.write_text(json.dumps(ct))
     write_cards(hub, cards)
     text = cards.read_text()
-    assert "| resnet18.imagewoof | 79.25 | not comparable (recipes differ) |" in text
-    assert "- convtwist_resnet18.imagewoof: no verdict, it and resnet18.imagewoof were trained with different recipes " \
-           "(epochs 3 vs 1, lookahead 6 vs 0); retrain one of them." in text
-    assert "(training-log top-1): `--seed 1` +0.50," in text  # the published seeds drop out of the gaps
-    assert "Trained with this recipe: convtwist_resnet18.imagewoof." in text
-    assert "Trained with this recipe: resnet18.imagewoof." in text
+    assert "| resnet18.imagewoof | 79.25 | not comparable (recipes differ) | no verdict, it and resnet18.imagewoof " \
+           "were trained with different recipes (epochs 3 vs 1, lookahead 6 vs 0); retrain one of them. |" in text
+    # the published seeds drop out of the gaps
+    assert "(training-log top-1): `--seed 1` +0.50," in (tmp_path / "docs" / "recipe-history.md").read_text()
+    # one recipe table, a column per recipe, the knobs that differ first
+    assert "| knob | recipe A: convtwist_resnet18.imagewoof | recipe B: resnet18.imagewoof |" in text
+    assert "| **epochs** | 3 | 1 |\n| **lookahead** | 6 | 0 |\n| amp |" in text
     assert "under rotation it is" not in text
     assert "Against its plain baseline: no verdict, it and resnet18.imagewoof were trained with different recipes" \
         in (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
@@ -122,7 +125,7 @@ def test_retire_keeps_the_former_checkpoints_log_and_repoints_its_probes(tmp_pat
     # the retrained checkpoint replaces the old one; the probe stays compared with the weights it was made against
     (hub / "resnet18.imagewoof" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 60, "top1": 78.0}))
     write_cards(hub, tmp_path / "MODEL_CARDS.md")
-    text = (tmp_path / "MODEL_CARDS.md").read_text()
+    text = (tmp_path / "docs" / "recipe-history.md").read_text()
     assert "| resnet18.imagewoof-la6 | recipe | `--epochs 1` | CPU | 1 | 72.00 | resnet18.imagewoof-e1 | 70.00 | " \
            "+2.00 |" in text
     assert "| resnet18.imagewoof-e1 | former checkpoint | `--epochs 1 --lookahead 0 --no-amp` | test machine | 1 | " \
@@ -152,7 +155,7 @@ def test_record_lists_a_finished_run_with_its_flags_against_the_defaults(tmp_pat
     assert json.loads((runs / "index.json").read_text())["runs"] == [entry]
     write_cards(hub, tmp_path / "MODEL_CARDS.md")
     assert ("| resnet18.imagewoof-t112-ema | recipe | `--epochs 1 --train-image-size 112 --ema 0.999` | test machine | "
-            "1 | 71.50 | the checkpoint | 70.00 | +1.50 |") in (tmp_path / "MODEL_CARDS.md").read_text()
+            "1 | 71.50 | the checkpoint | 70.00 | +1.50 |") in (tmp_path / "docs" / "recipe-history.md").read_text()
     with pytest.raises(ValueError, match="already listed"):
         record_run(probe, runs, "recipe", "t112-ema")
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -176,6 +179,11 @@ def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
     if not (root / "hub").is_dir():
         pytest.skip("no hub/ folder (an sdist, not a checkout)")
     info = collect(root / "hub")
-    assert (root / "MODEL_CARDS.md").read_text() == render_model_cards(info, collect_extra_runs(root / "docs" / "runs"))
+    extra = collect_extra_runs(root / "docs" / "runs")
+    results = root / "results" / "leaderboard"
+    assert (root / "MODEL_CARDS.md").read_text() == render_model_cards(info, extra, results)
+    assert (root / "docs" / "recipe-history.md").read_text() == render_recipe_history(info, extra)
+    readme = (root / "README.md").read_text()
+    assert readme == render_readme(readme, info, results), "README's tables are stale: run the cards command"
     for name, entry in info.items():
         assert (root / "hub" / name / "README.md").read_text() == render_hub_readme(name, entry, info), name

@@ -1,17 +1,20 @@
-"""Model cards: ``MODEL_CARDS.md`` and every ``hub/<name>/README.md``, generated from the JSON beside the weights
-(``config.json`` from training, ``eval.json`` from ``convtwist-zoo eval``, ``robustness.json``, ``inspect/inspect.json``,
-``metrics.jsonl``) and the extra runs' logs in ``docs/runs/``. Nothing in a card is typed by hand;
-``convtwist-zoo cards`` rewrites them all."""
+"""Model cards: ``MODEL_CARDS.md``, every ``hub/<name>/README.md``, ``docs/recipe-history.md`` and the README's zoo
+and leaderboard tables, generated from the JSON beside the weights (``config.json`` from training, ``eval.json`` from
+``convtwist-zoo eval``, ``robustness.json``, ``inspect/inspect.json``, ``metrics.jsonl``), the extra runs' logs in
+``docs/runs/``, the leaderboard rows in ``results/leaderboard/`` and ``bench/results/onnx.json``. Nothing in them is
+typed by hand; ``python -m convtwist_zoo.release cards`` rewrites them all."""
 from __future__ import annotations
 
 import json
 import statistics
 from pathlib import Path
 
+from .. import leaderboard
 from ..atomic import write_text_atomic
 from ..train import RECIPE_KNOBS, TrainConfig
 
-__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "PLANNED",
+__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "render_model_cards",
+           "render_hub_readme", "render_recipe_history", "render_zoo_table", "render_readme", "PLANNED",
            "FASTAI_LEADERBOARD"]
 
 # Knobs added to TrainConfig after some published runs were made, with the value those runs had: their recipes lack
@@ -27,13 +30,12 @@ def saved_knob(saved: dict, key: str):
 # The zoo's eight runs; a card lists the ones not trained yet as pending.
 PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
            for arch in ("convtwist_resnet18", "resnet18", "convtwist_resnet50", "resnet50")]
-# fastai/imagenette leaderboard, top-1 at 128px by epochs (xresnet50 family, random init, no TTA); for context only.
-FASTAI_LEADERBOARD = {"imagenette": {5: 87.43, 20: 91.57, 80: 93.55, 200: 94.24},
+# fastai/imagenette leaderboard, best entry's top-1 at 128px by epochs (random init, no TTA); for context only.
+FASTAI_LEADERBOARD = {"imagenette": {5: 85.77, 20: 91.57, 80: 93.55, 200: 94.24},
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
 # What a run in docs/runs is besides a "former checkpoint" (`retire`); MODEL_CARDS.md's probe section says what each is.
 EXTRA_RUN_KINDS = ("replicate", "recipe", "pipeline check")
-TARGETS = {"convtwist_resnet50.imagenette": 90.0, "convtwist_resnet18.imagenette": 88.0,
-           "convtwist_resnet50.imagewoof": 80.0, "convtwist_resnet18.imagewoof": 78.0}
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_NOTES = {
     "imagenette": "imagenette2-160sq: the official Imagenette2 file list and 70/30 split, rebuilt from a public copy in "
                   "which every image was squashed to 224x224 (aspect ratio not kept), resized to 160x160, JPEG q80",
@@ -206,11 +208,11 @@ def _train_hours(metrics: list[dict]) -> float | None:
 
 def _summary_rows(info: dict) -> list[str]:
     rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
-            "baseline | baseline top-1 @128 | ConvTwist − baseline |", "|" + "---|" * 11]
+            "baseline | baseline top-1 @128 | ConvTwist − baseline | verdict |", "|" + "---|" * 12]
     for name in PLANNED + sorted(set(info) - set(PLANNED)):
         entry = info.get(name)
         if entry is None:
-            rows.append(f"| {name} | | | not trained yet | | | | | | | |")
+            rows.append(f"| {name} | | | not trained yet | | | | | | | | |")
             continue
         ev, metrics = entry["eval"] or {}, entry["metrics"]
         s128 = (ev.get("sizes") or {}).get("128", {})
@@ -222,7 +224,8 @@ def _summary_rows(info: dict) -> list[str]:
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
                     f"{_fmt(base_top1)} | "
-                    f"{'not comparable (recipes differ)' if gap else _fmt(diff, '{:+.2f}')} |")
+                    f"{'not comparable (recipes differ)' if gap else _fmt(diff, '{:+.2f}')} | "
+                    f"{_verdict(name, info) or '–'} |")
     return rows
 
 
@@ -307,19 +310,27 @@ def _recipe_gap(a, b) -> list[str]:
 
 
 def _recipe_rows(info: dict) -> list[str]:
+    """One table, a column per recipe: the knobs that differ between recipes first, then the shared ones."""
     groups: dict[str, list[str]] = {}
     for name, entry in sorted(info.items()):
         groups.setdefault(json.dumps(_recipe(entry), sort_keys=True), []).append(name)
     if not groups:
         return ["(no checkpoint yet)"]
-    rows = []
-    for _, names in sorted(groups.items(), key=lambda g: -len(g[1])):
-        if len(groups) > 1:
-            rows += [f"Trained with this recipe: {', '.join(names)}.", ""]
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    recipes = []
+    for names in ordered:
         entry = info[names[0]]
-        shown = {k: v for k, v in entry["config"]["recipe"].items() if k not in ("model", "data")} | _recipe(entry)
-        rows += ["| knob | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(shown.items())] + [""]
-    return rows
+        shown = {k: v for k, v in entry["config"]["recipe"].items()
+                 if k not in ("model", "model_args", "data", "seed")} | _recipe(entry)
+        recipes.append(shown)
+    knobs = sorted(set().union(*recipes))
+    differ = [k for k in knobs if len({json.dumps(r.get(k)) for r in recipes}) > 1]
+    shared = [k for k in knobs if k not in differ]
+    header = "| knob | " + " | ".join(f"recipe {chr(65 + i)}: {', '.join(n)}" for i, n in enumerate(ordered)) + " |"
+    rows = [header, "|---|" + "---|" * len(ordered)]
+    rows += [f"| **{k}** | " + " | ".join(str(r.get(k, "–")) for r in recipes) + " |" for k in differ]
+    rows += [f"| {k} | " + " | ".join(str(r.get(k, "–")) for r in recipes) + " |" for k in shared]
+    return rows + ["", "Bold: the knobs in which the recipes differ."]
 
 
 def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
@@ -331,7 +342,7 @@ def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
     return _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
 
 
-def _verdict(name: str, info: dict, replicates: str = "the replicates below") -> str | None:
+def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's replicates") -> str | None:
     """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated)."""
     base = _baseline_of(name)
     d, gap = _difference(name, info)
@@ -339,37 +350,37 @@ def _verdict(name: str, info: dict, replicates: str = "the replicates below") ->
         return None
     if gap:
         return f"no verdict, it and {base} were trained with different recipes ({', '.join(gap)}); retrain one of them."
-    return (f"{'+' if d >= 0 else ''}{d:.2f} points top-1 against {base} "
-            f"({'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'}; one published "
-            f"seed each: {replicates} show how far another seed moves it).")
+    return (f"{'ConvTwist wins' if d > 0 else 'ConvTwist loses' if d < 0 else 'a tie'} by {abs(d):.2f} points "
+            f"against {base}; one seed each ({replicates} show how far another seed moves a run).")
 
 
-def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
+def _leaderboard_sections(results_dir: Path) -> list[str]:
+    files = sorted(Path(results_dir).glob("*.jsonl"))
+    if not files:
+        return ["No leaderboard run has finished yet: `convtwist-zoo leaderboard run` fills `results/leaderboard/`."]
+    out = []
+    for f in files:
+        out += [leaderboard.render_table(f), ""]
+    return out
+
+
+def render_model_cards(info: dict, extra: list[dict] | None = None,
+                       results_dir: Path | None = None) -> str:
     lines = ["# Model cards", "",
-             "Generated by `convtwist-zoo cards` from the JSON files in `hub/` (training config and metrics, "
-             "`convtwist-zoo eval`, `convtwist-zoo robustness`, `convtwist-zoo inspect`). Do not edit by hand.", "",
+             "Generated by `python -m convtwist_zoo.release cards` from the JSON files in `hub/` (training config and "
+             "metrics, `convtwist-zoo eval`, `convtwist-zoo robustness`, `convtwist-zoo inspect`) and the "
+             "leaderboard rows in `results/leaderboard/`. Do not edit by hand.", "",
              "Every ConvTwist checkpoint stands beside a plain torchvision ResNet trained with the same recipe, the "
              "same data and the same number of epochs. Accuracy is top-1/top-5 on the full validation split, fp32, "
              "resize to size/0.875 then centre crop (no test-time augmentation).", "",
              "## Checkpoints", ""] + _summary_rows(info) + [
-             "", "Train time is the epochs times the median epoch's wall time, so that the pauses of a run resumed "
-             "across sessions do not count.", ""]
-    lines += ["## Targets", "", "| checkpoint | target top-1 @128 | measured | met |", "|---|---|---|---|"]
-    for name, target in TARGETS.items():
-        got = _top1(info.get(name))
-        lines.append(f"| {name} | {target:.0f}% | {_fmt(got)} | "
-                     f"{'–' if got is None else ('yes' if got >= target else 'no')} |")
-    lines += ["", "## Does ConvTwist beat the plain ResNet?", ""]
-    verdicts = [f"- {name}: {v}" for name in PLANNED if (v := _verdict(name, info))]
-    lines += verdicts or ["No pair is complete yet."]
-    lines += ["", "## Replicates and recipe probes", "",
-              "Runs beside the checkpoints, kept as training logs only (`docs/runs/`): another seed of a checkpoint "
-              "and of its baseline measures run-to-run noise; a recipe probe changes one knob of the recipe; a "
-              "pipeline check trains a checkpoint's recipe again after a change to the input code; a former "
-              "checkpoint is the log of weights once published under that name. Top-1 here is the training log's "
-              "(bf16 eval after the last epoch), compared with the same number from the checkpoint's own log, or "
-              "from the former checkpoint's where the run was made against that.", ""] + _extra_run_rows(info, extra or [])
-    lines += ["", "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
+             "", "Train time is the epochs times the median epoch's wall time (pauses of a resumed run do not count). "
+             "Other seeds, recipe probes and former checkpoints: `docs/recipe-history.md`.", ""]
+    lines += ["## The fast.ai leaderboard protocol, several seeds", "",
+              "xresnet18/34/50 and their ConvTwist twins (`convtwist-zoo leaderboard run`), one row per finished run "
+              "in `results/leaderboard/`; xresnet34 is the compute-matched control of convtwist_xresnet18 (about "
+              "as many parameters and MACs).", ""] + _leaderboard_sections(results_dir or Path("results/leaderboard"))
+    lines += ["## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
               "augmentation was used in training. Plots: `docs/robustness-<dataset>.png`.", ""] + _robustness_rows(info)
@@ -383,14 +394,15 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
         by_hw.setdefault(_hardware(entry), []).append(name)
     lines += ["Where each run trained (bf16 autocast everywhere; the recipe does not depend on the machine): " +
               "; ".join(f"{hw}: {', '.join(names)}" for hw, names in sorted(by_hw.items())) + ".", ""]
-    lines += _recipe_rows(info)
+    lines += _recipe_rows(info) + [""]
     lines += ["## Data", ""]
     lines += [f"- **{k}**: {v}." for k, v in DATA_NOTES.items()]
     lines += ["- Differences from the fast.ai protocol: Imagenette here is squashed to a square (the official "
               "archive keeps the aspect ratio) and both sets were re-encoded as JPEG q80, so accuracies are close "
               "to, not identical with, the leaderboard's.", "",
-              "For context, the fastai/imagenette leaderboard (xresnet50 family with Mish, self-attention and "
-              "Ranger; random init, 128px, no TTA):", "", "| dataset | 5 epochs | 20 | 80 | 200 |", "|---|---|---|---|---|"]
+              "For context, the best entries of the fastai/imagenette leaderboard (random init, 128px, no TTA; the "
+              "mean of 5 runs at 5 and 20 epochs, one run at 80 and 200):", "",
+              "| dataset | 5 epochs | 20 | 80 | 200 |", "|---|---|---|---|---|"]
     for ds, row in FASTAI_LEADERBOARD.items():
         lines.append(f"| {ds} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
     lines += ["", "## Intended use and limitations", "",
@@ -400,6 +412,74 @@ def render_model_cards(info: dict, extra: list[dict] | None = None) -> str:
               "- The images come from ImageNet (research use only); the weights inherit that restriction.",
               "- The exported ONNX graphs are static in image size (the coordinate grids are constants).", ""]
     return "\n".join(lines)
+
+
+def render_recipe_history(info: dict, extra: list[dict]) -> str:
+    """``docs/recipe-history.md``: the runs beside the checkpoints (other seeds, recipe probes, former checkpoints)."""
+    return "\n".join(
+        ["# Recipe history", "",
+         "Generated by `python -m convtwist_zoo.release cards` from `docs/runs/`. Runs beside the checkpoints, kept "
+         "as training logs only: another seed of a checkpoint and of its baseline measures run-to-run noise; a recipe "
+         "probe changes one knob of the recipe; a pipeline check trains a checkpoint's recipe again after a change to "
+         "the input code; a former checkpoint is the log of weights once published under that name. Top-1 here is "
+         "the training log's (bf16 eval after the last epoch), compared with the same number from the checkpoint's "
+         "own log, or from the former checkpoint's where the run was made against that.", ""]
+        + _extra_run_rows(info, extra) + [""])
+
+
+def _onnx_latency_ms() -> dict:
+    """Milliseconds per image in ONNX Runtime at batch 1, 128px, all cores, by architecture
+    (``bench/results/onnx.json``)."""
+    path = REPO_ROOT / "bench" / "results" / "onnx.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {r["model"]: r["ort_ms"] for r in rows if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0}
+
+
+def render_zoo_table(info: dict, results_dir: Path) -> str:
+    """The README's table: every checkpoint and every leaderboard arm beside its same-recipe baseline."""
+    latency = _onnx_latency_ms()
+    rows = ["| checkpoint | top-1 % | same-recipe baseline | its top-1 % | difference | params | MACs @128 | "
+            "ORT ms/image | recipe |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in PLANNED + sorted(set(info) - set(PLANNED)):
+        entry = info.get(name)
+        if entry is None:
+            continue
+        ev = entry["eval"] or {}
+        s128 = (ev.get("sizes") or {}).get("128", {})
+        base = _baseline_of(name)
+        diff, gap = _difference(name, info)
+        arch = name.split(".")[0]
+        rows.append(f"| {name} | {_fmt(s128.get('top1'))} (1 seed) | {base or '–'} | "
+                    f"{_fmt(_top1(info.get(base))) if base else '–'} | "
+                    f"{'–' if not base else 'recipes differ' if gap else _fmt(diff, '{:+.2f}')} | "
+                    f"{_fmt(ev.get('params'), '{:,}')} | {_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | "
+                    f"{_fmt(latency.get(arch), '{:.1f}')} | {len(entry['metrics'])} epochs, "
+                    f"{'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos |")
+    for f in sorted(Path(results_dir).glob("*.jsonl")):
+        lb = leaderboard.read_rows(f)
+        arms = leaderboard._arms(lb)
+        means = {m: [r["top1"] for r in g] for (m, args), g in arms.items() if not args}
+        for model, top1 in sorted(means.items()):
+            first = arms[(model, "")][0]
+            base = leaderboard.CONTROLS.get(model, ("",))[0]
+            w = leaderboard.welch(top1, means[base]) if base in means else None
+            diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
+                    f"{statistics.fmean(top1) - statistics.fmean(means[base]):+.2f}" if base in means else "–")
+            params, macs = _size(model)
+            rows.append(f"| {model} ({first['dataset']}) | {leaderboard._summary(top1)} ({len(top1)} seed{'s' if len(top1) > 1 else ''}) | "
+                        f"{base or '–'} | {leaderboard._summary(means[base]) if base in means else '–'} | {diff} | "
+                        f"{params:,} | {macs / 1e9:.2f} G | {_fmt(latency.get(model), '{:.1f}')} | "
+                        f"leaderboard, {first['epochs']} epochs, lr {float(first['lr']):g} |")
+    return "\n".join(rows)
+
+
+def _size(arch: str) -> tuple[int, int]:
+    from ..evaluate import count_macs
+    from ..factory import create_model
+    model = create_model(arch)
+    return sum(p.numel() for p in model.parameters()), count_macs(model, 128)
 
 
 def render_hub_readme(name: str, entry: dict, info: dict) -> str:
@@ -431,7 +511,7 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
             f"| trained on | {_hardware(entry)} |"]
     if base:
         body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
-    if verdict := _verdict(name, info, replicates="MODEL_CARDS.md's replicates"):
+    if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md"):
         body += ["", f"Against its plain baseline: {verdict}"]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
              f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
@@ -452,16 +532,38 @@ def _robustness_plots(info: dict, out_dir: Path) -> list[Path]:
     return written
 
 
+def _replace_block(text: str, name: str, block: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README.md lacks the {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
+
+
+def render_readme(readme: str, info: dict, results_dir: Path) -> str:
+    """README.md with its generated zoo and leaderboard tables brought up to date."""
+    readme = _replace_block(readme, "zoo", render_zoo_table(info, results_dir))
+    return _replace_block(readme, "leaderboard", "\n".join(_leaderboard_sections(results_dir)).strip())
+
+
 def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
-    """Rewrite ``model_cards``, every ``hub_root/<name>/README.md`` and the robustness plots (in ``docs/`` beside
-    ``model_cards``); returns the written paths."""
+    """Rewrite ``model_cards``, every ``hub_root/<name>/README.md``, ``docs/recipe-history.md``, the README's tables
+    and the robustness plots (in ``docs/`` beside ``model_cards``); returns the written paths."""
+    root = Path(model_cards).parent
     info = collect(Path(hub_root))
-    written = _robustness_plots(info, Path(model_cards).parent / "docs")
+    written = _robustness_plots(info, root / "docs")
     for name, entry in info.items():
         path = Path(hub_root) / name / "README.md"
         write_text_atomic(path, render_hub_readme(name, entry, info))
         written.append(path)
-    extra = collect_extra_runs(Path(model_cards).parent / "docs" / "runs")
-    write_text_atomic(Path(model_cards), render_model_cards(info, extra))
-    written.append(Path(model_cards))
+    extra = collect_extra_runs(root / "docs" / "runs")
+    results_dir = root / "results" / "leaderboard"
+    write_text_atomic(Path(model_cards), render_model_cards(info, extra, results_dir))
+    (root / "docs").mkdir(exist_ok=True)
+    write_text_atomic(root / "docs" / "recipe-history.md", render_recipe_history(info, extra))
+    written += [Path(model_cards), root / "docs" / "recipe-history.md"]
+    readme = root / "README.md"
+    if readme.exists():  # the repository's README holds the zoo and leaderboard tables
+        write_text_atomic(readme, render_readme(readme.read_text(), info, results_dir))
+        written.append(readme)
     return written
