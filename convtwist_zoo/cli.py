@@ -55,7 +55,7 @@ def _cmd_finetune(args) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**values)
     if not cfg.pretrained:
-        raise SystemExit("finetune needs --pretrained TAG (e.g. imagenette) or a run folder")
+        raise ValueError("finetune needs --pretrained TAG (e.g. imagenette) or a run folder")
     print(json.dumps(train(cfg)))
     return 0
 
@@ -127,7 +127,14 @@ def _load_for_eval(args):
     if args.checkpoint:
         import json as _json
         from pathlib import Path
-        config = _json.loads((Path(args.checkpoint) / "config.json").read_text())
+        path = Path(args.checkpoint) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{args.checkpoint} is not a run folder (no config.json): give the --out folder of "
+                                    "a finished `convtwist-zoo train`")
+        config = _json.loads(path.read_text())
+        missing = [k for k in ("architecture", "class_ids", "mean", "std", "crop_pct", "dataset") if k not in config]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}: it was not written by `convtwist-zoo train`")
         model = create_model(config["architecture"], pretrained=str(args.checkpoint))
         return model.eval(), config, f"{config['architecture']} ({args.checkpoint})"
     arch, tag = split_model_name(args.model)
@@ -213,6 +220,9 @@ def _cmd_leaderboard(args) -> int:
     from . import leaderboard
     results_dir = Path(args.results_dir)
     if args.action == "table":
+        missing = [f for f in args.files if not Path(f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"no results file {missing[0]}; `convtwist-zoo leaderboard run` writes them")
         files = [Path(f) for f in args.files] or sorted(results_dir.glob("*.jsonl"))
         if not files:
             raise FileNotFoundError(f"no results files in {results_dir}; run `convtwist-zoo leaderboard run` first")
@@ -234,7 +244,11 @@ def _cmd_leaderboard(args) -> int:
 
 def _cmd_download(args) -> int:
     from .data import DATASETS, download_archive, prepare_dataset
-    path = download_archive(DATASETS[args.dataset], args.archive)
+    info = DATASETS[args.dataset]
+    if args.archive and args.archive not in info.archives:
+        raise ValueError(f"--archive {args.archive!r} is not a {args.dataset} archive; choose one of "
+                         f"{', '.join(info.archives)}")
+    path = download_archive(info, args.archive)
     print(f"downloaded {path}; extracted to {prepare_dataset(args.dataset, path.parent)}")
     return 0
 
@@ -394,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="run: model names, trained in this order for each seed")
     p.add_argument("--data", default="imagewoof", help="imagewoof | imagenette | folder")
     p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--seeds", type=_positive_int, default=5, help="how many seeds")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--lr", nargs="+", default=["4e-3"], help="peak lr for all models, or MODEL=LR per model")
@@ -418,8 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flow", help="the seed's experiment: apply a twist flow (rotation, scaling, shift) repeatedly")
     p.add_argument("image", nargs="?", help="default: the bundled church image")
     p.add_argument("--generator", choices=["rotation", "scaling", "shift-x", "shift-y"], default="rotation")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--snapshots", type=int, default=3)
+    p.add_argument("--steps", type=_positive_int, default=500)
+    p.add_argument("--snapshots", type=_positive_int, default=3)
     p.add_argument("--strength", type=float, default=0.01, help="the seed's 0.01 times the Sobel kernels")
     p.add_argument("--reverse", action="store_true", help="flip the kernels' sign (the opposite flow)")
     p.add_argument("--out", default="flow.png")

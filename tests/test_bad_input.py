@@ -359,3 +359,16 @@ def test_stale_temporaries_are_removed_and_outputs_get_the_umask_mode(tmp_path):
         os.umask(previous)
     assert target.read_text() == "done" and not dead.exists() and not old.exists() and live.exists()
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_more_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    for args, message in ((["eval", "--checkpoint", tmp_path], "lacks architecture"),
+                          (["eval", "--checkpoint", tmp_path / "nope"], "is not a run folder"),
+                          (["flow", "--steps", "-1"], "--steps: must be >= 1"),
+                          (["download", "imagenette", "--archive", "../../etc"], "is not a imagenette archive"),
+                          (["leaderboard", "table", tmp_path / "none.jsonl"], "no results file"),
+                          (["leaderboard", "run", "--models", "xresnet18", "--seeds", "0"], "--seeds: must be >= 1"),
+                          (["finetune", "--model", "resnet18", "--data", tmp_path], "finetune needs --pretrained")):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and message in err, (args, err)

@@ -1,0 +1,50 @@
+"""The package's imports point one way (docs/ARCHITECTURE.md): each module imports only modules listed before it,
+so there is no cycle, and nothing on the user's load path imports the release tooling."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
+# the order of docs/ARCHITECTURE.md's module table
+ORDER = ["host", "atomic", "fused_kernels", "layers", "seed_reference", "transforms", "models", "xresnet", "registry",
+         "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "train", "leaderboard",
+         "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__", "__main__"]
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    return "release" if rel.parts[0] == "release" else rel.parts[0]
+
+
+def _imports(path: Path) -> set[str]:
+    """Package modules that ``path`` imports anywhere in it (top level or inside functions)."""
+    found = set()
+    depth_of_package = len(path.relative_to(PACKAGE).parts) - 1
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node.level - 1 != depth_of_package:
+                continue  # relative to a sub-package (release importing its own modules)
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found  # __init__'s lazy exports are checked by the test below
+
+
+def test_every_module_is_placed_and_imports_only_modules_before_it():
+    modules = {p: _module(p) for p in PACKAGE.rglob("*.py")}
+    assert set(modules.values()) <= set(ORDER), set(modules.values()) - set(ORDER)
+    wrong = []
+    for path, name in modules.items():
+        for target in _imports(path) - {name}:
+            if ORDER.index(target) >= ORDER.index(name):
+                wrong.append(f"{path.relative_to(PACKAGE)} imports {target}")
+    assert not wrong, wrong
+
+
+def test_the_lazy_exports_come_from_modules_above_the_factory():
+    import convtwist_zoo
+    for name, module in convtwist_zoo._LAZY.items():
+        assert ORDER.index(module) > ORDER.index("factory")
+        assert getattr(convtwist_zoo, name).__module__ == f"convtwist_zoo.{module}"
