@@ -152,6 +152,8 @@ def _val_dir(args, dataset: str):
 
 
 def _cmd_eval(args) -> int:
+    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+        raise ValueError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
     from .evaluate import count_macs, evaluate_on_folder
     from .transforms import eval_transform
     model, config, name = _load_for_eval(args)
@@ -159,7 +161,7 @@ def _cmd_eval(args) -> int:
     result = {"model": name, "dataset": config["dataset"], "params": sum(p.numel() for p in model.parameters()),
               "sizes": {}}
     for size in args.image_size:
-        tf = eval_transform(size, config["mean"], config["std"], config["crop_pct"])
+        tf = eval_transform(size, config["mean"], config["std"], args.crop_pct or config["crop_pct"])
         r = evaluate_on_folder(model, val_dir, tf, config["class_ids"], amp=args.amp, workers=args.workers,
                                progress=not args.no_progress, desc=f"eval {size}px")
         r["macs"] = count_macs(model, size)
@@ -385,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
     p.add_argument("--image-size", type=int, nargs="+", default=[128])
     p.add_argument("--amp", action="store_true", help="bf16 autocast (default: fp32)")
+    p.add_argument("--crop-pct", type=float, help="centre-crop share of the resized image (default: the checkpoint's, "
+                   "0.875; 1.0 resizes straight to the image size)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", help="write the full result (per-class, confusion) here")

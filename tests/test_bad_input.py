@@ -366,6 +366,7 @@ def test_more_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     for args, message in ((["eval", "--checkpoint", tmp_path], "lacks architecture"),
                           (["eval", "--checkpoint", tmp_path / "nope"], "is not a run folder"),
                           (["flow", "--steps", "-1"], "--steps: must be >= 1"),
+                          (["eval", "--model", "resnet18.imagenette", "--crop-pct", "1.5"], "--crop-pct must be in (0, 1]"),
                           (["download", "imagenette", "--archive", "../../etc"], "is not a imagenette archive"),
                           (["leaderboard", "table", tmp_path / "none.jsonl"], "no results file"),
                           (["leaderboard", "run", "--models", "xresnet18", "--seeds", "0"], "--seeds: must be >= 1"),
