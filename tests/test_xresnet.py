@@ -104,3 +104,28 @@ def test_features_only_on_timm_trunk():
         assert torch.equal(outs[-1], full.forward_features(x))
     assert [o.shape[1] for o in outs] == [64, 128, 256, 512]
     assert [i["reduction"] for i in net.feature_info] == [4, 8, 16, 32]
+
+
+def test_compiles_in_one_graph_and_matches_eager():
+    torch.manual_seed(0)
+    model = trained_like(create_model("convtwist_xresnet18"))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_a_trained_xresnet_stages_loads_by_name_and_through_timm(tmp_path, monkeypatch):
+    from conftest import make_run_dir, register_spec
+    from convtwist_zoo.release.staging import stage_run
+    run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=3)
+    spec = register_spec(stage_run(run, tmp_path / "hub", tag="tinyset"), monkeypatch)
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tmp_path / "hub"))
+    fp32 = create_model("convtwist_xresnet18", pretrained=str(run)).eval()
+    staged = create_model(spec.name).eval()  # the fp16 Hub copy, by name
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(staged(x), fp32(x), atol=1e-2)
+    config = (tmp_path / "hub" / spec.name / "config.json").read_text()
+    assert '"first_conv": "conv1.0"' in config and '"label_names"' in config
