@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from conftest import make_image_folder
+from conftest import ROOT, make_image_folder
 from convtwist_zoo import leaderboard
 from convtwist_zoo.cli import main
 from convtwist_zoo.hub import sha256_file
@@ -85,3 +85,31 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(ValueError, match=r"imagewoof-128px-5ep.jsonl:11 is not a JSON row"):
         leaderboard.read_rows(path)
+
+
+def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_path, capsys):
+    from convtwist_zoo.release.__main__ import main as release_main
+    from convtwist_zoo.release.staging import representative_run
+    data = make_image_folder(tmp_path / "imgs", per_class=(4, 2), size=(40, 40))
+    results = tmp_path / "r.jsonl"
+    assert main(["leaderboard", "run", "--models", "xresnet18", "--data", str(data), "--epochs", "1", "--seeds", "3",
+                 "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
+                 "--batch-size", "4", "--no-progress"]) == 0
+    rows = leaderboard.read_rows(results)
+    for row, top1 in zip(rows, (60.0, 70.0, 90.0)):  # mean 73.33: seed 1 is closest
+        row["top1"] = top1
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folder, row, summary = representative_run(results, "xresnet18", tmp_path / "runs")
+    assert row["seed"] == 1 and folder.name == "xresnet18-lr0.004-seed1"
+    assert summary == {"seed": 1, "mean": 73.33, "n": 3, "std": 15.28, "results": "r.jsonl"}
+    (folder / "model.safetensors").unlink()  # weights lost: the next closest with weights
+    folder, row, _ = representative_run(results, "xresnet18", tmp_path / "runs")
+    assert row["seed"] == 0
+    packaged = (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes()
+    assert release_main(["pick", str(results), "xresnet18", "--runs", str(tmp_path / "runs"), "--stage",
+                         "--hub", str(tmp_path / "hub")]) == 0
+    assert (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes() == packaged  # another hub folder: not the package's
+    config = json.loads((tmp_path / "hub" / "xresnet18.imgs" / "config.json").read_text())
+    assert config["pretrained_spec"]["meta"]["leaderboard"]["seed"] == 0
+    assert release_main(["pick", str(results), "xresnet50", "--runs", str(tmp_path / "runs")]) == 2
+    assert "has no finished run of xresnet50" in capsys.readouterr().err

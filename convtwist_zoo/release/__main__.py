@@ -10,11 +10,11 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_stage(args) -> int:
     from ..hub import REPO_HUB_DIR
-    from .staging import stage_run, write_specs_file
+    from .staging import stage_run
     hub_root = args.hub or REPO_HUB_DIR
     spec = stage_run(args.run_dir, hub_root, tag=args.tag, default=args.default)
     print(f"staged {spec.name}: {hub_root}/{spec.name} sha256 {spec.sha256}")
-    print(f"wrote {write_specs_file(hub_root)}")
+    _write_specs(hub_root)
     return 0
 
 
@@ -64,6 +64,31 @@ def _cmd_record(args) -> int:
     return 0
 
 
+def _cmd_pick(args) -> int:
+    from ..hub import REPO_HUB_DIR
+    from .staging import representative_run, stage_run
+    folder, row, summary = representative_run(args.results, args.model, args.runs, args.model_args)
+    print(f"{args.model}: seed {row['seed']} ({row['top1']:.2f}%) is closest to the mean {summary['mean']:.2f} of "
+          f"{summary['n']} runs: {folder}")
+    if args.stage:
+        hub_root = args.hub or REPO_HUB_DIR
+        spec = stage_run(folder, hub_root, extra_meta={"leaderboard": summary})
+        print(f"staged {spec.name}: {hub_root}/{spec.name}")
+        _write_specs(hub_root)
+    return 0
+
+
+def _write_specs(hub_root) -> None:
+    """The packaged specs file follows the repository's hub/ only; another folder's specs are read from its
+    config.json files (``$CONVTWIST_ZOO_HUB_DIR``)."""
+    from pathlib import Path
+
+    from ..hub import REPO_HUB_DIR
+    from .staging import write_specs_file
+    if Path(hub_root).resolve() == REPO_HUB_DIR.resolve():
+        print(f"wrote {write_specs_file(hub_root)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m convtwist_zoo.release",
                                      description="convtwist-zoo release bookkeeping: stage, publish, cards")
@@ -105,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
     p.add_argument("--out", help="MODEL_CARDS.md path (default: beside hub/)")
     p.set_defaults(func=_cmd_cards)
+
+    p = sub.add_parser("pick", help="the leaderboard run of a model closest to its mean, with weights at hand "
+                                    "(and --stage it into hub/)")
+    p.add_argument("results", help="a results file, e.g. results/leaderboard/imagewoof-128px-5ep.jsonl")
+    p.add_argument("model")
+    p.add_argument("--model-args", default="")
+    p.add_argument("--runs", default="~/.cache/convtwist-zoo/runs/leaderboard")
+    p.add_argument("--stage", action="store_true")
+    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.set_defaults(func=_cmd_pick)
     return parser
 
 

@@ -512,6 +512,14 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
             f"| trained on | {_hardware(entry)} |"]
     if base:
         body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
+    spec_meta = (config.get("pretrained_spec") or {}).get("meta") or {}
+    if lb := spec_meta.get("leaderboard"):
+        spread = f" ± {lb['std']:.2f}" if lb.get("std") is not None else ""
+        body += ["", f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the "
+                 f"one closest to their mean top-1 {lb['mean']:.2f}{spread} (`results/leaderboard/{lb['results']}`)."]
+    else:
+        body += ["", f"One training run (seed {config['recipe'].get('seed', 0)}), recipe: {len(entry['metrics'])} "
+                 f"epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos (MODEL_CARDS.md)."]
     if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md"):
         body += ["", f"Against its plain baseline: {verdict}"]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",

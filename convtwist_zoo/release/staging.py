@@ -14,7 +14,8 @@ from ..hub import REPO_HUB_DIR, WeightsError, _verify, sha256_file
 from ..registry import split_model_name
 from ..specs import PretrainedSpec, get_pretrained
 
-__all__ = ["publish_folder", "save_fp16", "stage_run", "hub_config_json", "specs_from_hub", "write_specs_file"]
+__all__ = ["publish_folder", "save_fp16", "stage_run", "hub_config_json", "specs_from_hub", "write_specs_file",
+           "representative_run"]
 
 
 def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
@@ -105,3 +106,33 @@ def write_specs_file(hub_root: str | os.PathLike = REPO_HUB_DIR, path: str | os.
     entries = [s.to_dict() for s in specs_from_hub(hub_root)]
     write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
     return path
+
+
+def representative_run(results: str | os.PathLike, model: str, runs_dir: str | os.PathLike,
+                       model_args: str = "") -> tuple[Path, dict, dict]:
+    """The leaderboard run of ``model`` to publish: the one whose top-1 is closest to its arm's mean, among the runs
+    whose final weights are still at hand in ``runs_dir`` (and match the sha256 their row recorded).
+
+    Returns:
+        (run folder, its row, ``{"seed", "mean", "std", "n", "results"}`` for the card).
+    """
+    import statistics
+
+    from .. import leaderboard
+    rows = leaderboard.read_rows(results)
+    arm = leaderboard._arms(rows).get((model, model_args))
+    if not arm:
+        raise ValueError(f"{results} has no finished run of {model}{' ' + model_args if model_args else ''}")
+    top1 = [r["top1"] for r in arm]
+    mean = statistics.fmean(top1)
+    for row in sorted(arm, key=lambda r: abs(r["top1"] - mean)):
+        folder = (Path(runs_dir).expanduser() /
+                  leaderboard.protocol_name(row["dataset"], row["image_size"], row["epochs"]) / row["run"])
+        weights = folder / "model.safetensors"
+        if weights.is_file() and sha256_file(weights) == row["weights_sha256"]:
+            summary = {"seed": row["seed"], "mean": round(mean, 2), "n": len(top1), "results": Path(results).name,
+                       "std": round(statistics.stdev(top1), 2) if len(top1) > 1 else None}
+            return folder, row, summary
+    raise FileNotFoundError(f"none of the {len(arm)} runs of {model} in {results} has its weights in {runs_dir} (or "
+                            "they differ from the recorded sha256); rerun one seed with `convtwist-zoo leaderboard "
+                            "run` after removing its row")
