@@ -76,6 +76,26 @@ def hf_env(tmp_path, monkeypatch):
     return cache
 
 
+@pytest.fixture
+def served_tiny_repo(tiny_hub, hf_env, tmp_path, monkeypatch):
+    """The loopback Hub serving a copy of the tiny repo as zoo-test/convtwist_resnet18.tinyset; ``.repo`` is the
+    served folder (tests corrupt or truncate it) and ``.requests`` what was asked."""
+    import shutil
+
+    import huggingface_hub.constants as c
+    from hub_server import HubServer
+
+    name = tiny_hub[1].name
+    repo = tmp_path / "served" / name
+    shutil.copytree(tiny_hub[0] / name, repo)
+    with HubServer({f"zoo-test/{name}": repo}) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        monkeypatch.setattr(c, "ENDPOINT", srv.url)
+        monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", srv.url + "/{repo_id}/resolve/{revision}/{filename}")
+        srv.repo = repo
+        yield srv
+
+
 def register_spec(spec, monkeypatch):
     from convtwist_zoo import specs
     monkeypatch.setitem(specs._PRETRAINED, spec.name, spec)

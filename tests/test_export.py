@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx

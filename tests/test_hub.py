@@ -14,7 +14,6 @@ from convtwist_zoo.hub import IntegrityError, WeightsError, load_pretrained, res
 from convtwist_zoo.release.staging import publish_folder, specs_from_hub
 from convtwist_zoo import get_transform, list_pretrained
 from convtwist_zoo.registry import UnknownModelError
-from hub_server import HubServer
 
 NAME = "convtwist_resnet18.tinyset"
 
@@ -32,18 +31,9 @@ def spec(tiny_hub, monkeypatch):
 
 
 @pytest.fixture
-def server(tiny_hub, spec, tmp_path, monkeypatch):
-    """The loopback Hub serving a copy of the tiny repo as zoo-test/convtwist_resnet18.tinyset."""
-    import huggingface_hub.constants as c
-
-    repo = tmp_path / "served" / NAME
-    shutil.copytree(tiny_hub[0] / NAME, repo)
-    with HubServer({f"zoo-test/{NAME}": repo}) as srv:
-        monkeypatch.setenv("HF_ENDPOINT", srv.url)
-        monkeypatch.setattr(c, "ENDPOINT", srv.url)
-        monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", srv.url + "/{repo_id}/resolve/{revision}/{filename}")
-        srv.repo = repo
-        yield srv
+def server(spec, served_tiny_repo):
+    """The loopback Hub serving the tiny repo, its spec registered."""
+    return served_tiny_repo
 
 
 def reference_model(tiny_hub):

@@ -2,7 +2,6 @@
 one Hub repo read by both loaders (``hf-hub:`` on the loopback server), and timm's data config on real images."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import timm
@@ -13,7 +12,6 @@ from conftest import ROOT, register_spec, val_sample_by_class
 from convtwist_zoo import create_model, list_models
 from convtwist_zoo.cli import main
 from convtwist_zoo.hub import IntegrityError
-from hub_server import HubServer
 
 EMBEDDED = sorted(p.parent.name for p in (ROOT / "hub").glob("convtwist_*/model.safetensors"))
 TINY = "convtwist_resnet18.tinyset"
@@ -55,31 +53,18 @@ def test_timm_pretrained_equals_the_zoos_load_and_carries_its_transform(name):
     assert tuned.fc.out_features == 37 and torch.equal(tuned.layer1[0].conv1.weight, ours.layer1[0].conv1.weight)
 
 
-@pytest.fixture
-def served(tiny_hub, hf_env, tmp_path, monkeypatch):
-    import huggingface_hub.constants as c
-    repo = tmp_path / "served" / TINY
-    shutil.copytree(tiny_hub[0] / TINY, repo)
-    with HubServer({f"zoo-test/{TINY}": repo}) as srv:
-        monkeypatch.setenv("HF_ENDPOINT", srv.url)
-        monkeypatch.setattr(c, "ENDPOINT", srv.url)
-        monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", srv.url + "/{repo_id}/resolve/{revision}/{filename}")
-        srv.repo = repo
-        yield srv
-
-
-def test_one_hub_repo_two_loaders_same_logits(tiny_hub, served, monkeypatch):
+def test_one_hub_repo_two_loaders_same_logits(tiny_hub, served_tiny_repo, monkeypatch):
     register_spec(tiny_hub[1], monkeypatch)
     via_timm = timm.create_model(f"hf-hub:zoo-test/{TINY}", pretrained=True)
     assert via_timm.pretrained_cfg["num_classes"] == 3 and list(via_timm.pretrained_cfg["label_names"]) == \
         ["class 0", "class 1", "class 2"]
     via_zoo = create_model(TINY)  # the zoo's spec, downloaded from the same server
     assert torch.equal(logits(via_timm), logits(via_zoo))
-    assert ("GET", f"/lfs-blob/zoo-test/{TINY}/model.safetensors") in served.requests
+    assert ("GET", f"/lfs-blob/zoo-test/{TINY}/model.safetensors") in served_tiny_repo.requests
 
 
-def test_the_hf_hub_path_checks_the_recorded_hash(served):
-    weights = served.repo / "model.safetensors"
+def test_the_hf_hub_path_checks_the_recorded_hash(served_tiny_repo):
+    weights = served_tiny_repo.repo / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-7] ^= 0x01
     weights.write_bytes(bytes(data))
