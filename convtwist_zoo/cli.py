@@ -216,6 +216,24 @@ def _parse_lrs(values: list[str]):
     return lrs
 
 
+def _run_in_background(args) -> int:
+    """Start this same `leaderboard run` as a detached process (it survives the terminal) logging to
+    RUNS/leaderboard.log; the runner's lock keeps a second one from sharing the machine."""
+    import subprocess
+    from pathlib import Path
+    runs = Path(args.runs).expanduser()
+    runs.mkdir(parents=True, exist_ok=True)
+    log = runs / "leaderboard.log"
+    argv = [a for a in args.argv if a != "--background"]
+    with open(log, "a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "convtwist_zoo", *argv, "--no-progress"],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    print(f"leaderboard running in the background (pid {proc.pid}); log: {log}. Run the same command again to "
+          "resume after a stop: finished runs are skipped, a killed one resumes from its last epoch")
+    return 0
+
+
 def _cmd_leaderboard(args) -> int:
     from pathlib import Path
 
@@ -236,6 +254,8 @@ def _cmd_leaderboard(args) -> int:
     for m in args.models:
         get_builder(m)  # an unknown name fails now, not after hours of training
     results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
+    if args.background:
+        return _run_in_background(args)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=_parse_lrs(args.lr),
                              model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
@@ -426,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results file (default: RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--background", action="store_true", help="run: detach and log to RUNS/leaderboard.log")
     p.set_defaults(func=_cmd_leaderboard)
 
     p = sub.add_parser("download", help="download a dataset archive from the official fast.ai URL into the cache")
@@ -469,6 +490,7 @@ def main(argv=None) -> int:
 def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, run the chosen command, and turn a user's bad input into one line on stderr and exit status 2."""
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
     try:
         return args.func(args)
     except KeyboardInterrupt:

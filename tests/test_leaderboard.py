@@ -113,3 +113,18 @@ def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_p
     assert config["pretrained_spec"]["meta"]["leaderboard"]["seed"] == 0
     assert release_main(["pick", str(results), "xresnet50", "--runs", str(tmp_path / "runs")]) == 2
     assert "has no finished run of xresnet50" in capsys.readouterr().err
+
+
+def test_background_run_detaches_and_finishes_into_the_results_file(tmp_path, capsys):
+    import time
+    data = make_image_folder(tmp_path / "imgs", per_class=(4, 2), size=(40, 40))
+    results = tmp_path / "r.jsonl"
+    assert main(["leaderboard", "run", "--models", "xresnet18", "--data", str(data), "--epochs", "1", "--seeds", "1",
+                 "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
+                 "--batch-size", "4", "--background"]) == 0
+    assert "running in the background" in capsys.readouterr().out
+    deadline = time.time() + 240
+    while not results.exists() and time.time() < deadline:
+        time.sleep(1)
+    assert [r["model"] for r in leaderboard.read_rows(results)] == ["xresnet18"]
+    assert "top-1" in (tmp_path / "runs" / "leaderboard.log").read_text()
