@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The leaderboard plan, one run at a time; every line skips what its results file already holds, so starting this
+# again after a stop resumes where it was (a killed run continues from its last epoch). Run from the repository root:
+#   CONVTWIST_DATA=/path/to/archives setsid nohup tools/leaderboard_queue.sh >> ~/.cache/convtwist-zoo/queue.log 2>&1 &
+# STAGES picks parts of the plan (default: all, in this order):
+#   probes  one seed per model at each peak lr in {4e-3, 8e-3}, and the xresnet18 architecture options
+#   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, 5 seeds
+#   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
+#   c       Imagenette, 5 epochs: the five models, 3 seeds
+#   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, 3 seeds
+# Each model's peak lr comes from the probes: set LR_<model> (e.g. LR_convtwist_xresnet18=8e-3) once they are in;
+# a probe's seed-0 run at the chosen lr is that arm's seed 0.
+set -eu
+PY=${PYTHON:-python}
+LB="$PY -m convtwist_zoo leaderboard run --no-progress ${EXTRA:-}"
+MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
+lr() { local v="LR_$1"; echo "$1=${!v:-4e-3}"; }
+lrs() { for m in "$@"; do lr "$m"; done; }
+for stage in ${STAGES:-probes a b c d}; do
+  case $stage in
+    probes)
+      for m in $MODELS; do
+        $LB --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr 4e-3
+        $LB --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr 8e-3
+      done
+      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args maxblur=true
+      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args sa=true ;;
+    a) $LB --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 \
+         --lr $(lrs convtwist_xresnet50 xresnet50) ;;
+    b) $LB --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
+         --lr $(lrs convtwist_xresnet18 xresnet18 xresnet34) ;;
+    c) $LB --data imagenette --epochs 5 --seeds 3 --models $MODELS --lr $(lrs $MODELS) ;;
+    d) $LB --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
+         --lr $(lrs convtwist_xresnet18 xresnet18 xresnet34) ;;
+    *) echo "unknown stage $stage (probes a b c d)"; exit 2 ;;
+  esac
+done
+echo "$(date -Is) queue done"
