@@ -1,11 +1,11 @@
 """Inference latency: PyTorch eager, the folded PyTorch module, and ONNX Runtime (CPU), for the ConvTwist ResNets and
-their plain baselines at 128px and 224px, batch 1 and 32, ONNX Runtime on all cores and on 1 thread (median of
-repeats, one process).
+xresnets and their plain baselines (and xresnet34, the compute-matched control of convtwist_xresnet18) at 128px and
+224px, batch 1 and 32, ONNX Runtime on all cores and on 1 thread (median of repeats, one process).
 
     python bench/onnx.py [--repeats 80] [--sizes 128 224] [--batches 1 32] [--threads 0 1]
 
-Prints a table and writes bench/results/onnx.json, with the ConvTwist/plain ratios in ONNX Runtime against the
-targets (convtwist_resnet50 <= 1.5x resnet50, convtwist_resnet18 <= 2.0x resnet18). Each ConvTwist model is timed
+Prints a table and writes bench/results/onnx.json, with the ConvTwist/plain ratios in ONNX Runtime beside the MAC
+ratio of the two networks. Each ConvTwist model is timed
 in ONNX Runtime in turns with its baseline, so the ratios hold on a shared machine: in blocks of calls with a pause
 between them, because a session's threads spin after each call and slow whichever session runs next. Each ratio
 comes with its middle half over the turns (``ort_ratio_q1``-``ort_ratio_q3``): at batch 1 on all cores it moves by
@@ -31,7 +31,10 @@ from convtwist_zoo.evaluate import count_macs  # noqa: E402
 from convtwist_zoo.folding import fold_model  # noqa: E402
 from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
 
-MODELS = ["resnet18", "convtwist_resnet18", "resnet50", "convtwist_resnet50"]
+# (ConvTwist model, plain model) timed in turns
+PAIRS = [("convtwist_resnet18", "resnet18"), ("convtwist_resnet50", "resnet50"), ("convtwist_xresnet18", "xresnet18"),
+         ("convtwist_xresnet18", "xresnet34"), ("convtwist_xresnet50", "xresnet50")]
+MODELS = list(dict.fromkeys(name for pair in PAIRS for name in pair))
 
 
 def main() -> None:
@@ -65,31 +68,30 @@ def main() -> None:
                         torch_ms[name] = (median_time(lambda: models[name](x), reps) * 1e3,
                                           median_time(lambda: folded[name](x), reps) * 1e3)
                 for threads in args.threads:
-                    for depth in (18, 50):  # each ConvTwist model timed in turns with its baseline
-                        pair = [f"convtwist_resnet{depth}", f"resnet{depth}"]
+                    for pair in PAIRS:  # each ConvTwist model timed in turns with its baseline
                         turns = ort_turns([sessions[n, threads] for n in pair], xn, reps)
-                        spread[size, batch, threads, depth] = ratio_spread(*turns)
+                        spread[size, batch, threads, pair] = ratio_spread(*turns)
                         for name, tn in zip(pair, turns):
                             t = statistics.median(tn)
-                            rows.append({"model": name, "size": size, "batch": batch, "threads": threads,
-                                         "eager_ms": torch_ms[name][0], "folded_ms": torch_ms[name][1],
-                                         "ort_ms": t * 1e3, "ort_img_s": batch / t, "gmacs": macs[name]})
+                            rows.append({"model": name, "pair": "/".join(pair), "size": size, "batch": batch,
+                                         "threads": threads, "eager_ms": torch_ms[name][0],
+                                         "folded_ms": torch_ms[name][1], "ort_ms": t * 1e3, "ort_img_s": batch / t,
+                                         "gmacs": macs[name]})
                             print_table([rows[-1]], list(rows[-1]))
     ratios = []
     for size in args.sizes:
         for batch in args.batches:
             for threads in args.threads:
-                for depth in (18, 50):
-                    sel = {r["model"]: r for r in rows
-                           if r["size"] == size and r["batch"] == batch and r["threads"] == threads}
-                    tw, plain = sel[f"convtwist_resnet{depth}"], sel[f"resnet{depth}"]
-                    ratios.append({"pair": f"convtwist_resnet{depth}/resnet{depth}", "size": size, "batch": batch,
+                for pair in PAIRS:
+                    sel = {r["model"]: r for r in rows if r["size"] == size and r["batch"] == batch
+                           and r["threads"] == threads and r["pair"] == "/".join(pair)}
+                    tw, plain = sel[pair[0]], sel[pair[1]]
+                    ratios.append({"pair": "/".join(pair), "size": size, "batch": batch,
                                    "threads": threads, "ort_ratio": tw["ort_ms"] / plain["ort_ms"],
-                                   "ort_ratio_q1": spread[size, batch, threads, depth][0],
-                                   "ort_ratio_q3": spread[size, batch, threads, depth][1],
+                                   "ort_ratio_q1": spread[size, batch, threads, pair][0],
+                                   "ort_ratio_q3": spread[size, batch, threads, pair][1],
                                    "eager_ratio": tw["eager_ms"] / plain["eager_ms"],
-                                   "mac_ratio": tw["gmacs"] / plain["gmacs"],
-                                   "target": 2.0 if depth == 18 else 1.5})
+                                   "mac_ratio": tw["gmacs"] / plain["gmacs"]})
     print("\nConvTwist / plain latency ratios (ONNX Runtime vs eager PyTorch) against the MAC ratio")
     print_table(ratios, list(ratios[0]))
     write_json("onnx", {"rows": rows, "ratios": ratios, "ort_version": ort.__version__,

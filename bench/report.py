@@ -63,16 +63,16 @@ def rows() -> list[tuple[str, str, str, str]]:
     onnx = _load("onnx")
     if onnx:
         when = onnx["machine"]["date"]
-        times = {(r["model"], r["size"], r["batch"], r.get("threads")): r for r in onnx["rows"]} \
-            if onnx["rows"] and "model" in onnx["rows"][0] else {}
+        times = {(r.get("pair", ""), r["model"], r["size"], r["batch"], r.get("threads")): r for r in onnx["rows"]}
         for r in onnx["ratios"]:
             if r["size"] != 128:
                 continue
             threads = {None: "", 0: ", all cores", 1: ", 1 thread"}.get(r.get("threads"),
                                                                         f", {r.get('threads')} threads")
             twist, plain = r["pair"].split("/")
-            a, b = times.get((twist, 128, r["batch"], r.get("threads"))), times.get((plain, 128, r["batch"],
-                                                                                      r.get("threads")))
+            key = r["pair"] if any(k[0] for k in times) else ""  # files from before rows named their pair
+            a = times.get((key, twist, 128, r["batch"], r.get("threads")))
+            b = times.get((key, plain, 128, r["batch"], r.get("threads")))
             absolute = f"{a['ort_ms']:.1f} vs {b['ort_ms']:.1f} ms per batch" if a and b and "ort_ms" in a else "–"
             out.append((f"ONNX Runtime {r['pair']}, 128px batch {r['batch']}{threads} (bench/onnx.py, {when})",
                         f"{r['ort_ratio']:.2f}x ({_turns(r)}PyTorch eager {r['eager_ratio']:.2f}x)", absolute,

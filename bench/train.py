@@ -111,7 +111,7 @@ def main() -> None:
     print_table(rows, list(rows[0]))
     write_json("train", {"dataset": args.data, "batch": args.batch_size, "image_size": args.image_size,
                          "workers": args.workers, "pipeline_img_s": pipeline, "pipeline_main_process_img_s":
-                         pipeline_one_core, "models": rows, "target_input_share_pct": 10})
+                         pipeline_one_core, "models": rows})
 
 
 if __name__ == "__main__":
