@@ -1,6 +1,7 @@
 """ConvTwist vs nn.Conv2d vs the seed's module: forward and forward+backward, fp32 and bf16 autocast, at ResNet
 stage shapes (batch 32), in channels_last and in PyTorch's default NCHW, plus a model-level train step
-(fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones in both formats.
+(fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones in both formats, and of the ConvTwist xresnets vs their
+baselines (and convtwist_xresnet18 vs xresnet34, its compute-matched control) in channels_last.
 
     python bench/layer.py [--repeats 10] [--skip-models] [--formats channels_last nchw]
 
@@ -139,19 +140,23 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128, formats=tuple(FOR
     return rows
 
 
+# (ConvTwist model, plain model) train steps timed in turns; the xresnet pairs in channels_last only (as they train)
+MODEL_PAIRS = [("convtwist_resnet18", "resnet18"), ("convtwist_resnet50", "resnet50")]
+XRESNET_PAIRS = [("convtwist_xresnet18", "xresnet18"), ("convtwist_xresnet18", "xresnet34"),
+                 ("convtwist_xresnet50", "xresnet50")]
+
+
 def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
     rows = []
     memory_format = FORMATS[fmt]
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
     y = torch.randint(0, 10, (batch,))
-    for depth in (18, 50):
-        # the ConvTwist model as it runs, with the stacked path at 64 channels (what it gains), and with its kernels
-        # built by tensor ops (what the one-pass C++ preparation gains)
-        runs = {"plain": (f"resnet{depth}", contextlib.nullcontext), "convtwist": (f"convtwist_resnet{depth}",
-                contextlib.nullcontext)}
-        if fmt == "channels_last":
-            runs.update(stacked=(f"convtwist_resnet{depth}", _stacked_path),
-                        plain_prep=(f"convtwist_resnet{depth}", _plain_kernel_prep))
+    for twist, plain in MODEL_PAIRS + (XRESNET_PAIRS if fmt == "channels_last" else []):
+        # the ConvTwist model as it runs; for the ResNets in channels_last also with the stacked path at 64 channels
+        # (what it gains) and with its kernels built by tensor ops (what the one-pass C++ preparation gains)
+        runs = {"plain": (plain, contextlib.nullcontext), "convtwist": (twist, contextlib.nullcontext)}
+        if fmt == "channels_last" and (twist, plain) in MODEL_PAIRS:
+            runs.update(stacked=(twist, _stacked_path), plain_prep=(twist, _plain_kernel_prep))
         steps = []
         for name, path in runs.values():
             model = create_model(name).to(memory_format=memory_format).train()
@@ -166,9 +171,8 @@ def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
             steps.append(step)
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
         times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
-        macs = count_macs(create_model(f"convtwist_resnet{depth}"), size) / count_macs(create_model(f"resnet{depth}"),
-                                                                                         size)
-        row = {"model": f"convtwist_resnet{depth} vs resnet{depth}", "format": fmt, "dtype": "bf16", "batch": batch,
+        macs = count_macs(create_model(twist), size) / count_macs(create_model(plain), size)
+        row = {"model": f"{twist} vs {plain}", "format": fmt, "dtype": "bf16", "batch": batch,
                "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
                "mac_ratio": macs,
                "ratio": times["convtwist"] / times["plain"], "convtwist_img_s": batch / times["convtwist"],

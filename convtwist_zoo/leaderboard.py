@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import statistics
 from pathlib import Path
 
-__all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "CONTROLS",
+__all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "arms", "mean_std",
+           "CONTROLS",
            "REFERENCES", "LeaderboardBusyError"]
 
 # ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
@@ -201,14 +201,15 @@ def welch(a: list[float], b: list[float]) -> dict | None:
             "p": float(test.pvalue)}
 
 
-def _summary(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else math.nan
-    return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
+def mean_std(values: list[float]) -> str:
+    """``"64.88"`` for one run, ``"64.88 ± 0.31"`` (sample std) for several."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def _arms(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """Rows grouped by (model, model_args, lr); a model's arm is the group with the most seeds."""
+def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """``{(model, model_args): rows}``: each model's arm, the learning rate with the most seeds (ties: the lower)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r.get("model_args", ""), float(r["lr"])), []).append(r)
@@ -226,17 +227,17 @@ def render_table(path: str | os.PathLike) -> str:
     if not rows:
         return f"No finished runs in {path} yet."
     first = rows[0]
-    arms = _arms(rows)
+    by_arm = arms(rows)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds.", "",
              "| model | options | peak lr | n | top-1 | min | max | other lr (seed 0) |", "|---|---|---|---|---|---|---|---|"]
     by_model = {}
-    for (model, args), group in arms.items():
+    for (model, args), group in by_arm.items():
         top1 = [r["top1"] for r in group]
         lr = float(group[0]["lr"])
         others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
                          and r.get("model_args", "") == args and float(r["lr"]) != lr and r["seed"] == 0})
-        lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {_summary(top1)} | {min(top1):.2f} | "
+        lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
                      f"{max(top1):.2f} | {', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
         by_model.setdefault(args, {})[model] = top1
     diffs = []

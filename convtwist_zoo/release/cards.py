@@ -463,17 +463,18 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
                     f"{'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos |")
     for f in sorted(Path(results_dir).glob("*.jsonl")):
         lb = leaderboard.read_rows(f)
-        arms = leaderboard._arms(lb)
-        means = {m: [r["top1"] for r in g] for (m, args), g in arms.items() if not args}
+        by_arm = leaderboard.arms(lb)
+        means = {m: [r["top1"] for r in g] for (m, args), g in by_arm.items() if not args}
         for model, top1 in sorted(means.items()):
-            first = arms[(model, "")][0]
+            first = by_arm[(model, "")][0]
             base = leaderboard.CONTROLS.get(model, ("",))[0]
             w = leaderboard.welch(top1, means[base]) if base in means else None
             diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
                     f"{statistics.fmean(top1) - statistics.fmean(means[base]):+.2f}" if base in means else "–")
             params, macs = _size(model)
-            rows.append(f"| {model} ({first['dataset']}) | {leaderboard._summary(top1)} ({len(top1)} seed{'s' if len(top1) > 1 else ''}) | "
-                        f"{base or '–'} | {leaderboard._summary(means[base]) if base in means else '–'} | {diff} | "
+            seeds = f"{len(top1)} seed{'s' if len(top1) > 1 else ''}"
+            rows.append(f"| {model} ({first['dataset']}) | {leaderboard.mean_std(top1)} ({seeds}) | "
+                        f"{base or '–'} | {leaderboard.mean_std(means[base]) if base in means else '–'} | {diff} | "
                         f"{params:,} | {macs / 1e9:.2f} G | {_fmt(latency.get(model), '{:.1f}')} | "
                         f"leaderboard, {first['epochs']} epochs, lr {float(first['lr']):g} |")
     return "\n".join(rows)

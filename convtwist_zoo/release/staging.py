@@ -120,7 +120,7 @@ def representative_run(results: str | os.PathLike, model: str, runs_dir: str | o
 
     from .. import leaderboard
     rows = leaderboard.read_rows(results)
-    arm = leaderboard._arms(rows).get((model, model_args))
+    arm = leaderboard.arms(rows).get((model, model_args))
     if not arm:
         raise ValueError(f"{results} has no finished run of {model}{' ' + model_args if model_args else ''}")
     top1 = [r["top1"] for r in arm]
