@@ -48,3 +48,13 @@ def test_the_lazy_exports_come_from_modules_above_the_factory():
     for name, module in convtwist_zoo._LAZY.items():
         assert ORDER.index(module) > ORDER.index("factory")
         assert getattr(convtwist_zoo, name).__module__ == f"convtwist_zoo.{module}"
+
+
+def test_convtwist_zoo_train_is_the_function_whatever_was_imported_first():
+    import importlib
+
+    import convtwist_zoo
+    module = importlib.import_module("convtwist_zoo.train")
+    from convtwist_zoo import TrainConfig, train
+    assert train is module.train and callable(train) and convtwist_zoo.train is module.train
+    assert TrainConfig is module.TrainConfig
