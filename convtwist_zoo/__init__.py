@@ -5,8 +5,7 @@ from .layers import ConvTwist, TwistifyReport, to_seed_state_dict, twistify
 from .registry import list_models, register_model
 from .specs import list_pretrained
 from . import timm_models  # noqa: E402,F401  (registers the zoo's architectures and checkpoints with timm)
-# the function, bound after its module of the same name, so `convtwist_zoo.train` is always the function
-from .train import TrainConfig, train  # noqa: E402
+from .training import TrainConfig, train  # noqa: E402
 
 # imported on first use: export pulls in onnx
 _LAZY = {"export_onnx": "onnx_export", "load_classifier": "inference"}

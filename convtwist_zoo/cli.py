@@ -43,7 +43,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     metrics = train(cfg)
     print(json.dumps(metrics))
@@ -51,7 +51,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_finetune(args) -> int:
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**values)
     if not cfg.pretrained:
@@ -362,7 +362,7 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .training import TrainConfig
     parser = argparse.ArgumentParser(prog="convtwist-zoo", description="ConvTwist model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
 

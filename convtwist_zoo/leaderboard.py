@@ -160,7 +160,7 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
         >>> run_protocol(["xresnet18", "convtwist_xresnet18"], "imagewoof", 5, range(5),
         ...              "~/.cache/convtwist-zoo/runs/leaderboard", "results/leaderboard/imagewoof-128px-5ep.jsonl")
     """
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     runs_dir, results = Path(runs_dir).expanduser(), Path(results)
     lrs = lr if isinstance(lr, dict) else {}

@@ -20,7 +20,7 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
                  data: str = "tinyset", class_ids=None, class_names=None) -> Path:
     """A finished-run folder (model.safetensors + config.json) with random weights, as `train` writes it."""
     from convtwist_zoo import create_model
-    from convtwist_zoo.train import TrainConfig, write_final
+    from convtwist_zoo.training import TrainConfig, write_final
 
     torch.manual_seed(seed)
     model = trained_like(create_model(arch, num_classes=num_classes), seed)

@@ -274,7 +274,7 @@ def test_resume_after_a_kill_before_the_final_weights_finishes_the_outputs(tmp_p
 
 
 def test_a_checkpoint_missing_keys_is_a_clear_error(tmp_path, image_folder, capsys):
-    from convtwist_zoo.train import CHECKPOINT_FORMAT
+    from convtwist_zoo.training import CHECKPOINT_FORMAT
     out = tmp_path / "run"
     out.mkdir()
     torch.save({"format": CHECKPOINT_FORMAT, "epoch": 1}, out / "last.pt")

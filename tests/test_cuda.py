@@ -76,7 +76,7 @@ def test_cuda_inductor_compile_forward_and_backward():
 
 
 def test_cuda_training_run_records_the_gpu(tmp_path):
-    from convtwist_zoo.train import TrainConfig, train
+    from convtwist_zoo.training import TrainConfig, train
     folder = make_image_folder(tmp_path / "imgs")
     out = tmp_path / "run"
     metrics = train(TrainConfig(model="convtwist_resnet18", data=str(folder), out=str(out), image_size=32,

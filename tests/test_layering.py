@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
 # the order of docs/ARCHITECTURE.md's module table
 ORDER = ["host", "atomic", "fused_kernels", "layers", "seed_reference", "transforms", "models", "xresnet", "registry",
-         "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "train", "leaderboard",
+         "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
          "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__", "__main__"]
 
 
@@ -50,11 +50,8 @@ def test_the_lazy_exports_come_from_modules_above_the_factory():
         assert getattr(convtwist_zoo, name).__module__ == f"convtwist_zoo.{module}"
 
 
-def test_convtwist_zoo_train_is_the_function_whatever_was_imported_first():
-    import importlib
-
+def test_convtwist_zoo_train_is_the_function_and_training_its_module():
     import convtwist_zoo
-    module = importlib.import_module("convtwist_zoo.train")
+    import convtwist_zoo.training as module
     from convtwist_zoo import TrainConfig, train
-    assert train is module.train and callable(train) and convtwist_zoo.train is module.train
-    assert TrainConfig is module.TrainConfig
+    assert train is module.train and convtwist_zoo.train is module.train and TrainConfig is module.TrainConfig

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder
 from convtwist_zoo.host import cpu_name, cpuinfo_fields
-from convtwist_zoo.train import CheckpointError, TrainConfig, add_lookahead, train
+from convtwist_zoo.training import CheckpointError, TrainConfig, add_lookahead, train
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
 
@@ -109,7 +109,7 @@ def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
 
 
 def test_resume_compares_the_knobs_a_checkpoint_has():
-    from convtwist_zoo.train import _check_resumable
+    from convtwist_zoo.training import _check_resumable
     saved = asdict(TrainConfig(model="resnet18", data="imagewoof", lookahead=0))
     _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [])
     with pytest.raises(CheckpointError, match=r"\(lookahead: checkpoint 0, now 6\)"):
@@ -119,7 +119,7 @@ def test_resume_compares_the_knobs_a_checkpoint_has():
 
 
 def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(image_folder, tmp_path, monkeypatch):
-    import convtwist_zoo.train as train_mod
+    import convtwist_zoo.training as train_mod
     seen = {True: set(), False: set()}  # model.training -> input sizes
 
     def recording_create_model(*args, **kwargs):
@@ -236,7 +236,7 @@ def test_augmentation_changes_every_epoch_with_workers(image_folder):
     from torch.utils.data import DataLoader, SequentialSampler
 
     from convtwist_zoo import data as data_lib
-    from convtwist_zoo.train import make_train_loader
+    from convtwist_zoo.training import make_train_loader
     train_base, _, _, _ = data_lib.build_datasets(str(image_folder))
     ds = data_lib.SeededTransformDataset(train_base, data_lib.train_transform(32), seed=0)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import leaderboard
 from ..atomic import write_text_atomic
-from ..train import RECIPE_KNOBS, TrainConfig
+from ..training import RECIPE_KNOBS, TrainConfig
 
 __all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "render_model_cards",
            "render_hub_readme", "render_recipe_history", "render_zoo_table", "render_readme", "PLANNED",
