@@ -23,7 +23,7 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from .registry import get_builder
+from .registry import get_builder, parse_model_args
 from .specs import PretrainedSpec, get_pretrained
 
 __all__ = ["WeightsError", "IntegrityError", "CacheLinkError", "sha256_file", "verify_file", "check_finite", "hub_dir",
@@ -213,6 +213,9 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
                                "folder holding one)")
         config = _read_local_config(path)
         _verify_local(path, config)
+        # the architecture options the run was trained with (maxblur, sa...), unless the caller overrides them
+        kwargs = {**(config.get("model_args") or
+                     parse_model_args(((config.get("recipe") or {}).get("model_args")) or "")), **kwargs}
         if config.get("architecture") not in (None, arch):
             raise WeightsError(f"{path} holds a {config['architecture']}, not a {arch}; use "
                                f"create_model({config['architecture']!r}, pretrained={str(local)!r})")
@@ -221,6 +224,7 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
         spec = get_pretrained(arch, pretrained)
         path = resolve_weights(spec, pretrained_file)
         ckpt_classes = spec.num_classes
+        kwargs = {**parse_model_args((spec.meta.get("recipe") or {}).get("model_args") or ""), **kwargs}
     model = builder(num_classes=ckpt_classes, **kwargs)
     load_weights(model, path, f"{arch} with {ckpt_classes} classes")
     if num_classes is not None and num_classes != ckpt_classes:

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Callable
 
 import torch.nn as nn
 
 from . import models, xresnet
 
-__all__ = ["register_model", "list_models", "get_builder", "is_model", "split_model_name", "UnknownModelError"]
+__all__ = ["register_model", "list_models", "get_builder", "is_model", "split_model_name", "parse_model_args",
+           "UnknownModelError"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -64,6 +66,21 @@ def split_model_name(name: str) -> tuple[str, str | None]:
     """``"convtwist_resnet50.imagewoof"`` -> ``("convtwist_resnet50", "imagewoof")``."""
     arch, _, tag = name.partition(".")
     return arch, (tag or None)
+
+
+def parse_model_args(text: str) -> dict:
+    """``"maxblur=true,sa=1,act_layer=relu"`` -> ``{"maxblur": True, "sa": 1, "act_layer": "relu"}`` (JSON values,
+    else strings)."""
+    kwargs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"--model-args {text!r}: expected key=value[,key=value], got {item!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return kwargs
 
 
 def _check_arch(arch: str) -> None:

@@ -29,7 +29,7 @@ from .evaluate import autocast_for, evaluate
 from .host import cpu_name, cpuinfo_fields
 from .hub import sha256_file
 from .factory import create_model
-from .registry import get_builder, split_model_name
+from .registry import get_builder, parse_model_args, split_model_name
 from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
 
@@ -253,21 +253,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def parse_model_args(text: str) -> dict:
-    """``"maxblur=true,sa=1,act_layer=relu"`` -> ``{"maxblur": True, "sa": 1, "act_layer": "relu"}`` (JSON values,
-    else strings)."""
-    kwargs = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip().isidentifier():
-            raise ValueError(f"--model-args {text!r}: expected key=value[,key=value], got {item!r}")
-        try:
-            kwargs[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key.strip()] = value
-    return kwargs
-
-
 def _build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     kwargs = parse_model_args(cfg.model_args)
     if cfg.pretrained:
@@ -305,6 +290,8 @@ def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | No
         "recipe": {k: v for k, v in asdict(cfg).items()
                    if k not in ("out", "data_dir", "resume", "progress", "workers", "max_steps_per_epoch")},
         "metrics": metrics or {}, **({"trained_on": trained_on} if trained_on else {}),
+        # the builder options the weights need (also what timm's hf-hub: loader passes to the entrypoint)
+        **({"model_args": parse_model_args(cfg.model_args)} if cfg.model_args else {}),
     }
 
 

@@ -128,3 +128,18 @@ def test_background_run_detaches_and_finishes_into_the_results_file(tmp_path, ca
         time.sleep(1)
     assert [r["model"] for r in leaderboard.read_rows(results)] == ["xresnet18"]
     assert "top-1" in (tmp_path / "runs" / "leaderboard.log").read_text()
+
+
+def test_a_run_with_architecture_options_is_evaluated_and_reloads_with_them(tmp_path):
+    from convtwist_zoo import create_model
+    from convtwist_zoo.xresnet import PoolFirst
+    data = make_image_folder(tmp_path / "imgs", per_class=(4, 2), size=(64, 64))
+    results = tmp_path / "r.jsonl"
+    assert main(["leaderboard", "run", "--models", "xresnet18", "--data", str(data), "--epochs", "1", "--seeds", "1",
+                 "--image-size", "64", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
+                 "--batch-size", "4", "--no-progress", "--model-args", "maxblur=true"]) == 0
+    (row,) = leaderboard.read_rows(results)
+    assert row["model_args"] == "maxblur=true" and row["run"] == "xresnet18+maxblur-true-lr0.004-seed0"
+    run = tmp_path / "runs" / "imgs-64px-1ep" / row["run"]
+    assert json.loads((run / "config.json").read_text())["model_args"] == {"maxblur": True}
+    assert isinstance(create_model("xresnet18", pretrained=str(run)).layer2[0], PoolFirst)
