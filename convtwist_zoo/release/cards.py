@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import leaderboard
 from ..atomic import write_text_atomic
+from ..registry import parse_model_args
 from ..training import RECIPE_KNOBS, TrainConfig
 
 __all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "render_model_cards",
@@ -462,28 +463,29 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
                     f"{_fmt(latency.get(arch), '{:.1f}')} | {len(entry['metrics'])} epochs, "
                     f"{'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos |")
     for f in sorted(Path(results_dir).glob("*.jsonl")):
-        lb = leaderboard.read_rows(f)
-        by_arm = leaderboard.arms(lb)
-        means = {m: [r["top1"] for r in g] for (m, args), g in by_arm.items() if not args}
-        for model, top1 in sorted(means.items()):
-            first = by_arm[(model, "")][0]
-            base = leaderboard.CONTROLS.get(model, ("",))[0]
-            w = leaderboard.welch(top1, means[base]) if base in means else None
+        by_arm = leaderboard.arms(leaderboard.read_rows(f))
+        means = {key: [r["top1"] for r in group] for key, group in by_arm.items()}
+        for (model, args), top1 in sorted(means.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            first = by_arm[(model, args)][0]
+            base = (leaderboard.CONTROLS.get(model, ("",))[0], args)  # the baseline with the same options
+            base_top1 = means.get(base)
+            w = leaderboard.welch(top1, base_top1) if base_top1 else None
             diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
-                    f"{statistics.fmean(top1) - statistics.fmean(means[base]):+.2f}" if base in means else "–")
-            params, macs = _size(model)
+                    f"{statistics.fmean(top1) - statistics.fmean(base_top1):+.2f}" if base_top1 else "–")
+            params, macs = _size(model, parse_model_args(args))
             seeds = f"{len(top1)} seed{'s' if len(top1) > 1 else ''}"
-            rows.append(f"| {model} ({first['dataset']}) | {leaderboard.mean_std(top1)} ({seeds}) | "
-                        f"{base or '–'} | {leaderboard.mean_std(means[base]) if base in means else '–'} | {diff} | "
-                        f"{params:,} | {macs / 1e9:.2f} G | {_fmt(latency.get(model), '{:.1f}')} | "
+            rows.append(f"| {model}{' ' + args if args else ''} ({first['dataset']}) | {leaderboard.mean_std(top1)} "
+                        f"({seeds}) | {base[0] + (' ' + args if args else '') if base_top1 else '–'} | "
+                        f"{leaderboard.mean_std(base_top1) if base_top1 else '–'} | {diff} | {params:,} | "
+                        f"{macs / 1e9:.2f} G | {_fmt(latency.get(model) if not args else None, '{:.1f}')} | "
                         f"leaderboard, {first['epochs']} epochs, lr {float(first['lr']):g} |")
     return "\n".join(rows)
 
 
-def _size(arch: str) -> tuple[int, int]:
+def _size(arch: str, kwargs: dict) -> tuple[int, int]:
     from ..evaluate import count_macs
     from ..factory import create_model
-    model = create_model(arch)
+    model = create_model(arch, **kwargs)
     return sum(p.numel() for p in model.parameters()), count_macs(model, 128)
 
 
