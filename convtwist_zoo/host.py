@@ -1,7 +1,9 @@
 """What machine this is, from ``/proc/cpuinfo``: one reader for the run configs (``trained_on``), the fused kernels'
-build key and the benchmarks' host line."""
+build key and the benchmarks' host line; and `ActiveClock`, the seconds a run really ran."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 
@@ -29,3 +31,56 @@ def cpu_name(fields: dict[str, str]) -> str:
     bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
     model = " ".join(fields.get("model name", "").replace("(R)", "").replace("(TM)", "").split())
     return ", ".join(part for part in (model, "AMX" if "amx_bf16" in fields.get("flags", "").split() else "") if part)
+
+
+class ActiveClock:
+    """Seconds since the start that leave out the time the process sat stopped (Ctrl-Z, ``kill -STOP``), so a run
+    that was paused still reports how fast it trains.
+
+    A daemon thread wakes every ``tick`` seconds; when a wake-up comes more than ``gap`` seconds late, the process was
+    not running, and the lateness counts as paused. Pauses shorter than ``gap`` count as running.
+
+    Args:
+        tick: seconds between the thread's wake-ups.
+        gap: lateness (seconds) from which a wake-up counts as a pause.
+
+    Example:
+        >>> with ActiveClock() as clock:
+        ...     pass
+        >>> clock.seconds() >= 0 and clock.paused == 0.0
+        True
+    """
+
+    def __init__(self, tick: float = 0.25, gap: float = 3.0):
+        self.tick, self.gap = tick, gap
+        self.paused = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="active-clock", daemon=True)
+
+    def __enter__(self) -> "ActiveClock":
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._end = self.seconds()
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(self.tick):
+            now = time.monotonic()
+            late = now - last - self.tick
+            if late > self.gap:
+                with self._lock:
+                    self.paused += late
+            last = now
+
+    def seconds(self) -> float:
+        """Seconds since entering, less the pauses seen so far (after exit: the span's final value)."""
+        if hasattr(self, "_end"):
+            return self._end
+        with self._lock:
+            return time.monotonic() - self._t0 - self.paused

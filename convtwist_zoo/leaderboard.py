@@ -129,6 +129,9 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "top5": round(result["top5"], 4), "top1_train_log": history[-1]["top1"] if history else None,
             "recipe": config["recipe"], "trained_on": config.get("trained_on"),
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
+            # seconds the run sat stopped (Ctrl-Z, kill -STOP), left out of train_seconds; None: not recorded
+            "paused_seconds": round(sum(h["paused_seconds"] for h in history), 1)
+            if all("paused_seconds" in h for h in history) else None,
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
 
 

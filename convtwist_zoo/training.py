@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
-from .host import cpu_name, cpuinfo_fields
+from .host import ActiveClock, cpu_name, cpuinfo_fields
 from .hub import sha256_file
 from .factory import create_model
 from .registry import get_builder, parse_model_args, split_model_name
@@ -359,36 +358,37 @@ def _resume(ckpt_path: Path, cfg: TrainConfig, class_ids, model, optimizer, sche
 def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, cfg: TrainConfig, device,
                     steps: int, world: int = 1, ema=None, desc: str = "", progress: bool = True) -> dict:
     """One pass over ``loader`` (at most ``steps`` batches): forward under autocast, backward, the per-group lr
-    multipliers, optimizer and schedule steps, EMA. Returns the mean loss, images seen (all processes) and
-    seconds."""
+    multipliers, optimizer and schedule steps, EMA. Returns the mean loss, images seen (all processes), and the
+    seconds it ran and sat paused."""
     model.train()
-    t0, seen, loss_sum = time.time(), 0, 0.0
+    seen, loss_sum = 0, 0.0
     bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True)
-    for step, (images, targets) in enumerate(loader):
-        if step >= steps:
-            break
-        images = images.to(device, non_blocking=True)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        images = normalize_batch(images)
-        targets = targets.to(device, non_blocking=True)
-        with autocast_for(device, cfg.amp):
-            loss = criterion(step_model(images).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for g in optimizer.param_groups:
-            g["lr"] *= g["lr_mult"] * g["lr_scale"]
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        seen += images.shape[0] * world
-        loss_sum += loss.item()
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
-                        img_s=f"{seen / (time.time() - t0):.0f}")
-        bar.update()
-    bar.close()
-    return {"loss": loss_sum / steps, "seen": seen, "seconds": time.time() - t0}
+    with ActiveClock() as clock:
+        for step, (images, targets) in enumerate(loader):
+            if step >= steps:
+                break
+            images = images.to(device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            images = normalize_batch(images)
+            targets = targets.to(device, non_blocking=True)
+            with autocast_for(device, cfg.amp):
+                loss = criterion(step_model(images).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for g in optimizer.param_groups:
+                g["lr"] *= g["lr_mult"] * g["lr_scale"]
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            seen += images.shape[0] * world
+            loss_sum += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+                            img_s=f"{seen / clock.seconds():.0f}")
+            bar.update()
+        bar.close()
+    return {"loss": loss_sum / steps, "seen": seen, "seconds": clock.seconds(), "paused_seconds": clock.paused}
 
 
 def _save_checkpoint(path: Path, cfg: TrainConfig, class_ids, model, optimizer, scheduler, ema, epoch: int,
@@ -474,6 +474,7 @@ def train(cfg: TrainConfig) -> dict:
                            progress=cfg.progress)
             final = {"epoch": epoch + 1, "train_loss": stats["loss"], "val_loss": val["loss"], "top1": val["top1"],
                      "top5": val["top5"], "lr": scheduler.get_last_lr()[0], "seconds": stats["seconds"],
+                     "paused_seconds": round(stats["paused_seconds"], 1),
                      "samples_per_s": stats["seen"] / stats["seconds"]}
             history.append(final)
             _save_checkpoint(ckpt_path, cfg, class_ids, model, optimizer, scheduler, ema, epoch + 1, history)

@@ -32,7 +32,7 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     run = tmp_path / "runs" / "imgs-32px-1ep" / "convtwist_xresnet18-lr0.008-seed1"
     assert rows[-1]["weights_sha256"] == sha256_file(run / "model.safetensors")
     assert rows[-1]["recipe"]["lr"] == 8e-3 and rows[-1]["recipe"]["seed"] == 1 and rows[-1]["trained_on"]
-    assert rows[-1]["train_seconds"] > 0 and 0 <= rows[-1]["top1"] <= 100
+    assert rows[-1]["train_seconds"] > 0 and rows[-1]["paused_seconds"] == 0.0 and 0 <= rows[-1]["top1"] <= 100
     # a second call finds every row and trains nothing; a run folder whose row was lost is evaluated, not retrained
     results.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
     mtime = (run / "model.safetensors").stat().st_mtime_ns

@@ -59,6 +59,25 @@ def test_cpu_name_gives_the_model_and_amx_from_cpuinfo():
     assert cpuinfo_fields(zen + "\n" + amx)["model name"] == "AMD EPYC 9R14 96-Core Processor"
 
 
+def test_active_clock_leaves_out_the_time_the_process_was_stopped():
+    # a child times a span during which it is stopped for 2.5 s; ActiveClock must count only the time it ran
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom convtwist_zoo.host import ActiveClock\n"
+         "with ActiveClock(tick=0.05, gap=0.5) as c:\n    t0 = time.monotonic()\n    print('in', flush=True)\n"
+         "    sys.stdin.readline()\nprint(round(time.monotonic() - t0, 2), round(c.seconds(), 2), round(c.paused, 2))"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "in"
+    time.sleep(0.3)
+    child.send_signal(signal.SIGSTOP)
+    time.sleep(2.5)
+    child.send_signal(signal.SIGCONT)
+    time.sleep(0.3)
+    wall, active, paused = map(float, child.communicate("go\n", timeout=30)[0].split())
+    assert wall >= 3.0
+    assert 2.2 <= paused <= 2.6, paused
+    assert active == pytest.approx(wall - paused, abs=0.02) and active < 1.0
+
+
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     data = make_image_folder(tmp_path / "imgs", per_class=(24, 4))
     args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "64", "--batch-size", "8",

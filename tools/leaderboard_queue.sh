@@ -3,7 +3,8 @@
 # again after a stop resumes where it was (a killed run continues from its last epoch). Run from the repository root:
 #   CONVTWIST_DATA=/path/to/archives setsid nohup tools/leaderboard_queue.sh >> ~/.cache/convtwist-zoo/queue.log 2>&1 &
 # STAGES picks parts of the plan (default: all, in this order):
-#   probes  one seed per model at each peak lr in {4e-3, 8e-3}, and the xresnet18 architecture options
+#   probes  one seed per model at each peak lr in {4e-3, 8e-3} (a model's two runs together, in PROBE_MODELS order),
+#           and the xresnet18 architecture options
 #   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, 5 seeds
 #   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
 #   c       Imagenette, 5 epochs: the five models, 3 seeds
@@ -18,13 +19,15 @@ ARGS=${MODEL_ARGS-maxblur=true}
 LB="$PY -m convtwist_zoo leaderboard run --no-progress ${EXTRA:-}"
 LBA="$LB --model-args $ARGS"
 MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
+# the probes' order: the 18-layer pair (cheapest), then the 50-layer pair (stage a's arms), then the control
+PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_xresnet50 xresnet34}
 lr() { local v="LR_$1"; echo "$1=${!v:-4e-3}"; }
 lrs() { for m in "$@"; do lr "$m"; done; }
 for stage in ${STAGES:-probes a b c d}; do
   case $stage in
     probes)
-      for lr in 4e-3 8e-3; do
-        for m in $MODELS; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
+      for m in $PROBE_MODELS; do
+        for lr in 4e-3 8e-3; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
       done
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args ""
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args sa=true
