@@ -128,7 +128,7 @@ def _xresnet_builder(depth: int, twist: bool):
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (f"fast.ai leaderboard xresnet{depth} (deep stem, pooled shortcuts, Mish, zero-init last BN; "
                      "timm's ResNet)" + (", every 3x3 conv of its blocks a ConvTwist" if twist else "") +
-                     ". kwargs: ``maxblur``, ``sa``, timm ResNet arguments.")
+                     ". kwargs: ``maxblur``, ``sa``, ``wide_stem``, timm ResNet arguments.")
     return register_model(build)
 
 

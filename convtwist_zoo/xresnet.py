@@ -7,7 +7,8 @@ shortcut of ResNet-D (``avg_down``), Mish (``act_layer``), the last BatchNorm of
 - ``maxblur``: the imagenette notebooks' "ResNet trick": a downsampling block pools its input once (max pool 3x3
   stride 1, then a blur pool of stride 2: MaxBlurPool) and runs both of its paths at stride 1 on the pooled map;
   the stem's max pool becomes the same MaxBlurPool;
-- ``sa``: fast.ai's simple self-attention after the last block of the first stage.
+- ``sa``: fast.ai's simple self-attention after the last block of the first stage;
+- ``wide_stem``: the notebooks' stem widths 3->32->64->64 instead of timm's 3->32->32->64.
 
 As in the notebooks, ConvTwist replaces the 3x3 convs of the residual blocks; the stem stays plain.
 """
@@ -83,8 +84,20 @@ def _pool_first(stage: nn.Sequential) -> None:
                                      block.conv1.in_channels), block)
 
 
+def _widen_stem(model: XResNet, width: int = 64) -> None:
+    """Make the deep stem's second and third convs ``width`` channels wide (3->32->width->64)."""
+    stem = model.conv1
+    first, out = stem[0].out_channels, stem[6].out_channels
+    stem[3] = nn.Conv2d(first, width, 3, padding=1, bias=False)
+    stem[4] = type(stem[4])(width)
+    stem[6] = nn.Conv2d(width, out, 3, padding=1, bias=False)
+    for conv in (stem[3], stem[6]):  # timm's ResNet initialisation
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+
+
 def xresnet(depth: int, *, twist: bool, num_classes: int = 10, in_chans: int = 3, act_layer: str = "mish",
-            maxblur: bool = False, sa: bool = False, init_max: float = 1.5, **kwargs) -> XResNet:
+            maxblur: bool = False, sa: bool = False, wide_stem: bool = False, init_max: float = 1.5,
+            **kwargs) -> XResNet:
     """An xresnet of ``depth`` (18, 34 or 50); with ``twist`` the blocks' 3x3 convs become ConvTwist.
 
     Args:
@@ -95,6 +108,7 @@ def xresnet(depth: int, *, twist: bool, num_classes: int = 10, in_chans: int = 3
         act_layer: timm activation name (fast.ai's leaderboard models use ``"mish"``).
         maxblur: MaxBlurPool in the stem and before each downsampling block (pool first, both paths).
         sa: simple self-attention after the first stage.
+        wide_stem: stem widths 3->32->64->64 (the imagenette notebooks') instead of 3->32->32->64.
         init_max: ConvTwist's centre initialisation bound (see `ConvTwist`).
         **kwargs: passed on to timm's ``ResNet`` (``drop_rate``, ``drop_path_rate``, ...).
 
@@ -111,6 +125,8 @@ def xresnet(depth: int, *, twist: bool, num_classes: int = 10, in_chans: int = 3
     block, layers = XRESNET_LAYERS[depth]
     model = XResNet(block, layers, num_classes=num_classes, in_chans=in_chans, stem_width=32, stem_type="deep",
                     avg_down=True, act_layer=act_layer, zero_init_last=True, **kwargs)
+    if wide_stem:
+        _widen_stem(model)
     if maxblur:
         model.maxpool = MaxBlurPool(model.conv1[-1].out_channels)
         for stage in (model.layer2, model.layer3, model.layer4):

@@ -1,5 +1,5 @@
 """The leaderboard's xresnet family: exact sizes, the fast.ai parts (deep stem, pooled shortcuts, Mish, zero-init last
-BN), ConvTwist in the blocks only, the MaxBlurPool and self-attention options, export parity."""
+BN), ConvTwist in the blocks only, the MaxBlurPool, self-attention and wide-stem options, export parity."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,6 +70,18 @@ def test_maxblur_pools_first_on_both_paths():
     assert blur.forward_features(x).shape == (2, 2048, 4, 3)
 
 
+def test_wide_stem_is_the_notebooks_3_32_64_64():
+    plain, wide = create_model("xresnet18"), create_model("convtwist_xresnet18", wide_stem=True, maxblur=True)
+    stem = [m for m in wide.conv1 if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in stem] == [(3, 32, 2), (32, 64, 1), (64, 64, 1)]
+    assert wide.conv1[4].num_features == 64 and isinstance(wide.conv1[4], nn.BatchNorm2d)
+    # two wider 3x3 convs and one wider BN; the twist still leaves the stem plain
+    extra = 9 * 32 * (64 - 32) + 9 * 64 * (64 - 32) + 2 * (64 - 32)
+    assert _params(create_model("xresnet18", wide_stem=True)) == _params(plain) + extra == 11_228_586
+    assert not any(isinstance(m, ConvTwist) for m in wide.conv1.modules())
+    assert wide.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
 def test_self_attention_starts_as_identity_after_the_first_stage():
     sa = create_model("xresnet18", sa=True)
     layer = sa.layer1[-1].se
@@ -84,7 +96,7 @@ def test_self_attention_starts_as_identity_after_the_first_stage():
         assert torch.allclose(layer(x), expected.reshape(2, 64, 8, 8), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"maxblur": True, "sa": True}])
+@pytest.mark.parametrize("kwargs", [{}, {"maxblur": True, "sa": True, "wide_stem": True}])
 def test_onnx_parity_with_mish_blur_and_attention(kwargs, tmp_path):
     model = trained_like(create_model("convtwist_xresnet18", **kwargs))
     report = export_onnx(model, tmp_path / "m.onnx", 64, compare_unfolded=False)

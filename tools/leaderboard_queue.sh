@@ -3,8 +3,8 @@
 # again after a stop resumes where it was (a killed run continues from its last epoch). Run from the repository root:
 #   CONVTWIST_DATA=/path/to/archives setsid nohup tools/leaderboard_queue.sh >> ~/.cache/convtwist-zoo/queue.log 2>&1 &
 # STAGES picks parts of the plan (default: all, in this order):
-#   probes  one seed per model at each peak lr in {4e-3, 8e-3} (a model's two runs together, in PROBE_MODELS order),
-#           and the xresnet18 architecture options
+#   probes  the xresnet18 architecture options (none, sa, MODEL_ARGS plus wide_stem, plus sa), then one seed per
+#           model at each peak lr in {4e-3, 8e-3} (a model's two runs together, in PROBE_MODELS order)
 #   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, 5 seeds
 #   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
 #   c       Imagenette, 5 epochs: the five models, 3 seeds
@@ -12,7 +12,7 @@
 # Each model's peak lr comes from the probes: set LR_<model> (e.g. LR_convtwist_xresnet18=8e-3) once they are in;
 # a probe's seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
 # (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
-# (sa, and plain xresnet18 without maxblur) run once each.
+# run once each.
 set -eu
 PY=${PYTHON:-python}
 ARGS=${MODEL_ARGS-maxblur=true}
@@ -26,12 +26,14 @@ lrs() { for m in "$@"; do lr "$m"; done; }
 for stage in ${STAGES:-probes a b c d}; do
   case $stage in
     probes)
-      for m in $PROBE_MODELS; do
-        for lr in 4e-3 8e-3; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
-      done
+      # the architecture options first (they decide the arms), on xresnet18 at 4e-3
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args ""
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args sa=true
-      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true" ;;
+      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,wide_stem=true"
+      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true"
+      for m in $PROBE_MODELS; do
+        for lr in 4e-3 8e-3; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
+      done ;;
     a) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 \
          --lr $(lrs convtwist_xresnet50 xresnet50) ;;
     b) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
