@@ -256,8 +256,14 @@ def _cmd_leaderboard(args) -> int:
     results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
     if args.background:
         return _run_in_background(args)
+    if args.lr_from and args.lr:
+        raise ValueError("give --lr or --lr-from, not both")
+    lr = (leaderboard.probe_lrs(args.lr_from, args.models, args.model_args) if args.lr_from
+          else _parse_lrs(args.lr or ["4e-3"]))
+    if isinstance(lr, dict):
+        print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=_parse_lrs(args.lr),
+    leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=lr,
                              model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
                              workers=args.workers, progress=not args.no_progress, amp=args.amp,
                              batch_size=args.batch_size)
@@ -436,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, default=5, help="how many seeds")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--lr", nargs="+", default=["4e-3"], help="peak lr for all models, or MODEL=LR per model")
+    p.add_argument("--lr", nargs="+", help="peak lr for all models, or MODEL=LR per model (default 4e-3)")
+    p.add_argument("--lr-from", metavar="RESULTS",
+                   help="each model's peak lr from its probes in this results file: the better of 4e-3 and 8e-3 "
+                        "at seed 0, with the same --model-args")
     p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast in training")
     p.add_argument("--batch-size", type=int, default=64)

@@ -20,8 +20,10 @@ import statistics
 from pathlib import Path
 
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "arms", "mean_std",
-           "CONTROLS",
-           "REFERENCES", "LeaderboardBusyError"]
+           "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
+
+# The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
+PROBE_LRS = (4e-3, 8e-3)
 
 # ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
 CONTROLS = {"convtwist_xresnet18": ("xresnet18", "xresnet34"), "convtwist_xresnet34": ("xresnet34",),
@@ -211,16 +213,56 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def _seed0_top1(group: list[dict]) -> float:
+    return next((r["top1"] for r in group if r["seed"] == 0), float("-inf"))
+
+
 def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """``{(model, model_args): rows}``: each model's arm, the learning rate with the most seeds (ties: the lower)."""
+    """``{(model, model_args): rows}``: each model's arm, the learning rate with the most seeds; on a tie, the one
+    whose seed-0 run scored higher (the probe's pick), then the lower."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r.get("model_args", ""), float(r["lr"])), []).append(r)
     best: dict[tuple, list[dict]] = {}
     for (model, args, _), group in sorted(groups.items()):
-        if len(group) > len(best.get((model, args), [])):
+        held = best.get((model, args), [])
+        if (len(group), _seed0_top1(group)) > (len(held), _seed0_top1(held)):
             best[(model, args)] = group
     return best
+
+
+def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str, float]:
+    """Each model's peak learning rate from its one-seed probes in ``path``: the `PROBE_LRS` value whose seed-0 run
+    scored the higher top-1 (ties: the lower rate).
+
+    Args:
+        path: a results file holding the probes (seed 0 of each model at every rate of `PROBE_LRS`).
+        models: model names.
+        model_args: the architecture options the probes were run with.
+
+    Returns:
+        ``{model: lr}``.
+
+    Raises:
+        ValueError: a model lacks a probe; the message names the runs to make.
+
+    Example:
+        >>> probe_lrs("results/leaderboard/imagewoof-128px-5ep.jsonl", ["xresnet18"], "maxblur=true")  # doctest: +SKIP
+        {'xresnet18': 0.008}
+    """
+    rows = read_rows(path) if Path(path).is_file() else []
+    chosen = {}
+    for model in models:
+        found = {float(r["lr"]): r["top1"] for r in rows
+                 if r["model"] == model and r.get("model_args", "") == model_args and r["seed"] == 0}
+        missing = [lr for lr in PROBE_LRS if lr not in found]
+        if missing:
+            raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
+                             f"{', '.join(f'{lr:g}' for lr in missing)}; run it first: convtwist-zoo leaderboard run "
+                             f"--models {model} --seeds 1 --lr {' '.join(f'{lr:g}' for lr in missing)}"
+                             f"{' --model-args ' + model_args if model_args else ''} (one command per rate)")
+        chosen[model] = max(PROBE_LRS, key=lambda lr: (found[lr], -lr))
+    return chosen
 
 
 def render_table(path: str | os.PathLike) -> str:

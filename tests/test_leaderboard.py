@@ -87,6 +87,35 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
         leaderboard.read_rows(path)
 
 
+def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    mb = {"model_args": "maxblur=true"}
+    for r in [_row("xresnet18", 0, 70.73, **mb), _row("xresnet18", 0, 72.61, lr=8e-3, **mb),
+              _row("convtwist_xresnet18", 0, 74.85, **mb), _row("convtwist_xresnet18", 0, 74.85, lr=8e-3, **mb),
+              _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88)]:
+        leaderboard.append_row(path, r)
+    # the better seed-0 run wins; a tie goes to the lower rate; options must match
+    assert leaderboard.probe_lrs(path, ["xresnet18", "convtwist_xresnet18"], "maxblur=true") == {
+        "xresnet18": 8e-3, "convtwist_xresnet18": 4e-3}
+    with pytest.raises(ValueError, match=r"no probe of xresnet34 maxblur=true at lr 0.008; run it first: "
+                                         r"convtwist-zoo leaderboard run --models xresnet34 --seeds 1 --lr 0.008"):
+        leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
+    with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
+        leaderboard.probe_lrs(path, ["xresnet18"])
+    # one seed at each rate: the table shows the arm at its probe's pick, and compares the picks
+    table = leaderboard.render_table(path)
+    assert "| xresnet18 | maxblur=true | 0.008 | 1 | 72.61 | 72.61 | 72.61 | 0.004: 70.73 |" in table
+    assert "| convtwist_xresnet18 − xresnet18 | same recipe | +2.24 |" in table
+    # through the CLI: a missing probe stops the runner before any training
+    args = ["leaderboard", "run", "--models", "xresnet34", "--model-args", "maxblur=true", "--lr-from", str(path),
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out.jsonl")]
+    assert main(args) == 2
+    assert "no probe of xresnet34 maxblur=true at lr 0.008" in capsys.readouterr().err
+    assert main(args + ["--lr", "4e-3"]) == 2
+    assert "give --lr or --lr-from, not both" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_path, capsys):
     from convtwist_zoo.release.__main__ import main as release_main
     from convtwist_zoo.release.staging import representative_run

@@ -9,8 +9,8 @@
 #   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
 #   c       Imagenette, 5 epochs: the five models, 3 seeds
 #   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, 3 seeds
-# Each model's peak lr comes from the probes: set LR_<model> (e.g. LR_convtwist_xresnet18=8e-3) once they are in;
-# a probe's seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
+# Each model's peak lr comes from its probes (--lr-from PROBES: the better of 4e-3 and 8e-3 at seed 0); a probe's
+# seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
 # (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
 # run once each.
 set -eu
@@ -21,8 +21,7 @@ LBA="$LB --model-args $ARGS"
 MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
 # the probes' order: the 18-layer pair (cheapest), then the 50-layer pair (stage a's arms), then the control
 PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_xresnet50 xresnet34}
-lr() { local v="LR_$1"; echo "$1=${!v:-4e-3}"; }
-lrs() { for m in "$@"; do lr "$m"; done; }
+PROBES=${PROBES:-results/leaderboard/imagewoof-128px-5ep.jsonl}
 for stage in ${STAGES:-probes a b c d}; do
   case $stage in
     probes)
@@ -34,13 +33,12 @@ for stage in ${STAGES:-probes a b c d}; do
       for m in $PROBE_MODELS; do
         for lr in 4e-3 8e-3; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
       done ;;
-    a) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 \
-         --lr $(lrs convtwist_xresnet50 xresnet50) ;;
+    a) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 --lr-from "$PROBES" ;;
     b) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
-         --lr $(lrs convtwist_xresnet18 xresnet18 xresnet34) ;;
-    c) $LBA --data imagenette --epochs 5 --seeds 3 --models $MODELS --lr $(lrs $MODELS) ;;
+         --lr-from "$PROBES" ;;
+    c) $LBA --data imagenette --epochs 5 --seeds 3 --models $MODELS --lr-from "$PROBES" ;;
     d) $LBA --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
-         --lr $(lrs convtwist_xresnet18 xresnet18 xresnet34) ;;
+         --lr-from "$PROBES" ;;
     *) echo "unknown stage $stage (probes a b c d)"; exit 2 ;;
   esac
 done
