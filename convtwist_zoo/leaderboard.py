@@ -121,6 +121,7 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
 
     config = json.loads((run_dir / "config.json").read_text())
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    timed = bool(history) and all("paused_seconds" in h for h in history)  # epoch times with pauses left out
     model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
     _, val, class_ids, _ = data_lib.build_datasets(cfg.data, cfg.data_dir, 0)
     val.transform = eval_transform(image_size, crop_pct=cfg.crop_pct)
@@ -132,8 +133,9 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "recipe": config["recipe"], "trained_on": config.get("trained_on"),
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
             # seconds the run sat stopped (Ctrl-Z, kill -STOP), left out of train_seconds; None: not recorded
-            "paused_seconds": round(sum(h["paused_seconds"] for h in history), 1)
-            if all("paused_seconds" in h for h in history) else None,
+            "paused_seconds": round(sum(h["paused_seconds"] for h in history), 1) if timed else None,
+            "train_images_per_s": round(sum(h["samples_per_s"] * h["seconds"] for h in history)
+                                        / sum(h["seconds"] for h in history), 2) if timed else None,
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
 
 
@@ -265,6 +267,12 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
     return chosen
 
 
+def _speed_host(rows: list[dict]) -> str | None:
+    """The machine most of the timed runs trained on: speeds are compared on one machine only."""
+    hosts = [r.get("trained_on") for r in rows if r.get("train_images_per_s")]
+    return max(sorted(set(hosts)), key=hosts.count) if hosts else None
+
+
 def render_table(path: str | os.PathLike) -> str:
     """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures."""
     path = Path(path)
@@ -273,17 +281,22 @@ def render_table(path: str | os.PathLike) -> str:
         return f"No finished runs in {path} yet."
     first = rows[0]
     by_arm = arms(rows)
+    host = _speed_host(rows)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
-             "fp32 evaluation of the final weights; mean ± sample std over seeds.", "",
-             "| model | options | peak lr | n | top-1 | min | max | other lr (seed 0) |", "|---|---|---|---|---|---|---|---|"]
+             "fp32 evaluation of the final weights; mean ± sample std over seeds"
+             + (f"; train img/s: bf16 training speed, mean over the arm's runs on {host}" if host else "") + ".", "",
+             "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     by_model = {}
     for (model, args), group in by_arm.items():
         top1 = [r["top1"] for r in group]
         lr = float(group[0]["lr"])
         others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
                          and r.get("model_args", "") == args and float(r["lr"]) != lr and r["seed"] == 0})
+        speeds = [r["train_images_per_s"] for r in group if r.get("train_images_per_s") and r.get("trained_on") == host]
         lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
-                     f"{max(top1):.2f} | {', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
+                     f"{max(top1):.2f} | {f'{statistics.fmean(speeds):.1f}' if speeds else '–'} | "
+                     f"{', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
         by_model.setdefault(args, {})[model] = top1
     diffs = []
     for args, models in by_model.items():

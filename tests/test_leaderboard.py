@@ -32,7 +32,7 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     run = tmp_path / "runs" / "imgs-32px-1ep" / "convtwist_xresnet18-lr0.008-seed1"
     assert rows[-1]["weights_sha256"] == sha256_file(run / "model.safetensors")
     assert rows[-1]["recipe"]["lr"] == 8e-3 and rows[-1]["recipe"]["seed"] == 1 and rows[-1]["trained_on"]
-    assert rows[-1]["train_seconds"] > 0 and rows[-1]["paused_seconds"] == 0.0 and 0 <= rows[-1]["top1"] <= 100
+    assert rows[-1]["train_seconds"] > 0 and rows[-1]["paused_seconds"] == 0.0 and rows[-1]["train_images_per_s"] > 0 and 0 <= rows[-1]["top1"] <= 100
     # a second call finds every row and trains nothing; a run folder whose row was lost is evaluated, not retrained
     results.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))
     mtime = (run / "model.safetensors").stat().st_mtime_ns
@@ -78,7 +78,7 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
               [_row("xresnet34", s, t) for s, t in enumerate([60.0, 61.0, 60.5])]):
         leaderboard.append_row(path, r)
     table = leaderboard.render_table(path)
-    assert "| convtwist_xresnet18 | – | 0.004 | 3 | 71.00 ± 0.50 | 70.50 | 71.50 | 0.008: 69.00 |" in table
+    assert "| convtwist_xresnet18 | – | 0.004 | 3 | 71.00 ± 0.50 | 70.50 | 71.50 | – | 0.008: 69.00 |" in table
     assert "convtwist_xresnet18 − xresnet18 | same recipe | +0.00 |" in table and "within noise" in table
     assert "convtwist_xresnet18 − xresnet34 | compute-matched | +10.50 |" in table and "ConvTwist ahead" in table
     assert "76.61" in table  # the published figures on this protocol
@@ -90,7 +90,11 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
 def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
     mb = {"model_args": "maxblur=true"}
-    for r in [_row("xresnet18", 0, 70.73, **mb), _row("xresnet18", 0, 72.61, lr=8e-3, **mb),
+    here, there = {"trained_on": "CPU (A, 2 cores)"}, {"trained_on": "CPU (B, 2 cores)"}
+    for r in [_row("xresnet18", 0, 70.73, **mb), _row("xresnet18", 0, 72.61, lr=8e-3, **mb, **here,
+                                                         train_images_per_s=49.5),
+              _row("xresnet18", 1, 72.0, lr=8e-3, **mb, **here, train_images_per_s=48.5),
+              _row("xresnet18", 2, 72.2, lr=8e-3, **mb, **there, train_images_per_s=90.0),
               _row("convtwist_xresnet18", 0, 74.85, **mb), _row("convtwist_xresnet18", 0, 74.85, lr=8e-3, **mb),
               _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88)]:
         leaderboard.append_row(path, r)
@@ -102,10 +106,12 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
         leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
     with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
         leaderboard.probe_lrs(path, ["xresnet18"])
-    # one seed at each rate: the table shows the arm at its probe's pick, and compares the picks
+    # one seed at each rate: the table shows convtwist_xresnet18 at its probe's pick; speeds from one machine only
     table = leaderboard.render_table(path)
-    assert "| xresnet18 | maxblur=true | 0.008 | 1 | 72.61 | 72.61 | 72.61 | 0.004: 70.73 |" in table
-    assert "| convtwist_xresnet18 − xresnet18 | same recipe | +2.24 |" in table
+    assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
+    assert "| xresnet18 | maxblur=true | 0.008 | 3 | 72.27 ± 0.31 | 72.00 | 72.61 | 49.0 | 0.004: 70.73 |" in table
+    assert "train img/s: bf16 training speed, mean over the arm's runs on CPU (A, 2 cores)" in table
+    assert "| convtwist_xresnet18 − xresnet18 | same recipe | +2.58 |" in table
     # through the CLI: a missing probe stops the runner before any training
     args = ["leaderboard", "run", "--models", "xresnet34", "--model-args", "maxblur=true", "--lr-from", str(path),
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out.jsonl")]
