@@ -60,6 +60,19 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"(bench/train.py, {when})",
                         f"input {m['input_share_pct']:.0f}% of step time",
                         f"{m['loop_ms']:.0f} ms per step, {m['train_img_s']:.0f} img/s", "–"))
+    maxblur = _load("maxblur")
+    if maxblur:
+        when = maxblur["machine"]["date"]
+        fused = sum(p["fused_ms"] for p in maxblur["pools"])
+        modules = sum(p["modules_ms"] for p in maxblur["pools"])
+        out.append((f"MaxBlurPool fwd+bwd, fused kernels / the two modules, bf16, channels_last, batch "
+                    f"{maxblur['batch']}, an xresnet50's {len(maxblur['pools'])} pools (bench/maxblur.py, {when})",
+                    f"{fused / modules:.2f}x", f"{fused:.0f} vs {modules:.0f} ms (pools summed)", "–"))
+        for m in maxblur["models"]:
+            out.append((f"train step {m['model']}, fused MaxBlurPool / modules, bf16, channels_last, batch "
+                        f"{maxblur['batch']}, {maxblur['image']}px (bench/maxblur.py)", f"{m['ratio']:.2f}x",
+                        f"{m['fused_ms']:.0f} vs {m['modules_ms']:.0f} ms ({m['fused_img_s']:.0f} vs "
+                        f"{m['modules_img_s']:.0f} img/s; without MaxBlurPool {m['plain_model_ms']:.0f} ms)", "–"))
     onnx = _load("onnx")
     if onnx:
         when = onnx["machine"]["date"]
@@ -90,7 +103,7 @@ def _turns(ratio: dict) -> str:
 def hosts() -> list[str]:
     """The CPU that measured each results file (ratios and times depend on it)."""
     out = []
-    for name in ("layer", "train", "onnx"):
+    for name in ("layer", "train", "maxblur", "onnx"):
         result = _load(name)
         if result:
             m = result["machine"]

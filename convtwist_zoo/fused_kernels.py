@@ -1,10 +1,11 @@
-"""The C++ CPU kernels behind ConvTwist's fast path (``csrc/twist_cpu.cpp``), compiled on first use.
+"""The C++ CPU kernels behind ConvTwist's fast path (``csrc/twist_cpu.cpp``) and MaxBlurPool's
+(``csrc/maxblur_cpu.cpp``), compiled on first use.
 
 Plain PyTorch needs about ten passes over memory for the 4-tap twist (padding, four strided differences, grid
 products, an eight-way scatter in the backward); these kernels do each step in one pass, which roughly halves the
 layer's cost on a CPU. They are built with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the
 build is cached per machine). Without a compiler, or with ``CONVTWIST_ZOO_FUSED=0``, `load` returns ``None`` and
-the layer uses its plain PyTorch path, which computes the same function.
+the layer uses its plain PyTorch path, which computes the same function (MaxBlurPool likewise).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import torch
 
 from .host import cpuinfo_fields
 
-__all__ = ["load", "describe", "SOURCE"]
+__all__ = ["load", "describe", "SOURCE", "SOURCES"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
+SOURCES = (SOURCE, SOURCE.parent / "maxblur_cpu.cpp")
 _STATE: dict = {}
 
 
@@ -33,16 +35,17 @@ def _build_dir() -> Path:
     checkouts of the same code (a work tree and a training snapshot) would otherwise rebuild each other's module.
     """
     flags = cpuinfo_fields().get("flags", "")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(platform.machine().encode() + flags.encode() + source).hexdigest()[:12]
+    sources = {src.name: src.read_bytes() for src in SOURCES}
+    key = hashlib.sha256(platform.machine().encode() + flags.encode() + b"".join(sources.values())).hexdigest()[:12]
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
     path = base / "ext" / key
     path.mkdir(parents=True, exist_ok=True)
-    copy = path / SOURCE.name
-    if not copy.exists() or copy.read_bytes() != source:
-        tmp = path / f".{SOURCE.name}.{os.getpid()}.tmp"
-        tmp.write_bytes(source)
-        os.replace(tmp, copy)
+    for name, source in sources.items():
+        copy = path / name
+        if not copy.exists() or copy.read_bytes() != source:
+            tmp = path / f".{name}.{os.getpid()}.tmp"
+            tmp.write_bytes(source)
+            os.replace(tmp, copy)
     # torch's build lock is a plain file: a build killed mid-way leaves it and every later load would wait forever.
     # A build takes under a minute, so a lock older than 10 minutes is stale.
     lock = path / "lock"
@@ -66,7 +69,7 @@ def load():
         try:
             from torch.utils.cpp_extension import load as load_extension
             build = _build_dir()
-            load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / SOURCE.name)],
+            load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / src.name) for src in SOURCES],
                            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            build_directory=str(build), verbose=False, is_python_module=False)
             _register_fakes()
@@ -135,6 +138,19 @@ def _register_fakes() -> None:
     @torch.library.register_fake(lib + "twist_prepare_stacked")
     def _(w, wx, wy, cx, cy, dtype):
         return w.new_empty((3 * w.shape[0], *w.shape[1:]), dtype=dtype)
+
+    @torch.library.register_fake(lib + "maxblur_forward")
+    def _(x, with_positions):
+        n, c, h, w = x.shape
+        cl = torch.channels_last
+        return (torch.empty((n, c, (h - 1) // 2 + 1, (w - 1) // 2 + 1), dtype=x.dtype, device=x.device,
+                            memory_format=cl),
+                torch.empty((n, c, h, w) if with_positions else (0,), dtype=torch.uint8, device=x.device,
+                            memory_format=cl if with_positions else torch.contiguous_format))
+
+    @torch.library.register_fake(lib + "maxblur_backward")
+    def _(gy, pos):
+        return torch.empty(pos.shape, dtype=gy.dtype, device=gy.device, memory_format=torch.channels_last)
 
     @torch.library.register_fake(lib + "twist_prepare_backward")
     def _(g, g_taps, wx, wy, cx, cy, channels_last):

@@ -19,6 +19,7 @@ import torch.nn as nn
 from timm.layers import BlurPool2d
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from . import fused_kernels
 from .layers import twistify
 from .models import check_images
 
@@ -37,12 +38,43 @@ class XResNet(ResNet):
         return super().forward(x)
 
 
+class _MaxBlurFn(torch.autograd.Function):
+    """MaxBlurPool on the fused CPU kernels: one byte per element remembers where each window's maximum was."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y, positions = fused_kernels.load().maxblur_forward(x.contiguous(memory_format=torch.channels_last),
+                                                            ctx.needs_input_grad[0])
+        ctx.save_for_backward(positions)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (positions,) = ctx.saved_tensors
+        return fused_kernels.load().maxblur_backward(grad.contiguous(memory_format=torch.channels_last), positions)
+
+
 class MaxBlurPool(nn.Sequential):
     """Max pool 3x3 at stride 1, then a 3x3 binomial blur at stride 2 (Zhang, "Making convolutional networks
-    shift-invariant again", 2019): a stride-2 max pool that aliases less."""
+    shift-invariant again", 2019): a stride-2 max pool that aliases less.
+
+    On the CPU it runs on fused kernels where they are built: the same function, without the plain modules' int64
+    index per element, scatter and depthwise convolution, which dominate the pool's cost in training
+    (bench/maxblur.py). Tracers (ONNX export), torch.compile and other devices get the two modules."""
 
     def __init__(self, channels: int):
         super().__init__(nn.MaxPool2d(3, stride=1, padding=1), BlurPool2d(channels, filt_size=3, stride=2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != "cpu" or x.dim() != 4 or min(x.shape[2:]) < 2 or torch.jit.is_tracing()
+                or torch.compiler.is_compiling() or fused_kernels.load() is None):
+            return super().forward(x)
+        # the kernels compute in the input's dtype; under autocast the blur's conv2d would compute in autocast's:
+        # where the two differ (an fp32 input under bf16 autocast) the modules run, so that the maxima are the same
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if x.dtype != dtype or dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return super().forward(x)
+        return _MaxBlurFn.apply(x)
 
 
 class PoolFirst(nn.Module):

@@ -1,5 +1,6 @@
 """The leaderboard's xresnet family: exact sizes, the fast.ai parts (deep stem, pooled shortcuts, Mish, zero-init last
-BN), ConvTwist in the blocks only, the MaxBlurPool, self-attention and wide-stem options, export parity."""
+BN), ConvTwist in the blocks only, the MaxBlurPool (and its fused kernels), self-attention and wide-stem options,
+export parity."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from conftest import trained_like
 from convtwist_zoo import ConvTwist, create_model
 from convtwist_zoo.evaluate import count_macs
 from convtwist_zoo.onnx_export import export_onnx, run_onnx
-from convtwist_zoo.xresnet import PoolFirst, SimpleSelfAttention
+from convtwist_zoo.xresnet import MaxBlurPool, PoolFirst, SimpleSelfAttention
 
 
 def _params(model):
@@ -80,6 +81,47 @@ def test_wide_stem_is_the_notebooks_3_32_64_64():
     assert _params(create_model("xresnet18", wide_stem=True)) == _params(plain) + extra == 11_228_586
     assert not any(isinstance(m, ConvTwist) for m in wide.conv1.modules())
     assert wide.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
+def _maxblur_both_paths(pool, x, grad, amp):
+    """(output, input gradient) of MaxBlurPool as it runs, and of its two plain modules."""
+    results = []
+    for forward in (pool, lambda t: nn.Sequential.forward(pool, t)):
+        leaf = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            y = forward(leaf)
+        y.backward(grad.to(y.dtype))
+        results.append((y, leaf.grad))
+    return results
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 9, 7), (3, 16, 16, 16), (2, 5, 2, 3)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fused_maxblur_is_the_max_pool_then_the_blur(shape, channels_last):
+    from convtwist_zoo import fused_kernels
+    if fused_kernels.load() is None:
+        pytest.skip("fused kernels could not be built here")
+    torch.manual_seed(0)
+    pool = MaxBlurPool(shape[1])
+    x = torch.randn(shape)
+    x[0, 0, :3, :3] = 0.5  # tied maxima: the gradient goes to the first, as torch's max pool sends it
+    x[1, 1, 0, 1] = float("nan")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(shape[0], shape[1], (shape[2] + 1) // 2, (shape[3] + 1) // 2)
+    (y, gx), (y_ref, gx_ref) = _maxblur_both_paths(pool, x, grad, amp=False)
+    assert type(y.grad_fn).__name__ == "_MaxBlurFnBackward"  # the kernels ran
+    assert torch.equal(y.isnan(), y_ref.isnan()) and y.isnan().any()
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-6, equal_nan=True)
+    torch.testing.assert_close(gx, gx_ref, rtol=0, atol=1e-6, equal_nan=True)
+    # bf16 training: the same maxima; the gradient summed in float here, in bf16 by the modules
+    (y, gx), (y_ref, gx_ref) = _maxblur_both_paths(pool, x.nan_to_num().bfloat16(), grad, amp=True)
+    assert type(y.grad_fn).__name__ == "_MaxBlurFnBackward"
+    assert y.dtype == y_ref.dtype == torch.bfloat16 and torch.equal(y, y_ref)
+    torch.testing.assert_close(gx.float(), gx_ref.float(), rtol=2 ** -7, atol=2 ** -6)
+    # an fp32 input under bf16 autocast takes the modules (the maxima are taken in fp32 there)
+    (y, gx), (y_ref, gx_ref) = _maxblur_both_paths(pool, x.nan_to_num(), grad, amp=True)
+    assert type(y.grad_fn).__name__ != "_MaxBlurFnBackward" and torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
 
 
 def test_self_attention_starts_as_identity_after_the_first_stage():
