@@ -284,7 +284,7 @@ def render_table(path: str | os.PathLike) -> str:
     host = _speed_host(rows)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds"
-             + (f"; train img/s: bf16 training speed, mean over the arm's runs on {host}" if host else "") + ".", "",
+             + (f"; train img/s: bf16 training speed, median over the arm's runs on {host}" if host else "") + ".", "",
              "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
              "|---|---|---|---|---|---|---|---|---|"]
     by_model = {}
@@ -295,7 +295,7 @@ def render_table(path: str | os.PathLike) -> str:
                          and r.get("model_args", "") == args and float(r["lr"]) != lr and r["seed"] == 0})
         speeds = [r["train_images_per_s"] for r in group if r.get("train_images_per_s") and r.get("trained_on") == host]
         lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
-                     f"{max(top1):.2f} | {f'{statistics.fmean(speeds):.1f}' if speeds else '–'} | "
+                     f"{max(top1):.2f} | {f'{statistics.median(speeds):.1f}' if speeds else '–'} | "
                      f"{', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
         by_model.setdefault(args, {})[model] = top1
     diffs = []
