@@ -20,19 +20,15 @@ constexpr float kBlur[3] = {0.25f, 0.5f, 0.25f};
 // Reflect padding of 1: index -1 reads 1, index n reads n - 2.
 inline int64_t reflect(int64_t i, int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); }
 
-// The rows (or columns) of the max-pooled map an output index i reads, with their weights: 2i-1, 2i, 2i+1 reflected.
+// The rows (or columns) of the max-pooled map an output index i reads with weights kBlur: 2i-1, 2i, 2i+1 reflected.
 struct Taps {
   int64_t at[3];
-  float weight[3];
 };
 
 std::vector<Taps> blur_taps(int64_t out, int64_t n) {
   std::vector<Taps> taps(out);
   for (int64_t i = 0; i < out; ++i)
-    for (int a = 0; a < 3; ++a) {
-      taps[i].at[a] = reflect(2 * i - 1 + a, n);
-      taps[i].weight[a] = kBlur[a];
-    }
+    for (int a = 0; a < 3; ++a) taps[i].at[a] = reflect(2 * i - 1 + a, n);
   return taps;
 }
 
@@ -102,7 +98,7 @@ void blur_kernel(const T* m, T* y, int64_t N, int64_t C, int64_t H, int64_t W, i
         std::fill(acc.begin(), acc.end(), acc_t<T>(0));
         for (int a = 0; a < 3; ++a)
           for (int b = 0; b < 3; ++b) {
-            const acc_t<T> wt = rows[i].weight[a] * cols[j].weight[b];
+            const acc_t<T> wt = kBlur[a] * kBlur[b];
             const T* src = m + ((n * H + rows[i].at[a]) * W + cols[j].at[b]) * C;
             for (int64_t c = 0; c < C; ++c) acc[c] += wt * static_cast<acc_t<T>>(src[c]);
           }
