@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from convtwist_zoo.atomic import write_text_atomic
 from convtwist_zoo.host import cpuinfo_fields
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -124,7 +125,7 @@ def _fmt(v) -> str:
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=1) + "\n")
+    write_text_atomic(path, json.dumps({"machine": machine(), **payload}, indent=1) + "\n")
     print(f"wrote {path}")
     return path
 

@@ -73,6 +73,14 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"{maxblur['batch']}, {maxblur['image']}px (bench/maxblur.py)", f"{m['ratio']:.2f}x",
                         f"{m['fused_ms']:.0f} vs {m['modules_ms']:.0f} ms ({m['fused_img_s']:.0f} vs "
                         f"{m['modules_img_s']:.0f} img/s; without MaxBlurPool {m['plain_model_ms']:.0f} ms)", "–"))
+    precision = _load("precision")
+    for host in (precision or {}).get("hosts", []):
+        cpu = f"{host['machine']['cpu_model']}, {'native' if host['native_bf16'] else 'no'} bf16 instructions"
+        for m in host["rows"]:
+            out.append((f"train step {m['model']}, bf16 autocast / fp32, channels_last, batch {host['batch']}, "
+                        f"{host['image_size']}px, {cpu} (bench/precision.py, {host['machine']['date']})",
+                        f"{1 / m['bf16_over_fp32']:.2f}x the time",
+                        f"{m['bf16_img_s']:.1f} vs {m['fp32_img_s']:.1f} img/s", "–"))
     onnx = _load("onnx")
     if onnx:
         when = onnx["machine"]["date"]
@@ -103,7 +111,7 @@ def _turns(ratio: dict) -> str:
 def hosts() -> list[str]:
     """The CPU that measured each results file (ratios and times depend on it)."""
     out = []
-    for name in ("layer", "train", "maxblur", "onnx"):
+    for name in ("layer", "train", "maxblur", "onnx"):  # precision.json names its CPUs in its rows
         result = _load(name)
         if result:
             m = result["machine"]

@@ -258,7 +258,7 @@ def _cmd_leaderboard(args) -> int:
         return _run_in_background(args)
     if args.lr_from and args.lr:
         raise ValueError("give --lr or --lr-from, not both")
-    lr = (leaderboard.probe_lrs(args.lr_from, args.models, args.model_args) if args.lr_from
+    lr = (leaderboard.probe_lrs(args.lr_from, args.models, args.model_args, args.amp) if args.lr_from
           else _parse_lrs(args.lr or ["4e-3"]))
     if isinstance(lr, dict):
         print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
@@ -445,9 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", nargs="+", help="peak lr for all models, or MODEL=LR per model (default 4e-3)")
     p.add_argument("--lr-from", metavar="RESULTS",
                    help="each model's peak lr from its probes in this results file: the better of 4e-3 and 8e-3 "
-                        "at seed 0, with the same --model-args")
+                        "at seed 0, with the same --model-args and --amp")
     p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast in training")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast in training (the recipe; fast on CPUs with bf16 instructions, AMX or "
+                        "AVX512-BF16). --no-amp trains in fp32, as an arm of its own")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--runs", default=os.path.join("~", ".cache", "convtwist-zoo", "runs", "leaderboard"),
                    help="run folders (outside the work tree)")

@@ -1,5 +1,5 @@
 """What machine this is, from ``/proc/cpuinfo``: one reader for the run configs (``trained_on``), the fused kernels'
-build key and the benchmarks' host line; and `ActiveClock`, the seconds a run really ran."""
+build key, the benchmarks' host line and whether bf16 is native; and `ActiveClock`, the seconds a run really ran."""
 from __future__ import annotations
 
 import threading
@@ -31,6 +31,18 @@ def cpu_name(fields: dict[str, str]) -> str:
     bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
     model = " ".join(fields.get("model name", "").replace("(R)", "").replace("(TM)", "").split())
     return ", ".join(part for part in (model, "AMX" if "amx_bf16" in fields.get("flags", "").split() else "") if part)
+
+
+# x86 (AMX, AVX512-BF16, AVX-NE-CONVERT) and Arm (BF16) features with which oneDNN computes bf16 natively
+BF16_FLAGS = {"amx_bf16", "avx512_bf16", "avx_ne_convert", "bf16"}
+
+
+def has_native_bf16(fields: dict[str, str]) -> bool:
+    """Whether the CPU computes bf16 in hardware: elsewhere bf16 is emulated and autocast training runs several times
+    slower than fp32 (``bench/precision.py``). ``fields``: `cpuinfo_fields` (x86 ``flags``, Arm ``Features``); an
+    unreadable cpuinfo counts as native, so that nothing warns on a machine we cannot see into."""
+    flags = fields.get("flags", fields.get("Features"))
+    return flags is None or bool(BF16_FLAGS & set(flags.split()))
 
 
 class ActiveClock:

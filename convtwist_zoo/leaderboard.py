@@ -208,6 +208,12 @@ def welch(a: list[float], b: list[float]) -> dict | None:
             "p": float(test.pvalue)}
 
 
+def reading(w: dict) -> str:
+    """What a `welch` result says of ConvTwist minus its control, in words."""
+    return ("within noise (the interval holds 0)" if w["low"] <= 0 <= w["high"] else
+            "ConvTwist ahead" if w["low"] > 0 else "ConvTwist behind")
+
+
 def mean_std(values: list[float]) -> str:
     """``"64.88"`` for one run, ``"64.88 ± 0.31"`` (sample std) for several."""
     if len(values) == 1:
@@ -219,12 +225,21 @@ def _seed0_top1(group: list[dict]) -> float:
     return next((r["top1"] for r in group if r["seed"] == 0), float("-inf"))
 
 
+def arm_options(row: dict) -> str:
+    """What sets a row's arm apart besides its model and lr: its architecture options, plus ``fp32 training`` for a
+    run trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
+    args = row.get("model_args", "")
+    if row["recipe"].get("amp", True):
+        return args
+    return f"{args}, fp32 training" if args else "fp32 training"
+
+
 def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """``{(model, model_args): rows}``: each model's arm, the learning rate with the most seeds; on a tie, the one
-    whose seed-0 run scored higher (the probe's pick), then the lower."""
+    """``{(model, options): rows}`` (options: `arm_options`): each model's arm, the learning rate with the most
+    seeds; on a tie, the one whose seed-0 run scored higher (the probe's pick), then the lower."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r.get("model_args", ""), float(r["lr"])), []).append(r)
+        groups.setdefault((r["model"], arm_options(r), float(r["lr"])), []).append(r)
     best: dict[tuple, list[dict]] = {}
     for (model, args, _), group in sorted(groups.items()):
         held = best.get((model, args), [])
@@ -233,7 +248,7 @@ def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
     return best
 
 
-def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str, float]:
+def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool = True) -> dict[str, float]:
     """Each model's peak learning rate from its one-seed probes in ``path``: the `PROBE_LRS` value whose seed-0 run
     scored the higher top-1 (ties: the lower rate).
 
@@ -241,6 +256,7 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
         path: a results file holding the probes (seed 0 of each model at every rate of `PROBE_LRS`).
         models: model names.
         model_args: the architecture options the probes were run with.
+        amp: whether the probes trained with bf16 autocast (the recipe's), or in fp32.
 
     Returns:
         ``{model: lr}``.
@@ -256,13 +272,15 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
     chosen = {}
     for model in models:
         found = {float(r["lr"]): r["top1"] for r in rows
-                 if r["model"] == model and r.get("model_args", "") == model_args and r["seed"] == 0}
+                 if r["model"] == model and r.get("model_args", "") == model_args and r["seed"] == 0
+                 and r["recipe"].get("amp", True) == amp}
         missing = [lr for lr in PROBE_LRS if lr not in found]
         if missing:
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
                              f"{', '.join(f'{lr:g}' for lr in missing)}; run it first: convtwist-zoo leaderboard run "
                              f"--models {model} --seeds 1 --lr {' '.join(f'{lr:g}' for lr in missing)}"
-                             f"{' --model-args ' + model_args if model_args else ''} (one command per rate)")
+                             f"{' --model-args ' + model_args if model_args else ''}{'' if amp else ' --no-amp'} "
+                             "(one command per rate)")
         chosen[model] = max(PROBE_LRS, key=lambda lr: (found[lr], -lr))
     return chosen
 
@@ -284,7 +302,8 @@ def render_table(path: str | os.PathLike) -> str:
     host = _speed_host(rows)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds"
-             + (f"; train img/s: bf16 training speed, median over the arm's runs on {host}" if host else "") + ".", "",
+             + (f"; train img/s: training speed (bf16 autocast unless the options say fp32), median over the "
+                f"arm's runs on {host}" if host else "") + ".", "",
              "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
              "|---|---|---|---|---|---|---|---|---|"]
     by_model = {}
@@ -292,7 +311,7 @@ def render_table(path: str | os.PathLike) -> str:
         top1 = [r["top1"] for r in group]
         lr = float(group[0]["lr"])
         others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
-                         and r.get("model_args", "") == args and float(r["lr"]) != lr and r["seed"] == 0})
+                         and arm_options(r) == args and float(r["lr"]) != lr and r["seed"] == 0})
         speeds = [r["train_images_per_s"] for r in group if r.get("train_images_per_s") and r.get("trained_on") == host]
         lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
                      f"{max(top1):.2f} | {f'{statistics.median(speeds):.1f}' if speeds else '–'} | "
@@ -310,10 +329,8 @@ def render_table(path: str | os.PathLike) -> str:
                                      f"{statistics.fmean(models[twist]) - statistics.fmean(models[control]):+.2f} "
                                      "| – | – | one run on a side: no interval |")
                         continue
-                    verdict = ("within noise (the interval holds 0)" if w["low"] <= 0 <= w["high"] else
-                               "ConvTwist ahead" if w["low"] > 0 else "ConvTwist behind")
                     diffs.append(f"| {twist} − {control} | {kind} | {w['diff']:+.2f} | "
-                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {verdict} |")
+                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {reading(w)} |")
     if diffs:
         lines += ["", "| difference | control | top-1 points | 95% CI (Welch) | p | reading |",
                   "|---|---|---|---|---|---|", *diffs]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
 from .evaluate import autocast_for, evaluate
-from .host import ActiveClock, cpu_name, cpuinfo_fields
+from .host import ActiveClock, cpu_name, cpuinfo_fields, has_native_bf16
 from .hub import sha256_file
 from .factory import create_model
 from .registry import get_builder, parse_model_args, split_model_name
@@ -426,6 +427,10 @@ def train(cfg: TrainConfig) -> dict:
         torch.backends.cudnn.benchmark = True
     if cfg.batch_size % world:
         raise ValueError(f"--batch-size {cfg.batch_size} must divide evenly over {world} processes")
+    if device.type == "cpu" and cfg.amp and is_main and not has_native_bf16(cpuinfo_fields()):
+        warnings.warn("this CPU has no bf16 instructions (AMX, AVX512-BF16): bf16 autocast is emulated and trains "
+                      "several times slower than fp32 here (bench/precision.py); pass --no-amp to train in fp32",
+                      stacklevel=2)
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     torch.manual_seed(cfg.seed)

@@ -21,7 +21,7 @@ def test_readme_benchmark_table_matches_the_json_results():
     readme = (ROOT / "README.md").read_text()
     block = readme.split(report.START, 1)[1].split(report.END, 1)[0].strip()
     assert block == report.table(), "README is stale: run `python bench/report.py --readme`"
-    assert all(f"bench/{name}.py" in block for name in ("layer", "onnx", "train", "maxblur"))
+    assert all(f"bench/{name}.py" in block for name in ("layer", "onnx", "train", "maxblur", "precision"))
 
 
 def test_rows_give_a_ratio_absolute_times_and_the_mac_floor_without_targets():

@@ -48,7 +48,8 @@ def test_cards_from_hub_json(tmp_path):
            "each (docs/recipe-history.md's replicates show how far another seed moves a run). |" in text
     assert "trained (bf16 autocast everywhere; the recipe does not depend on the machine): test machine: " \
            "convtwist_resnet18.imagewoof, resnet18.imagewoof." in text
-    assert "| resnet50.imagenette | | | not trained yet |" in text
+    assert "| resnet50.imagenette | | | not published yet |" in text
+    assert "| convtwist_xresnet50.imagewoof | | | not published yet |" in text
     assert "Targets" not in text and "target" not in text.lower()
     assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
     # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
@@ -187,3 +188,32 @@ def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
     assert readme == render_readme(readme, info, results), "README's tables are stale: run the cards command"
     for name, entry in info.items():
         assert (root / "hub" / name / "README.md").read_text() == render_hub_readme(name, entry, info), name
+
+
+def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_welch(tmp_path):
+    from convtwist_zoo import leaderboard
+    from convtwist_zoo.release.cards import render_zoo_table
+    hub, results = tmp_path / "hub", tmp_path / "results"
+    seeds = {"convtwist_xresnet18": [75.4, 75.0, 74.6], "xresnet18": [72.6, 72.0, 72.3]}
+    for arch, top1s in seeds.items():
+        for seed, top1 in enumerate(top1s):
+            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+                "model": arch, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+                "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": True}})
+        run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof", seed=1)
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
+        pick = {"seed": 1, "mean": round(sum(top1s) / 3, 2), "n": 3, "std": 0.4, "results": "imagewoof-128px-5ep.jsonl"}
+        stage_run(run, hub, extra_meta={"leaderboard": pick})
+        (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1s[1])))
+    info = collect(hub)
+    table = render_zoo_table(info, results)
+    # a model's own arm and its baseline's arm, over seeds: 75.00 ± 0.40 vs 72.30 ± 0.30, Welch's interval
+    w = leaderboard.welch(seeds["convtwist_xresnet18"], seeds["xresnet18"])
+    assert (f"| convtwist_xresnet18.imagewoof | 75.00 (seed 1; 3 seeds: 75.00 ± 0.40) | xresnet18.imagewoof | "
+            f"72.30 ± 0.30 (3 seeds) | +2.70 [{w['low']:+.2f}, {w['high']:+.2f}] | 123 |") in table
+    assert "| xresnet18.imagewoof | 72.00 (seed 1; 3 seeds: 72.30 ± 0.30) | – | – | – |" in table
+    assert table.count("\n") == 3  # checkpoints only: a leaderboard arm without weights is not a row
+    card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
+    assert "These weights are seed 1 of 3 runs of the fast.ai leaderboard protocol" in card
+    assert (f"Against its plain baseline: +2.70 points against xresnet18 over 3 and 3 seeds (95% interval "
+            f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): ConvTwist ahead.") in card

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder

@@ -99,6 +99,11 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
               _row("convtwist_xresnet18", 0, 74.85, **mb), _row("convtwist_xresnet18", 0, 74.85, lr=8e-3, **mb),
               _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88)]:
         leaderboard.append_row(path, r)
+    fp32 = {"recipe": {"amp": False}, **mb}  # trained without bf16 autocast: an arm of its own, never mixed in
+    for r in [_row("xresnet18", 0, 71.9, lr=8e-3, **fp32), _row("xresnet18", 1, 71.5, lr=8e-3, **fp32),
+              _row("convtwist_xresnet18", 0, 75.5, lr=8e-3, **fp32), _row("convtwist_xresnet18", 1, 75.1, lr=8e-3,
+                                                                          **fp32)]:
+        leaderboard.append_row(path, r)
     # the better seed-0 run wins; a tie goes to the lower rate; options must match
     assert leaderboard.probe_lrs(path, ["xresnet18", "convtwist_xresnet18"], "maxblur=true") == {
         "xresnet18": 8e-3, "convtwist_xresnet18": 4e-3}
@@ -107,12 +112,17 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
         leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
     with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
         leaderboard.probe_lrs(path, ["xresnet18"])
+    with pytest.raises(ValueError, match="no probe of xresnet18 maxblur=true at lr 0.004.* --no-amp"):
+        leaderboard.probe_lrs(path, ["xresnet18"], "maxblur=true", amp=False)
     # one seed at each rate: the table shows convtwist_xresnet18 at its probe's pick; speeds from one machine only
     table = leaderboard.render_table(path)
     assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
     assert "| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73 |" in table
-    assert "train img/s: bf16 training speed, median over the arm's runs on CPU (A, 2 cores)" in table
+    assert "median over the arm's runs on CPU (A, 2 cores)" in table
     assert "| convtwist_xresnet18 − xresnet18 | same recipe | +2.58 |" in table  # one run: no interval
+    assert "| xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 71.70 ± 0.28 | 71.50 | 71.90 | – | – |" in table
+    fp32_diff = [line for line in table.splitlines() if line.startswith("| convtwist_xresnet18 − xresnet18 |")][1]
+    assert fp32_diff.startswith("| convtwist_xresnet18 − xresnet18 | same recipe | +3.60 | [")
     # through the CLI: a missing probe stops the runner before any training
     args = ["leaderboard", "run", "--models", "xresnet34", "--model-args", "maxblur=true", "--lr-from", str(path),
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out.jsonl")]

@@ -8,15 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, make_image_folder
-from convtwist_zoo.host import cpu_name, cpuinfo_fields
+from convtwist_zoo import training
+from convtwist_zoo.host import cpu_name, cpuinfo_fields, has_native_bf16
 from convtwist_zoo.training import CheckpointError, TrainConfig, add_lookahead, train
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
@@ -57,6 +58,32 @@ def test_cpu_name_gives_the_model_and_amx_from_cpuinfo():
     assert cpu_name(cpuinfo_fields("")) == ""
     # only the first processor's block counts
     assert cpuinfo_fields(zen + "\n" + amx)["model name"] == "AMD EPYC 9R14 96-Core Processor"
+
+
+def test_bf16_autocast_on_a_cpu_without_bf16_instructions_warns_before_training(monkeypatch, image_folder):
+    amx = "model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    zen4 = "model name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    zen3 = "model name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert [has_native_bf16(cpuinfo_fields(t)) for t in (amx, zen4, zen3, arm, "")] == [True, True, False, True, True]
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+    monkeypatch.setattr(training, "_data", stop)  # what comes after the check is not this test's business
+    monkeypatch.setattr(training, "cpuinfo_fields", lambda: cpuinfo_fields(zen3))
+    cfg = dict(model="convtwist_resnet18", data=str(image_folder), out="unused", **TINY)
+    with pytest.warns(UserWarning, match="no bf16 instructions .* pass --no-amp"), pytest.raises(Stop):
+        train(TrainConfig(**cfg, amp=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Stop):
+            train(TrainConfig(**cfg, amp=False))
+        monkeypatch.setattr(training, "cpuinfo_fields", lambda: cpuinfo_fields(zen4))
+        with pytest.raises(Stop):
+            train(TrainConfig(**cfg, amp=True))
 
 
 def test_active_clock_leaves_out_the_time_the_process_was_stopped():

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .. import leaderboard
 from ..atomic import write_text_atomic
-from ..registry import parse_model_args
 from ..training import RECIPE_KNOBS, TrainConfig
 
 __all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "render_model_cards",
@@ -28,15 +27,17 @@ def saved_knob(saved: dict, key: str):
     return saved.get(key, KNOBS_ADDED_LATER.get(key, getattr(TrainConfig, key)))
 
 
-# The zoo's eight runs; a card lists the ones not trained yet as pending.
-PLANNED = [f"{arch}.{data}" for data in ("imagenette", "imagewoof")
-           for arch in ("convtwist_resnet18", "resnet18", "convtwist_resnet50", "resnet50")]
+# The zoo's checkpoints: the torchvision-ResNet pairs, then the leaderboard protocol's xresnet pairs (one seed each,
+# picked from its arm's runs); a card lists the ones not published yet as pending.
+PLANNED = [f"{arch}.{data}" for family in ("resnet", "xresnet") for data in ("imagenette", "imagewoof")
+           for arch in (f"convtwist_{family}18", f"{family}18", f"convtwist_{family}50", f"{family}50")]
 # fastai/imagenette leaderboard, best entry's top-1 at 128px by epochs (random init, no TTA); for context only.
 FASTAI_LEADERBOARD = {"imagenette": {5: 85.77, 20: 91.57, 80: 93.55, 200: 94.24},
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
 # What a run in docs/runs is besides a "former checkpoint" (`retire`); MODEL_CARDS.md's probe section says what each is.
 EXTRA_RUN_KINDS = ("replicate", "recipe", "pipeline check")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO_ROOT / "results" / "leaderboard"
 DATA_NOTES = {
     "imagenette": "imagenette2-160sq: the official Imagenette2 file list and 70/30 split, rebuilt from a public copy in "
                   "which every image was squashed to 224x224 (aspect ratio not kept), resized to 160x160, JPEG q80",
@@ -207,13 +208,29 @@ def _train_hours(metrics: list[dict]) -> float | None:
     return len(seconds) * statistics.median(seconds) / 3600 if seconds else None
 
 
-def _summary_rows(info: dict) -> list[str]:
+def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, list[float], list[float]] | None:
+    """For a checkpoint picked from a leaderboard arm: its pick (``{"seed", "mean", "std", "n", "results"}``), and the
+    top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), read from the results
+    file it names. None for a checkpoint of one training run."""
+    config = (info.get(name) or {}).get("config") or {}
+    pick = ((config.get("pretrained_spec") or {}).get("meta") or {}).get("leaderboard")
+    path = Path(results_dir) / pick["results"] if pick else None
+    if not pick or not path.is_file():
+        return None
+    by_arm = leaderboard.arms(leaderboard.read_rows(path))
+    model, args = config["recipe"]["model"], config["recipe"].get("model_args", "")
+    base = _baseline_of(model)
+    return (pick, [r["top1"] for r in by_arm.get((model, args), [])],
+            [r["top1"] for r in by_arm.get((base, args), [])] if base else [])
+
+
+def _summary_rows(info: dict, results_dir: Path = RESULTS_DIR) -> list[str]:
     rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
             "baseline | baseline top-1 @128 | ConvTwist − baseline | verdict |", "|" + "---|" * 12]
     for name in PLANNED + sorted(set(info) - set(PLANNED)):
         entry = info.get(name)
         if entry is None:
-            rows.append(f"| {name} | | | not trained yet | | | | | | | | |")
+            rows.append(f"| {name} | | | not published yet | | | | | | | | |")
             continue
         ev, metrics = entry["eval"] or {}, entry["metrics"]
         s128 = (ev.get("sizes") or {}).get("128", {})
@@ -226,7 +243,7 @@ def _summary_rows(info: dict) -> list[str]:
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
                     f"{_fmt(base_top1)} | "
                     f"{'not comparable (recipes differ)' if gap else _fmt(diff, '{:+.2f}')} | "
-                    f"{_verdict(name, info) or '–'} |")
+                    f"{_verdict(name, info, results_dir=results_dir) or '–'} |")
     return rows
 
 
@@ -343,9 +360,22 @@ def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
     return _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
 
 
-def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's replicates") -> str | None:
-    """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated)."""
+def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's replicates",
+             results_dir: Path = RESULTS_DIR) -> str | None:
+    """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated): over the seeds of their
+    leaderboard arms where it was picked from one, else checkpoint against checkpoint."""
     base = _baseline_of(name)
+    if base and (arms := _leaderboard_arms(name, info, results_dir)):
+        _, own, base_top1 = arms
+        if not own or not base_top1:
+            return None
+        w = leaderboard.welch(own, base_top1)
+        seeds = f"{len(own)} and {len(base_top1)} seeds"
+        if w is None:
+            return (f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} points against "
+                    f"{base.split('.')[0]} over {seeds}: one run on a side, no interval yet.")
+        return (f"{w['diff']:+.2f} points against {base.split('.')[0]} over {seeds} (95% interval "
+                f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): {leaderboard.reading(w)}.")
     d, gap = _difference(name, info)
     if d is None:
         return None
@@ -371,10 +401,10 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
              "Generated by `python -m convtwist_zoo.release cards` from the JSON files in `hub/` (training config and "
              "metrics, `convtwist-zoo eval`, `convtwist-zoo robustness`, `convtwist-zoo inspect`) and the "
              "leaderboard rows in `results/leaderboard/`. Do not edit by hand.", "",
-             "Every ConvTwist checkpoint stands beside a plain torchvision ResNet trained with the same recipe, the "
-             "same data and the same number of epochs. Accuracy is top-1/top-5 on the full validation split, fp32, "
+             "Every ConvTwist checkpoint stands beside a plain ResNet (torchvision's, or the leaderboard's xresnet) "
+             "trained with the same recipe, the same data and the same number of epochs. Accuracy is top-1/top-5 on the full validation split, fp32, "
              "resize to size/0.875 then centre crop (no test-time augmentation).", "",
-             "## Checkpoints", ""] + _summary_rows(info) + [
+             "## Checkpoints", ""] + _summary_rows(info, results_dir or RESULTS_DIR) + [
              "", "Train time is the epochs times the median epoch's wall time (pauses of a resumed run do not count). "
              "Other seeds, recipe probes and former checkpoints: `docs/recipe-history.md`.", ""]
     lines += ["## The fast.ai leaderboard protocol, several seeds", "",
@@ -443,7 +473,8 @@ def _onnx_latency_ms() -> dict:
 
 
 def render_zoo_table(info: dict, results_dir: Path) -> str:
-    """The README's table: every checkpoint and every leaderboard arm beside its same-recipe baseline."""
+    """The README's table: every published checkpoint beside its same-recipe baseline. A checkpoint picked from a
+    leaderboard arm shows its seed and the arm's mean, and the difference over both arms' seeds."""
     latency = _onnx_latency_ms()
     rows = ["| checkpoint | top-1 % | same-recipe baseline | its top-1 % | difference | params | MACs @128 | "
             "ORT ms/image | recipe |", "|---|---|---|---|---|---|---|---|---|"]
@@ -454,42 +485,29 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
         ev = entry["eval"] or {}
         s128 = (ev.get("sizes") or {}).get("128", {})
         base = _baseline_of(name)
-        diff, gap = _difference(name, info)
         arch = name.split(".")[0]
-        rows.append(f"| {name} | {_fmt(s128.get('top1'))} (1 seed) | {base or '–'} | "
-                    f"{_fmt(_top1(info.get(base))) if base else '–'} | "
-                    f"{'–' if not base else 'recipes differ' if gap else _fmt(diff, '{:+.2f}')} | "
-                    f"{_fmt(ev.get('params'), '{:,}')} | {_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | "
-                    f"{_fmt(latency.get(arch), '{:.1f}')} | {len(entry['metrics'])} epochs, "
-                    f"{'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos |")
-    for f in sorted(Path(results_dir).glob("*.jsonl")):
-        by_arm = leaderboard.arms(leaderboard.read_rows(f))
-        means = {key: [r["top1"] for r in group] for key, group in by_arm.items()}
-        for (model, args), top1 in sorted(means.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            first = by_arm[(model, args)][0]
-            base = (leaderboard.CONTROLS.get(model, ("",))[0], args)  # the baseline with the same options
-            base_top1 = means.get(base)
-            w = leaderboard.welch(top1, base_top1) if base_top1 else None
+        recipe = entry["config"]["recipe"]
+        if arms := _leaderboard_arms(name, info, results_dir):
+            pick, own, base_top1 = arms
+            w = leaderboard.welch(own, base_top1) if base_top1 else None
+            top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {len(own)} seeds: {leaderboard.mean_std(own)})"
+            base_cell = (f"{leaderboard.mean_std(base_top1)} ({len(base_top1)} seeds)" if base_top1 else "–")
             diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
-                    f"{statistics.fmean(top1) - statistics.fmean(base_top1):+.2f}" if base_top1 else "–")
-            params, macs = _size(model, parse_model_args(args))
-            seeds = f"{len(top1)} seed{'s' if len(top1) > 1 else ''}"
-            rows.append(f"| {model}{' ' + args if args else ''} ({first['dataset']}) | {leaderboard.mean_std(top1)} "
-                        f"({seeds}) | {base[0] + (' ' + args if args else '') if base_top1 else '–'} | "
-                        f"{leaderboard.mean_std(base_top1) if base_top1 else '–'} | {diff} | {params:,} | "
-                        f"{macs / 1e9:.2f} G | {_fmt(latency.get(model) if not args else None, '{:.1f}')} | "
-                        f"leaderboard, {first['epochs']} epochs, lr {float(first['lr']):g} |")
+                    f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f}" if base_top1 and own else "–")
+            how = f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
+        else:
+            d, gap = _difference(name, info)
+            top1 = f"{_fmt(s128.get('top1'))} (1 seed)"
+            base_cell = _fmt(_top1(info.get(base))) if base else "–"
+            diff = "–" if not base else "recipes differ" if gap else _fmt(d, "{:+.2f}")
+            how = f"{len(entry['metrics'])} epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos"
+        rows.append(f"| {name} | {top1} | {base or '–'} | {base_cell} | {diff} | {_fmt(ev.get('params'), '{:,}')} | "
+                    f"{_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | {_fmt(latency.get(arch), '{:.1f}')} | "
+                    f"{how} |")
     return "\n".join(rows)
 
 
-def _size(arch: str, kwargs: dict) -> tuple[int, int]:
-    from ..evaluate import count_macs
-    from ..factory import create_model
-    model = create_model(arch, **kwargs)
-    return sum(p.numel() for p in model.parameters()), count_macs(model, 128)
-
-
-def render_hub_readme(name: str, entry: dict, info: dict) -> str:
+def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RESULTS_DIR) -> str:
     config, ev = entry["config"], entry["eval"] or {}
     dataset = config["dataset"]
     arch = config["architecture"]
@@ -527,7 +545,8 @@ def render_hub_readme(name: str, entry: dict, info: dict) -> str:
     else:
         body += ["", f"One training run (seed {config['recipe'].get('seed', 0)}), recipe: {len(entry['metrics'])} "
                  f"epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos (MODEL_CARDS.md)."]
-    if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md"):
+    if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md",
+                           results_dir=results_dir):
         body += ["", f"Against its plain baseline: {verdict}"]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
              f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
@@ -567,13 +586,13 @@ def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
     and the robustness plots (in ``docs/`` beside ``model_cards``); returns the written paths."""
     root = Path(model_cards).parent
     info = collect(Path(hub_root))
+    results_dir = root / "results" / "leaderboard"
     written = _robustness_plots(info, root / "docs")
     for name, entry in info.items():
         path = Path(hub_root) / name / "README.md"
-        write_text_atomic(path, render_hub_readme(name, entry, info))
+        write_text_atomic(path, render_hub_readme(name, entry, info, results_dir))
         written.append(path)
     extra = collect_extra_runs(root / "docs" / "runs")
-    results_dir = root / "results" / "leaderboard"
     write_text_atomic(Path(model_cards), render_model_cards(info, extra, results_dir))
     (root / "docs").mkdir(exist_ok=True)
     write_text_atomic(root / "docs" / "recipe-history.md", render_recipe_history(info, extra))
