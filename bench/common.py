@@ -1,6 +1,7 @@
 """Shared by the benchmarks: timing (median of repeats), the machine's description, table printing, JSON output."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -133,3 +134,17 @@ def write_json(name: str, payload: dict) -> Path:
 def geomean(values) -> float:
     values = list(values)
     return float(torch.tensor(values, dtype=torch.float64).log().mean().exp())
+
+
+def train_step(model, x, y, bf16: bool = True, path=contextlib.nullcontext):
+    """One SGD training step of ``model`` on the fixed batch (``x``, ``y``), as a callable for the timers: bf16
+    autocast or fp32, inside the context ``path()`` (for benchmarks that switch an implementation on and off)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        with path(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_median_times, print_table, write_json  # noqa: E402
+from common import interleaved_median_times, print_table, train_step, write_json  # noqa: E402
 
 from convtwist_zoo import create_model, fused_kernels  # noqa: E402
 from convtwist_zoo.xresnet import MaxBlurPool  # noqa: E402
@@ -48,18 +47,6 @@ def _pool_step(pool, x, path):
     return step
 
 
-def _train_step(model, x, y, path):
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        with path(), torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
@@ -83,8 +70,8 @@ def main() -> None:
         blur = create_model(name, maxblur=True).to(memory_format=torch.channels_last).train()
         plain = create_model(name).to(memory_format=torch.channels_last).train()
         fused, modules, no_pool = interleaved_median_times(
-            [_train_step(blur, x, y, contextlib.nullcontext), _train_step(blur, x, y, _modules_path),
-             _train_step(plain, x, y, contextlib.nullcontext)], args.repeats, warmup=2)
+            [train_step(blur, x, y), train_step(blur, x, y, path=_modules_path), train_step(plain, x, y)],
+            args.repeats, warmup=2)
         models.append({"model": f"{name} maxblur=true", "fused_ms": fused * 1e3, "modules_ms": modules * 1e3,
                        "ratio": fused / modules, "plain_model_ms": no_pool * 1e3,
                        "fused_img_s": BATCH / fused, "modules_img_s": BATCH / modules})

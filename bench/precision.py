@@ -15,26 +15,14 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, interleaved_median_times, machine, print_table, write_json  # noqa: E402
+from common import (RESULTS, interleaved_median_times, machine, print_table, train_step,  # noqa: E402
+                    write_json)
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.host import cpuinfo_fields, has_native_bf16  # noqa: E402
 from convtwist_zoo.registry import parse_model_args  # noqa: E402
-
-
-def _train_step(model, x, y, bf16: bool):
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
 
 
 def main() -> None:
@@ -52,7 +40,7 @@ def main() -> None:
     rows = []
     for name in args.models:
         model = create_model(name, **kwargs).to(memory_format=torch.channels_last).train()
-        bf16, fp32 = interleaved_median_times([_train_step(model, x, y, True), _train_step(model, x, y, False)],
+        bf16, fp32 = interleaved_median_times([train_step(model, x, y), train_step(model, x, y, bf16=False)],
                                               args.repeats, warmup=1)
         rows.append({"model": f"{name} {args.model_args}".strip(), "bf16_img_s": args.batch_size / bf16,
                      "fp32_img_s": args.batch_size / fp32, "bf16_over_fp32": fp32 / bf16})

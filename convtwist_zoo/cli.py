@@ -256,17 +256,21 @@ def _cmd_leaderboard(args) -> int:
     results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
     if args.background:
         return _run_in_background(args)
-    if args.lr_from and args.lr:
-        raise ValueError("give --lr or --lr-from, not both")
+    if sum(map(bool, (args.lr, args.lr_from, args.probe))) > 1:
+        raise ValueError("give one of --lr, --lr-from and --probe")
+    common = dict(model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
+                  workers=args.workers, progress=not args.no_progress, amp=args.amp, batch_size=args.batch_size)
+    if args.probe:  # seed 0 of each model at every rate the probes compare, a model's runs together
+        for model in args.models:
+            for lr in leaderboard.PROBE_LRS:
+                leaderboard.run_protocol([model], args.data, args.epochs, [0], args.runs, results, lr=lr, **common)
+        return 0
     lr = (leaderboard.probe_lrs(args.lr_from, args.models, args.model_args, args.amp) if args.lr_from
           else _parse_lrs(args.lr or ["4e-3"]))
     if isinstance(lr, dict):
         print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=lr,
-                             model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
-                             workers=args.workers, progress=not args.no_progress, amp=args.amp,
-                             batch_size=args.batch_size)
+    leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=lr, **common)
     return 0
 
 
@@ -446,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-from", metavar="RESULTS",
                    help="each model's peak lr from its probes in this results file: the better of 4e-3 and 8e-3 "
                         "at seed 0, with the same --model-args and --amp")
+    p.add_argument("--probe", action="store_true",
+                   help="run the lr probes: seed 0 of each model at 4e-3 and at 8e-3, what --lr-from reads "
+                        "(--seeds and --first-seed do not apply)")
     p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast in training (the recipe; fast on CPUs with bf16 instructions, AMX or "

@@ -25,6 +25,7 @@ __all__ = ["load", "describe", "SOURCE", "SOURCES"]
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "twist_cpu.cpp"
 SOURCES = (SOURCE, SOURCE.parent / "maxblur_cpu.cpp")
+HEADERS = (SOURCE.parent / "nhwc.h",)
 _STATE: dict = {}
 
 
@@ -35,7 +36,7 @@ def _build_dir() -> Path:
     checkouts of the same code (a work tree and a training snapshot) would otherwise rebuild each other's module.
     """
     flags = cpuinfo_fields().get("flags", "")
-    sources = {src.name: src.read_bytes() for src in SOURCES}
+    sources = {src.name: src.read_bytes() for src in SOURCES + HEADERS}
     key = hashlib.sha256(platform.machine().encode() + flags.encode() + b"".join(sources.values())).hexdigest()[:12]
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
     path = base / "ext" / key

@@ -277,10 +277,10 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool =
         missing = [lr for lr in PROBE_LRS if lr not in found]
         if missing:
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
-                             f"{', '.join(f'{lr:g}' for lr in missing)}; run it first: convtwist-zoo leaderboard run "
-                             f"--models {model} --seeds 1 --lr {' '.join(f'{lr:g}' for lr in missing)}"
+                             f"{', '.join(f'{lr:g}' for lr in missing)}; run the probes first: convtwist-zoo "
+                             f"leaderboard run --models {model} --probe"
                              f"{' --model-args ' + model_args if model_args else ''}{'' if amp else ' --no-amp'} "
-                             "(one command per rate)")
+                             f"--results {path} (and the same --data and --epochs)")
         chosen[model] = max(PROBE_LRS, key=lambda lr: (found[lr], -lr))
     return chosen
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from convtwist_zoo.host import cpuinfo_fields, has_native_bf16
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # hub_server
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -145,6 +147,10 @@ def trained_like(model, seed=0):
 
 
 ARCHIVES = {"imagenette": "imagenette2-160sq.tgz", "imagewoof": "imagewoof2-160.tgz"}
+# bf16 autocast where the CPU computes bf16 in hardware, else fp32 (emulated bf16 trains many times slower): for the
+# training tests whose subject is not the precision
+FAST_AMP = has_native_bf16(cpuinfo_fields())
+FAST_AMP_FLAG = "--amp" if FAST_AMP else "--no-amp"
 
 
 @functools.lru_cache(maxsize=None)

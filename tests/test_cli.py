@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, make_run_dir
+from conftest import ROOT, make_run_dir, register_spec
 
 
 def cli(*args, env=None):
@@ -57,19 +57,24 @@ def test_predict_prints_top5_with_names(demo_hub):
     assert len(entry) == 5 and entry[0]["class_name"] in names
 
 
-def test_predict_bad_inputs(demo_hub, tmp_path):
-    env = {"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)}
-    tiny = tmp_path / "tiny.png"
+def test_predict_bad_inputs(demo_hub, tmp_path, monkeypatch, capsys):
     from PIL import Image
+
+    from convtwist_zoo.cli import main
+    from convtwist_zoo.release.staging import specs_from_hub
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(demo_hub))
+    for spec in specs_from_hub(demo_hub):  # what a new process finds in the hub folder at import
+        register_spec(spec, monkeypatch)
+    tiny = tmp_path / "tiny.png"
     Image.new("RGB", (20, 20)).save(tiny)
-    result = cli("predict", str(tiny), "--model", "resnet18.testset", env=env)
-    assert result.returncode == 2 and "too small" in result.stderr
+    assert main(["predict", str(tiny), "--model", "resnet18.testset"]) == 2
+    assert "too small" in capsys.readouterr().err
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
-    result = cli("predict", str(junk), "--model", "resnet18.testset", env=env)
-    assert result.returncode == 2 and "not a readable image" in result.stderr
-    result = cli("predict", str(tiny), "--model", "resnet34.imagenette", env=env)
-    assert result.returncode == 2 and "unknown model 'resnet34'" in result.stderr
+    assert main(["predict", str(junk), "--model", "resnet18.testset"]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert main(["predict", str(tiny), "--model", "resnet34.imagenette"]) == 2
+    assert "unknown model 'resnet34'" in capsys.readouterr().err
 
 
 def test_demo_main_job(demo_hub, tmp_path):

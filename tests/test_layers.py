@@ -321,3 +321,17 @@ def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkey
         "ConvTwist runs on its plain PyTorch path (RuntimeError: Ninja is required to load C++ extensions)"
     layer = ConvTwist(4, 4)
     assert layer(torch.randn(1, 4, 8, 8)).shape == (1, 4, 8, 8)  # the plain path computes the same layer
+
+
+def test_every_kernel_file_is_compiled_or_included_and_ships_with_the_package():
+    import fnmatch
+    import tomllib
+
+    from conftest import ROOT
+    from convtwist_zoo import fused_kernels
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["convtwist_zoo"]
+    files = sorted(p.relative_to(ROOT / "convtwist_zoo").as_posix() for p in (ROOT / "convtwist_zoo" / "csrc").iterdir())
+    assert files == ["csrc/maxblur_cpu.cpp", "csrc/nhwc.h", "csrc/twist_cpu.cpp"]
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)  # an sdist/wheel would build
+    # every file is in the build key: editing the header rebuilds the extension
+    assert sorted(f"csrc/{p.name}" for p in fused_kernels.SOURCES + fused_kernels.HEADERS) == files

@@ -43,6 +43,14 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     assert main(["leaderboard", "table", str(results)]) == 0
     out = capsys.readouterr().out
     assert "| xresnet18 | – | 0.004 | 2 |" in out and "convtwist_xresnet18 − xresnet18 | same recipe" in out
+    # the probes: seed 0 at each rate; the one already run (4e-3) is skipped, 8e-3 trains, and --lr-from can read them
+    probe = ["leaderboard", "run", "--models", "xresnet18", "--probe", "--data", str(data), "--epochs", "1",
+             "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
+             "--batch-size", "4", "--no-progress"]
+    assert main(probe) == 0
+    rows = leaderboard.read_rows(results)
+    assert [(r["model"], r["seed"], r["lr"]) for r in rows[4:]] == [("xresnet18", 0, 8e-3)]
+    assert set(leaderboard.probe_lrs(results, ["xresnet18"])) == {"xresnet18"}
 
 
 def test_unknown_model_fails_before_any_training(tmp_path, capsys):
@@ -107,8 +115,9 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     # the better seed-0 run wins; a tie goes to the lower rate; options must match
     assert leaderboard.probe_lrs(path, ["xresnet18", "convtwist_xresnet18"], "maxblur=true") == {
         "xresnet18": 8e-3, "convtwist_xresnet18": 4e-3}
-    with pytest.raises(ValueError, match=r"no probe of xresnet34 maxblur=true at lr 0.008; run it first: "
-                                         r"convtwist-zoo leaderboard run --models xresnet34 --seeds 1 --lr 0.008"):
+    with pytest.raises(ValueError, match=r"no probe of xresnet34 maxblur=true at lr 0.008; run the probes first: "
+                                         r"convtwist-zoo leaderboard run --models xresnet34 --probe "
+                                         r"--model-args maxblur=true --results "):
         leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
     with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
         leaderboard.probe_lrs(path, ["xresnet18"])
@@ -129,7 +138,8 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     assert main(args) == 2
     assert "no probe of xresnet34 maxblur=true at lr 0.008" in capsys.readouterr().err
     assert main(args + ["--lr", "4e-3"]) == 2
-    assert "give --lr or --lr-from, not both" in capsys.readouterr().err
+    assert "give one of --lr, --lr-from and --probe" in capsys.readouterr().err
+    assert main(args + ["--probe"]) == 2
     assert not (tmp_path / "runs").exists()
 
 

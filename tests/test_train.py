@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, make_image_folder
+from conftest import FAST_AMP, FAST_AMP_FLAG, ROOT, make_image_folder
 from convtwist_zoo import training
 from convtwist_zoo.host import cpu_name, cpuinfo_fields, has_native_bf16
 from convtwist_zoo.training import CheckpointError, TrainConfig, add_lookahead, train
 
-TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5)
+TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5, amp=FAST_AMP)
 
 
 def run_cli(*args, env=None, **kw):
@@ -74,7 +74,8 @@ def test_bf16_autocast_on_a_cpu_without_bf16_instructions_warns_before_training(
         raise Stop
     monkeypatch.setattr(training, "_data", stop)  # what comes after the check is not this test's business
     monkeypatch.setattr(training, "cpuinfo_fields", lambda: cpuinfo_fields(zen3))
-    cfg = dict(model="convtwist_resnet18", data=str(image_folder), out="unused", **TINY)
+    cfg = {k: v for k, v in TINY.items() if k != "amp"} | dict(model="convtwist_resnet18", data=str(image_folder),
+                                                              out="unused")
     with pytest.warns(UserWarning, match="no bf16 instructions .* pass --no-amp"), pytest.raises(Stop):
         train(TrainConfig(**cfg, amp=True))
     with warnings.catch_warnings():
@@ -106,9 +107,9 @@ def test_active_clock_leaves_out_the_time_the_process_was_stopped():
 
 
 def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
-    data = make_image_folder(tmp_path / "imgs", per_class=(24, 4))
-    args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "64", "--batch-size", "8",
-            "--epochs", "4", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5"]
+    data = make_image_folder(tmp_path / "imgs", per_class=(12, 4))
+    args = ["train", "--model", "resnet18", "--data", str(data), "--image-size", "48", "--batch-size", "8",
+            "--epochs", "4", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5", FAST_AMP_FLAG]
     env = {"OMP_NUM_THREADS": "1"}
     full = tmp_path / "full"
     assert run_cli(*args, "--out", str(full), env=env).returncode == 0
@@ -257,21 +258,20 @@ def test_finetune_from_a_run_gets_a_new_head(image_folder, tmp_path):
     assert torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])  # frozen for epoch 1
 
 
-def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
+def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    from convtwist_zoo.cli import main
     monkeypatch.setenv("CONVTWIST_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
-    result = run_cli("train", "--model", "resnet18", "--data", "imagewoof", "--out", str(tmp_path / "x"),
-                     env={"CONVTWIST_DATA": str(tmp_path / "empty"), "CONVTWIST_ZOO_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 2
-    assert "dataset 'imagewoof' not found" in result.stderr and str(tmp_path / "empty") in result.stderr
-    assert "CONVTWIST_DATA" in result.stderr
+    assert main(["train", "--model", "resnet18", "--data", "imagewoof", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'imagewoof' not found" in err and str(tmp_path / "empty") in err and "CONVTWIST_DATA" in err
 
 
 def test_plot_writes_png(image_folder, tmp_path):
     out = tmp_path / "run"
     train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), **{**TINY, "epochs": 1}))
-    result = run_cli("plot", str(out))
-    assert result.returncode == 0, result.stderr
+    from convtwist_zoo.cli import main
+    assert main(["plot", str(out)]) == 0
     png = out / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 

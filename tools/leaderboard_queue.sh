@@ -30,9 +30,7 @@ for stage in ${STAGES:-probes a b c d}; do
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args sa=true
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,wide_stem=true"
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true"
-      for m in $PROBE_MODELS; do
-        for lr in 4e-3 8e-3; do $LBA --data imagewoof --epochs 5 --seeds 1 --models "$m" --lr $lr; done
-      done ;;
+      $LBA --data imagewoof --epochs 5 --probe --models $PROBE_MODELS ;;
     a) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 --lr-from "$PROBES" ;;
     b) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
          --lr-from "$PROBES" ;;

@@ -6,14 +6,13 @@
 #include <algorithm>
 #include <vector>
 
-#include <torch/extension.h>
-#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+
+#include "nhwc.h"
 
 namespace {
 
-template <typename T>
-using acc_t = at::opmath_type<T>;
+using convtwist_zoo::acc_t;
 
 constexpr float kBlur[3] = {0.25f, 0.5f, 0.25f};
 
@@ -158,8 +157,7 @@ void maxpool_backward_kernel(const float* gm, const uint8_t* pos, T* gx, int64_t
 }
 
 void check_input(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), name,
-              " must be a channels_last 4-D tensor");
+  convtwist_zoo::check_nhwc(t, name);
   TORCH_CHECK(t.size(2) >= 2 && t.size(3) >= 2, name, " must be at least 2x2 (the blur pads by reflection)");
 }
 

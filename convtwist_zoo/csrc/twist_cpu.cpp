@@ -4,19 +4,18 @@
 // (tap, input channel). Each kernel is one pass over memory where plain PyTorch ops need several.
 #include <algorithm>
 
-#include <torch/extension.h>
-#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include "nhwc.h"
+
 namespace {
+
+using convtwist_zoo::acc_t;
+using convtwist_zoo::check_nhwc;
 
 // Free taps of an antisymmetric 3x3 kernel, (row, col); the mirror (2-r, 2-c) holds the negative.
 constexpr int kTapR[4] = {0, 0, 0, 1};
 constexpr int kTapC[4] = {0, 1, 2, 0};
-
-// float for float/bfloat16/half, double for double
-template <typename T>
-using acc_t = at::opmath_type<T>;
 
 template <typename T>
 inline acc_t<T> ld(const T* p) { return static_cast<acc_t<T>>(*p); }
@@ -242,11 +241,6 @@ void prepare_backward_kernel(const T* gmain, const int64_t* gs, const T* gtaps, 
       gcy[f] = sum_y;
     }
   });
-}
-
-void check_nhwc(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), name,
-              " must be a channels_last 4-D tensor");
 }
 
 }  // namespace
