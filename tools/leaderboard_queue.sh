@@ -22,6 +22,14 @@ MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
 # the probes' order: the 18-layer pair (cheapest), then the 50-layer pair (stage a's arms), then the control
 PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_xresnet50 xresnet34}
 PROBES=${PROBES:-results/leaderboard/imagewoof-128px-5ep.jsonl}
+# the recipe trains in bf16: a CPU that emulates it would take many times longer (bench/precision.py)
+if [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "import sys, torch; from convtwist_zoo.host import cpuinfo_fields, \
+has_native_bf16; sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"; then
+  echo "this CPU has no bf16 instructions (AMX, AVX512-BF16) and there is no CUDA GPU: the plan's bf16 runs would" \
+       "take many times longer here (python bench/precision.py shows how much); run it elsewhere, or set" \
+       "ALLOW_EMULATED_BF16=1 to run it anyway" >&2
+  exit 2
+fi
 for stage in ${STAGES:-probes a b c d}; do
   case $stage in
     probes)
