@@ -228,10 +228,13 @@ def _seed0_top1(group: list[dict]) -> float:
 def arm_options(row: dict) -> str:
     """What sets a row's arm apart besides its model and lr: its architecture options, plus ``fp32 training`` for a
     run trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
-    args = row.get("model_args", "")
-    if row["recipe"].get("amp", True):
-        return args
-    return f"{args}, fp32 training" if args else "fp32 training"
+    return _options_label(row.get("model_args", ""), row["recipe"].get("amp", True))
+
+
+def _options_label(model_args: str, amp: bool) -> str:
+    if amp:
+        return model_args
+    return f"{model_args}, fp32 training" if model_args else "fp32 training"
 
 
 def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -269,11 +272,11 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool =
         {'xresnet18': 0.008}
     """
     rows = read_rows(path) if Path(path).is_file() else []
+    options = _options_label(model_args, amp)
     chosen = {}
     for model in models:
         found = {float(r["lr"]): r["top1"] for r in rows
-                 if r["model"] == model and r.get("model_args", "") == model_args and r["seed"] == 0
-                 and r["recipe"].get("amp", True) == amp}
+                 if r["model"] == model and arm_options(r) == options and r["seed"] == 0}
         missing = [lr for lr in PROBE_LRS if lr not in found]
         if missing:
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
