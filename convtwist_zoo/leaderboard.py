@@ -328,15 +328,15 @@ def render_table(path: str | os.PathLike) -> str:
                     w = welch(models[twist], models[control])
                     kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
                     if w is None:
-                        diffs.append(f"| {twist} − {control} | {kind} | "
+                        diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
                                      f"{statistics.fmean(models[twist]) - statistics.fmean(models[control]):+.2f} "
                                      "| – | – | one run on a side: no interval |")
                         continue
-                    diffs.append(f"| {twist} − {control} | {kind} | {w['diff']:+.2f} | "
+                    diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | {w['diff']:+.2f} | "
                                  f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {reading(w)} |")
     if diffs:
-        lines += ["", "| difference | control | top-1 points | 95% CI (Welch) | p | reading |",
-                  "|---|---|---|---|---|---|", *diffs]
+        lines += ["", "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |",
+                  "|---|---|---|---|---|---|---|", *diffs]
     refs = REFERENCES.get((first["dataset"], first["image_size"], first["epochs"]))
     if refs:
         lines += ["", "Published on this protocol: " + "; ".join(f"{name}: {value}%" for name, value in refs) + "."]

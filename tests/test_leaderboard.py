@@ -42,7 +42,7 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     assert (run / "model.safetensors").stat().st_mtime_ns == mtime
     assert main(["leaderboard", "table", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "| xresnet18 | – | 0.004 | 2 |" in out and "convtwist_xresnet18 − xresnet18 | same recipe" in out
+    assert "| xresnet18 | – | 0.004 | 2 |" in out and "convtwist_xresnet18 − xresnet18 | – | same recipe" in out
     # the probes: seed 0 at each rate; the one already run (4e-3) is skipped, 8e-3 trains, and --lr-from can read them
     probe = ["leaderboard", "run", "--models", "xresnet18", "--probe", "--data", str(data), "--epochs", "1",
              "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
@@ -87,8 +87,8 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
         leaderboard.append_row(path, r)
     table = leaderboard.render_table(path)
     assert "| convtwist_xresnet18 | – | 0.004 | 3 | 71.00 ± 0.50 | 70.50 | 71.50 | – | 0.008: 69.00 |" in table
-    assert "convtwist_xresnet18 − xresnet18 | same recipe | +0.00 |" in table and "within noise" in table
-    assert "convtwist_xresnet18 − xresnet34 | compute-matched | +10.50 |" in table and "ConvTwist ahead" in table
+    assert "convtwist_xresnet18 − xresnet18 | – | same recipe | +0.00 |" in table and "within noise" in table
+    assert "convtwist_xresnet18 − xresnet34 | – | compute-matched | +10.50 |" in table and "ConvTwist ahead" in table
     assert "76.61" in table  # the published figures on this protocol
     path.write_text(path.read_text() + "{not json\n")
     with pytest.raises(ValueError, match=r"imagewoof-128px-5ep.jsonl:11 is not a JSON row"):
@@ -128,10 +128,9 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
     assert "| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73 |" in table
     assert "median over the arm's runs on CPU (A, 2 cores)" in table
-    assert "| convtwist_xresnet18 − xresnet18 | same recipe | +2.58 |" in table  # one run: no interval
+    assert "| convtwist_xresnet18 − xresnet18 | maxblur=true | same recipe | +2.58 |" in table  # one run: no interval
     assert "| xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 71.70 ± 0.28 | 71.50 | 71.90 | – | – |" in table
-    fp32_diff = [line for line in table.splitlines() if line.startswith("| convtwist_xresnet18 − xresnet18 |")][1]
-    assert fp32_diff.startswith("| convtwist_xresnet18 − xresnet18 | same recipe | +3.60 | [")
+    assert "| convtwist_xresnet18 − xresnet18 | maxblur=true, fp32 training | same recipe | +3.60 | [" in table
     # through the CLI: a missing probe stops the runner before any training
     args = ["leaderboard", "run", "--models", "xresnet34", "--model-args", "maxblur=true", "--lr-from", str(path),
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out.jsonl")]
