@@ -203,16 +203,27 @@ def _write_json(path, payload) -> None:
     print(f"wrote {path}")
 
 
-def _parse_lrs(values: list[str]):
-    """``--lr 4e-3`` (every model) or ``--lr xresnet50=4e-3 convtwist_xresnet50=8e-3`` (per model)."""
+def _parse_lrs(values: list[str], models: list[str]):
+    """``--lr 4e-3`` (every model) or ``--lr xresnet50=4e-3 convtwist_xresnet50=8e-3`` (one for each of ``models``)."""
+    def rate(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"--lr {text!r} is not a number") from None
     if len(values) == 1 and "=" not in values[0]:
-        return float(values[0])
+        return rate(values[0])
     lrs = {}
     for v in values:
         model, eq, lr = v.partition("=")
         if not eq:
             raise ValueError(f"--lr {v!r}: give one rate for all models, or MODEL=RATE for each")
-        lrs[model] = float(lr)
+        if model not in models:
+            raise ValueError(f"--lr {v!r}: {model!r} is not one of --models ({', '.join(models)})")
+        lrs[model] = rate(lr)
+    missing = [m for m in models if m not in lrs]
+    if missing:
+        raise ValueError(f"--lr gives no rate for {', '.join(missing)}: give MODEL=RATE for each of --models, or "
+                         "one rate for all")
     return lrs
 
 
@@ -254,19 +265,24 @@ def _cmd_leaderboard(args) -> int:
     for m in args.models:
         get_builder(m)  # an unknown name fails now, not after hours of training
     results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
-    if args.background:
-        return _run_in_background(args)
+    if Path(results).is_dir():
+        raise ValueError(f"--results {results} is a folder; give a .jsonl file (or --results-dir for the folder)")
     if sum(map(bool, (args.lr, args.lr_from, args.probe))) > 1:
         raise ValueError("give one of --lr, --lr-from and --probe")
     common = dict(model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
                   workers=args.workers, progress=not args.no_progress, amp=args.amp, batch_size=args.batch_size)
+    lr = (leaderboard.PROBE_LRS[0] if args.probe
+          else leaderboard.probe_lrs(args.lr_from, args.models, args.model_args, args.amp) if args.lr_from
+          else _parse_lrs(args.lr or ["4e-3"], args.models))
+    leaderboard.check_protocol(args.models, args.data, args.epochs, lr, **common)  # before any run, or detaching
+    if args.background:
+        return _run_in_background(args)
     if args.probe:  # seed 0 of each model at every rate the probes compare, a model's runs together
         for model in args.models:
-            for lr in leaderboard.PROBE_LRS:
-                leaderboard.run_protocol([model], args.data, args.epochs, [0], args.runs, results, lr=lr, **common)
+            for probe_lr in leaderboard.PROBE_LRS:
+                leaderboard.run_protocol([model], args.data, args.epochs, [0], args.runs, results, lr=probe_lr,
+                                         **common)
         return 0
-    lr = (leaderboard.probe_lrs(args.lr_from, args.models, args.model_args, args.amp) if args.lr_from
-          else _parse_lrs(args.lr or ["4e-3"]))
     if isinstance(lr, dict):
         print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)

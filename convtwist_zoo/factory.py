@@ -2,6 +2,8 @@
 ``create_model``), above the architecture registry, the pretrained specs and the weights loader."""
 from __future__ import annotations
 
+import re
+
 import torch.nn as nn
 
 from . import models
@@ -41,10 +43,18 @@ def create_model(name: str, pretrained=False, num_classes: int | None = None, fe
         pretrained = tag
     elif tag is not None and pretrained not in (True, tag):
         raise ValueError(f"model name {name!r} asks for tag {tag!r} but pretrained={pretrained!r}")
-    if pretrained is False or pretrained is None:
-        model = builder(num_classes=10 if num_classes is None else num_classes, **kwargs)
-    else:
-        model = load_pretrained(arch, pretrained, num_classes=num_classes, **kwargs)
+    try:
+        if pretrained is False or pretrained is None:
+            model = builder(num_classes=10 if num_classes is None else num_classes, **kwargs)
+        else:
+            model = load_pretrained(arch, pretrained, num_classes=num_classes, **kwargs)
+    except TypeError as e:  # a misspelt option would otherwise surface as a constructor's signature error
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if unknown is None:
+            raise
+        options = re.search(r"kwargs: (.*?)\.?$", (builder.__doc__ or "").strip())
+        raise ValueError(f"{arch} has no option {unknown[1]!r}"
+                         + (f"; its options: {options[1].replace('``', '')}" if options else "")) from None
     if features_only:
         model = models.FeatureResNet(model, out_indices)
     return model

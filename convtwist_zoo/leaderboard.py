@@ -139,6 +139,40 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
 
 
+def check_protocol(models, dataset: str, epochs: int, lr: dict | float, model_args: str = "",
+                   **train_kwargs) -> dict[str, float]:
+    """Each model's peak learning rate, once every knob and each model's options have been checked: a typo fails
+    before the first run, not hours into a queue.
+
+    Args:
+        models, dataset, epochs, lr, model_args: as for `run_protocol`.
+        **train_kwargs: other `TrainConfig` fields (``image_size``, ``amp``, ``batch_size``...).
+
+    Returns:
+        ``{model: lr}``.
+
+    Raises:
+        ValueError: a knob out of range, an option a model does not take, or a model without a rate.
+
+    Example:
+        >>> check_protocol(["xresnet18", "convtwist_xresnet18"], "imagewoof", 5, 8e-3, "maxblur=true")
+        {'xresnet18': 0.008, 'convtwist_xresnet18': 0.008}
+    """
+    from .factory import create_model
+    from .registry import parse_model_args
+    from .training import TrainConfig
+
+    lrs = {m: float(lr[m]) for m in models if m in lr} if isinstance(lr, dict) else {m: float(lr) for m in models}
+    if len(lrs) < len(models):
+        raise ValueError(f"no peak lr for {', '.join(m for m in models if m not in lrs)}: give one rate for every "
+                         "model, or one per model")
+    for model in models:
+        TrainConfig(model=model, model_args=model_args, data=dataset, epochs=epochs, lr=lrs[model],
+                    **train_kwargs).validate()
+        create_model(model, **parse_model_args(model_args))
+    return lrs
+
+
 def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.PathLike,
                  results: str | os.PathLike, lr: dict | float = 4e-3, model_args: str = "", image_size: int = 128,
                  data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print, **train_kwargs):
@@ -170,12 +204,13 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
     from .training import TrainConfig, train
 
     runs_dir, results = Path(runs_dir).expanduser(), Path(results)
-    lrs = lr if isinstance(lr, dict) else {}
+    lrs = check_protocol(models, dataset, epochs, lr, model_args, image_size=image_size, data_dir=data_dir,
+                         workers=workers, progress=progress, **train_kwargs)
     new_rows = []
     with _exclusive(runs_dir):
         for seed in seeds:
             for model in models:
-                model_lr = float(lrs.get(model, 4e-3) if isinstance(lr, dict) else lr)
+                model_lr = lrs[model]
                 done = {_row_key(r) for r in read_rows(results)}
                 if _key(model, model_args, seed, model_lr, train_kwargs.get("amp", True)) in done:
                     continue

@@ -370,6 +370,26 @@ def test_more_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
                           (["download", "imagenette", "--archive", "../../etc"], "is not a imagenette archive"),
                           (["leaderboard", "table", tmp_path / "none.jsonl"], "no results file"),
                           (["leaderboard", "run", "--models", "xresnet18", "--seeds", "0"], "--seeds: must be >= 1"),
+                          (["leaderboard", "run", "--models", "xresnet18", "--results", tmp_path],
+                           f"--results {tmp_path} is a folder"),
                           (["finetune", "--model", "resnet18", "--data", tmp_path], "finetune needs --pretrained")):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and message in err, (args, err)
+
+
+def test_leaderboard_refuses_a_bad_knob_before_any_run_or_detaching(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    base = ["leaderboard", "run", "--models", "xresnet18", "convtwist_xresnet18", "--runs", runs,
+            "--results", tmp_path / "rows.jsonl"]
+    for extra, message in ((["--lr", "foo=1e-3"], "'foo' is not one of --models (xresnet18, convtwist_xresnet18)"),
+                           (["--lr", "xresnet18=1e-3"], "--lr gives no rate for convtwist_xresnet18"),
+                           (["--lr", "fast"], "--lr 'fast' is not a number"),
+                           (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+                           (["--image-size", "16"], "--image-size must be >= 32, got 16"),
+                           (["--model-args", "maxblur=true,bogus=1"], "xresnet18 has no option 'bogus'; its options: "
+                                                                      "maxblur, sa, wide_stem"),
+                           (["--model-args", "bogus=1", "--background"], "xresnet18 has no option 'bogus'"),
+                           (["--probe", "--batch-size", "0"], "--batch-size must be >= 1, got 0")):
+        code, out, err = run_cli(capsys, *base, *extra)
+        assert code == 2 and message in err and "training" not in out, (extra, out, err)
+    assert not runs.exists()  # nothing started, nothing detached
