@@ -532,8 +532,19 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
     except (ValueError, RuntimeError, OSError, TypeError, ArithmeticError) as e:
         if os.environ.get("CONVTWIST_ZOO_DEBUG"):
             raise
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of ``e``; for an error re-raised from a DataLoader worker (whose message carries the worker's
+    whole traceback), the original error's own message."""
+    text = str(e)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    kind, sep, message = last.partition(": ")
+    return message if sep and kind.replace(".", "").isidentifier() else last
 
 
 if __name__ == "__main__":

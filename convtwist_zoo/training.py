@@ -363,8 +363,9 @@ def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, 
     seconds it ran and sat paused."""
     model.train()
     seen, loss_sum = 0, 0.0
-    bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True)
-    with ActiveClock() as clock:
+    # the bar closes (ends its line) when a step fails, so an error message starts on a line of its own
+    with tqdm(total=steps, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True) as bar, \
+            ActiveClock() as clock:
         for step, (images, targets) in enumerate(loader):
             if step >= steps:
                 break
@@ -388,7 +389,6 @@ def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, 
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
                             img_s=f"{seen / clock.seconds():.0f}")
             bar.update()
-        bar.close()
     return {"loss": loss_sum / steps, "seen": seen, "seconds": clock.seconds(), "paused_seconds": clock.paused}
 
 

@@ -393,3 +393,13 @@ def test_leaderboard_refuses_a_bad_knob_before_any_run_or_detaching(tmp_path, ca
         code, out, err = run_cli(capsys, *base, *extra)
         assert code == 2 and message in err and "training" not in out, (extra, out, err)
     assert not runs.exists()  # nothing started, nothing detached
+
+
+def test_an_unreadable_image_met_by_a_loader_worker_ends_in_one_line(tmp_path, image_folder, capsys):
+    (image_folder / "train" / "c0" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    code, _, err = run_cli(capsys, "train", "--model", "resnet18", "--data", image_folder, "--out", tmp_path / "run",
+                           "--epochs", "1", "--batch-size", "25", "--image-size", "32", "--workers", "1", "--no-amp")
+    bar, message = err.strip().rsplit("\n", 1)  # the progress bar ends its line before the error's one line
+    assert code == 2 and bar.startswith("epoch 1/1:") and "DataLoader worker" not in err, err
+    assert message.startswith("convtwist-zoo train: error: cannot read image ") and "broken.jpg" in message
+    assert message.endswith("Remove or replace the file.")
