@@ -412,7 +412,7 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
               "in `results/leaderboard/`; xresnet34 is the compute-matched control of convtwist_xresnet18 (about "
               "as many parameters and MACs). An arm marked `fp32 training` ran the recipe without bf16 autocast, at "
               "its bf16 arm's learning rate, and is compared only with fp32 arms.", ""]
-    lines += _leaderboard_sections(results_dir or Path("results/leaderboard"))
+    lines += _leaderboard_sections(results_dir or RESULTS_DIR)
     lines += ["## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
