@@ -264,15 +264,19 @@ def _cmd_leaderboard(args) -> int:
     from .registry import get_builder
     for m in args.models:
         get_builder(m)  # an unknown name fails now, not after hours of training
-    results = args.results or results_dir / f"{leaderboard.protocol_name(args.data, args.image_size, args.epochs)}.jsonl"
+    protocol = leaderboard.protocol_name(args.data, args.image_size, args.epochs)
+    results = args.results or results_dir / f"{protocol}.jsonl"
     if Path(results).is_dir():
         raise ValueError(f"--results {results} is a folder; give a .jsonl file (or --results-dir for the folder)")
     if sum(map(bool, (args.lr, args.lr_from, args.probe))) > 1:
         raise ValueError("give one of --lr, --lr-from and --probe")
+    if args.probe and not args.amp:
+        raise ValueError("the lr probes train the recipe, in bf16: drop --no-amp (an fp32 arm takes its bf16 arm's "
+                         "rate through --lr-from)")
     common = dict(model_args=args.model_args, image_size=args.image_size, data_dir=args.data_dir,
                   workers=args.workers, progress=not args.no_progress, amp=args.amp, batch_size=args.batch_size)
     lr = (leaderboard.PROBE_LRS[0] if args.probe
-          else leaderboard.probe_lrs(args.lr_from, args.models, args.model_args, args.amp) if args.lr_from
+          else leaderboard.probe_lrs(args.lr_from, args.models, args.model_args) if args.lr_from
           else _parse_lrs(args.lr or ["4e-3"], args.models))
     leaderboard.check_protocol(args.models, args.data, args.epochs, lr, **common)  # before any run, or detaching
     if args.background:
@@ -465,10 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", nargs="+", help="peak lr for all models, or MODEL=LR per model (default 4e-3)")
     p.add_argument("--lr-from", metavar="RESULTS",
                    help="each model's peak lr from its probes in this results file: the better of 4e-3 and 8e-3 "
-                        "at seed 0, with the same --model-args and --amp")
+                        "at seed 0 (bf16), with the same --model-args; an fp32 arm (--no-amp) takes its bf16 "
+                        "arm's rate")
     p.add_argument("--probe", action="store_true",
-                   help="run the lr probes: seed 0 of each model at 4e-3 and at 8e-3, what --lr-from reads "
-                        "(--seeds and --first-seed do not apply)")
+                   help="run the lr probes: seed 0 of each model at 4e-3 and at 8e-3 in bf16, what --lr-from "
+                        "reads (--seeds and --first-seed do not apply)")
     p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast in training (the recipe; fast on CPUs with bf16 instructions, AMX or "

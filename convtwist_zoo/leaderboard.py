@@ -286,15 +286,15 @@ def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
     return best
 
 
-def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool = True) -> dict[str, float]:
+def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str, float]:
     """Each model's peak learning rate from its one-seed probes in ``path``: the `PROBE_LRS` value whose seed-0 run
-    scored the higher top-1 (ties: the lower rate).
+    scored the higher top-1 (ties: the lower rate). The probes train the recipe, in bf16; an arm trained in fp32
+    takes its bf16 arm's rate, so that the two differ in precision alone.
 
     Args:
         path: a results file holding the probes (seed 0 of each model at every rate of `PROBE_LRS`).
         models: model names.
         model_args: the architecture options the probes were run with.
-        amp: whether the probes trained with bf16 autocast (the recipe's), or in fp32.
 
     Returns:
         ``{model: lr}``.
@@ -307,7 +307,7 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool =
         {'xresnet18': 0.008}
     """
     rows = read_rows(path) if Path(path).is_file() else []
-    options = _options_label(model_args, amp)
+    options = _options_label(model_args, amp=True)
     chosen = {}
     for model in models:
         found = {float(r["lr"]): r["top1"] for r in rows
@@ -317,7 +317,7 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "", amp: bool =
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
                              f"{', '.join(f'{lr:g}' for lr in missing)}; run the probes first: convtwist-zoo "
                              f"leaderboard run --models {model} --probe"
-                             f"{' --model-args ' + model_args if model_args else ''}{'' if amp else ' --no-amp'} "
+                             f"{' --model-args ' + model_args if model_args else ''} "
                              f"--results {path} (and the same --data and --epochs)")
         chosen[model] = max(PROBE_LRS, key=lambda lr: (found[lr], -lr))
     return chosen

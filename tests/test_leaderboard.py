@@ -121,8 +121,6 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
         leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
     with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
         leaderboard.probe_lrs(path, ["xresnet18"])
-    with pytest.raises(ValueError, match="no probe of xresnet18 maxblur=true at lr 0.004.* --no-amp"):
-        leaderboard.probe_lrs(path, ["xresnet18"], "maxblur=true", amp=False)
     # one seed at each rate: the table shows convtwist_xresnet18 at its probe's pick; speeds from one machine only
     table = leaderboard.render_table(path)
     assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
@@ -139,6 +137,10 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     assert main(args + ["--lr", "4e-3"]) == 2
     assert "give one of --lr, --lr-from and --probe" in capsys.readouterr().err
     assert main(args + ["--probe"]) == 2
+    assert "give one of --lr, --lr-from and --probe" in capsys.readouterr().err
+    assert main(["leaderboard", "run", "--models", "xresnet18", "--probe", "--no-amp", "--runs",
+                 str(tmp_path / "runs")]) == 2
+    assert "the lr probes train the recipe, in bf16: drop --no-amp" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

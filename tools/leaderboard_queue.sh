@@ -9,6 +9,9 @@
 #   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
 #   c       Imagenette, 5 epochs: the five models, 3 seeds
 #   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, 3 seeds
+#   fp32    not in the default plan, for a CPU without bf16 instructions: the recipe in fp32 (--no-amp) on
+#           Imagewoof, 5 epochs, convtwist_xresnet18 and xresnet18 at their bf16 arms' rates, 5 seeds (arms of
+#           their own, compared only with each other)
 # Each model's peak lr comes from its probes (--lr-from PROBES: the better of 4e-3 and 8e-3 at seed 0); a probe's
 # seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
 # (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
@@ -23,14 +26,15 @@ MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
 PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_xresnet50 xresnet34}
 PROBES=${PROBES:-results/leaderboard/imagewoof-128px-5ep.jsonl}
 # the recipe trains in bf16: a CPU that emulates it would take many times longer (bench/precision.py)
-if [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "import sys, torch; from convtwist_zoo.host import cpuinfo_fields, \
+STAGES=${STAGES:-probes a b c d}
+if [ "$STAGES" != fp32 ] && [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "import sys, torch; from convtwist_zoo.host import cpuinfo_fields, \
 has_native_bf16; sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"; then
   echo "this CPU has no bf16 instructions (AMX, AVX512-BF16) and there is no CUDA GPU: the plan's bf16 runs would" \
        "take many times longer here (python bench/precision.py shows how much); run it elsewhere, or set" \
-       "ALLOW_EMULATED_BF16=1 to run it anyway" >&2
+       "ALLOW_EMULATED_BF16=1 to run it anyway, or STAGES=fp32 for the fp32 arms" >&2
   exit 2
 fi
-for stage in ${STAGES:-probes a b c d}; do
+for stage in $STAGES; do
   case $stage in
     probes)
       # the architecture options first (they decide the arms), on xresnet18 at 4e-3
@@ -45,7 +49,9 @@ for stage in ${STAGES:-probes a b c d}; do
     c) $LBA --data imagenette --epochs 5 --seeds 3 --models $MODELS --lr-from "$PROBES" ;;
     d) $LBA --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
          --lr-from "$PROBES" ;;
-    *) echo "unknown stage $stage (probes a b c d)"; exit 2 ;;
+    fp32) $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 \
+            --lr-from "$PROBES" ;;
+    *) echo "unknown stage $stage (probes a b c d fp32)"; exit 2 ;;
   esac
 done
 echo "$(date -Is) queue done"
