@@ -198,8 +198,8 @@ def _verify_local(path: Path, config: dict) -> None:
 def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretrained_file=None,
                     **kwargs) -> nn.Module:
     """Build ``arch`` with weights: ``pretrained`` is True (default tag), a tag, or a local file/folder of a user's own
-    run (``model.safetensors`` + ``config.json``; checked against the hash the config records). A ``num_classes`` other than the
-    checkpoint's replaces the classifier (fine-tuning) and says so."""
+    run (``model.safetensors`` + ``config.json``; checked against the hash the config records). A ``num_classes``
+    other than the checkpoint's replaces the classifier (fine-tuning) and says so."""
     builder = get_builder(arch)
     spec = None
     local = pretrained if not isinstance(pretrained, (bool, str)) or (

@@ -139,6 +139,14 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
 
 
+def _peak_lrs(models, lr: dict | float) -> dict[str, float]:
+    lrs = {m: float(lr[m]) for m in models if m in lr} if isinstance(lr, dict) else {m: float(lr) for m in models}
+    if len(lrs) < len(models):
+        raise ValueError(f"no peak lr for {', '.join(m for m in models if m not in lrs)}: give one rate for every "
+                         "model, or one per model")
+    return lrs
+
+
 def check_protocol(models, dataset: str, epochs: int, lr: dict | float, model_args: str = "",
                    **train_kwargs) -> dict[str, float]:
     """Each model's peak learning rate, once every knob and each model's options have been checked: a typo fails
@@ -162,10 +170,7 @@ def check_protocol(models, dataset: str, epochs: int, lr: dict | float, model_ar
     from .registry import parse_model_args
     from .training import TrainConfig
 
-    lrs = {m: float(lr[m]) for m in models if m in lr} if isinstance(lr, dict) else {m: float(lr) for m in models}
-    if len(lrs) < len(models):
-        raise ValueError(f"no peak lr for {', '.join(m for m in models if m not in lrs)}: give one rate for every "
-                         "model, or one per model")
+    lrs = _peak_lrs(models, lr)
     for model in models:
         TrainConfig(model=model, model_args=model_args, data=dataset, epochs=epochs, lr=lrs[model],
                     **train_kwargs).validate()
@@ -175,7 +180,8 @@ def check_protocol(models, dataset: str, epochs: int, lr: dict | float, model_ar
 
 def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.PathLike,
                  results: str | os.PathLike, lr: dict | float = 4e-3, model_args: str = "", image_size: int = 128,
-                 data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print, **train_kwargs):
+                 data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print,
+                 checked: bool = False, **train_kwargs):
     """Train and evaluate every (model, seed) of one protocol that ``results`` lacks, one at a time.
 
     Args:
@@ -192,6 +198,8 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
         workers: DataLoader workers.
         progress: progress bars.
         log: where one line per run goes.
+        checked: the caller has already passed these arguments through `check_protocol` (which builds every
+            model once), so it is not run again.
         **train_kwargs: other `TrainConfig` fields, the same for every run.
 
     Returns:
@@ -204,8 +212,9 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
     from .training import TrainConfig, train
 
     runs_dir, results = Path(runs_dir).expanduser(), Path(results)
-    lrs = check_protocol(models, dataset, epochs, lr, model_args, image_size=image_size, data_dir=data_dir,
-                         workers=workers, progress=progress, **train_kwargs)
+    lrs = _peak_lrs(models, lr) if checked else check_protocol(
+        models, dataset, epochs, lr, model_args, image_size=image_size, data_dir=data_dir, workers=workers,
+        progress=progress, **train_kwargs)
     new_rows = []
     with _exclusive(runs_dir):
         for seed in seeds:
@@ -263,11 +272,8 @@ def _seed0_top1(group: list[dict]) -> float:
 def arm_options(row: dict) -> str:
     """What sets a row's arm apart besides its model and lr: its architecture options, plus ``fp32 training`` for a
     run trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
-    return _options_label(row.get("model_args", ""), row["recipe"].get("amp", True))
-
-
-def _options_label(model_args: str, amp: bool) -> str:
-    if amp:
+    model_args = row.get("model_args", "")
+    if row["recipe"].get("amp", True):
         return model_args
     return f"{model_args}, fp32 training" if model_args else "fp32 training"
 
@@ -307,11 +313,10 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
         {'xresnet18': 0.008}
     """
     rows = read_rows(path) if Path(path).is_file() else []
-    options = _options_label(model_args, amp=True)
     chosen = {}
-    for model in models:
+    for model in models:  # bf16 rows only: an fp32 row's options end in "fp32 training"
         found = {float(r["lr"]): r["top1"] for r in rows
-                 if r["model"] == model and arm_options(r) == options and r["seed"] == 0}
+                 if r["model"] == model and arm_options(r) == model_args and r["seed"] == 0}
         missing = [lr for lr in PROBE_LRS if lr not in found]
         if missing:
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "

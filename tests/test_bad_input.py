@@ -382,7 +382,7 @@ def test_leaderboard_refuses_a_bad_knob_before_any_run_or_detaching(tmp_path, ca
     base = ["leaderboard", "run", "--models", "xresnet18", "convtwist_xresnet18", "--runs", runs,
             "--results", tmp_path / "rows.jsonl"]
     for extra, message in ((["--lr", "foo=1e-3"], "'foo' is not one of --models (xresnet18, convtwist_xresnet18)"),
-                           (["--lr", "xresnet18=1e-3"], "--lr gives no rate for convtwist_xresnet18"),
+                           (["--lr", "xresnet18=1e-3"], "no peak lr for convtwist_xresnet18"),
                            (["--lr", "fast"], "--lr 'fast' is not a number"),
                            (["--lr", "-1"], "--lr must be > 0, got -1.0"),
                            (["--image-size", "16"], "--image-size must be >= 32, got 16"),

@@ -58,6 +58,24 @@ def test_unknown_model_fails_before_any_training(tmp_path, capsys):
     assert "unknown model 'xresnet181'" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
+def test_the_cli_checks_each_model_once_and_skips_what_the_results_hold(tmp_path, capsys, monkeypatch):
+    import convtwist_zoo.factory as factory
+    built, create = [], factory.create_model
+    monkeypatch.setattr(factory, "create_model", lambda name, **kw: built.append(name) or create(name, **kw))
+    results = tmp_path / "rows.jsonl"
+    for r in [_row("xresnet18", 0, 70.0), _row("convtwist_xresnet18", 0, 74.0, lr=8e-3), _row("xresnet18", 0, 71.0,
+                                                                                                lr=8e-3)]:
+        leaderboard.append_row(results, r)
+    data = make_image_folder(tmp_path / "imgs", per_class=(2, 1), size=(40, 40))
+    base = ["leaderboard", "run", "--models", "xresnet18", "convtwist_xresnet18", "--runs", str(tmp_path / "runs"),
+            "--results", str(results), "--data", str(data), "--batch-size", "4", "--seeds", "1", "--no-progress"]
+    assert main(base + ["--lr", "xresnet18=4e-3", "convtwist_xresnet18=8e-3"]) == 0
+    assert built == ["xresnet18", "convtwist_xresnet18"] and "training" not in capsys.readouterr().out
+    built.clear()
+    assert main(base[:4] + base[5:] + ["--probe"]) == 0  # xresnet18's two probes are in the file
+    assert built == ["xresnet18"] and len(leaderboard.read_rows(results)) == 3
+
+
 def test_a_second_runner_on_the_same_runs_folder_is_refused(tmp_path):
     with leaderboard._exclusive(tmp_path):
         with pytest.raises(leaderboard.LeaderboardBusyError, match="another leaderboard runner"):

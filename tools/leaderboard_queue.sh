@@ -27,8 +27,9 @@ PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_x
 PROBES=${PROBES:-results/leaderboard/imagewoof-128px-5ep.jsonl}
 # the recipe trains in bf16: a CPU that emulates it would take many times longer (bench/precision.py)
 STAGES=${STAGES:-probes a b c d}
-if [ "$STAGES" != fp32 ] && [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "import sys, torch; from convtwist_zoo.host import cpuinfo_fields, \
-has_native_bf16; sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"; then
+HAS_BF16="import sys, torch; from convtwist_zoo.host import cpuinfo_fields, has_native_bf16
+sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"
+if [ "$STAGES" != fp32 ] && [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "$HAS_BF16"; then
   echo "this CPU has no bf16 instructions (AMX, AVX512-BF16) and there is no CUDA GPU: the plan's bf16 runs would" \
        "take many times longer here (python bench/precision.py shows how much); run it elsewhere, or set" \
        "ALLOW_EMULATED_BF16=1 to run it anyway, or STAGES=fp32 for the fp32 arms" >&2
