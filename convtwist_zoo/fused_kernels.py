@@ -30,14 +30,18 @@ _STATE: dict = {}
 
 
 def _build_dir() -> Path:
-    """One build folder per CPU (the build uses -march=native) and per kernel source, under the package's cache.
+    """One build folder per CPU (the build uses -march=native), per torch install and per kernel source, under the
+    package's cache.
 
-    The source is compiled from a copy inside that folder: ninja rebuilds whenever a source *path* changes, so two
-    checkouts of the same code (a work tree and a training snapshot) would otherwise rebuild each other's module.
+    ninja rebuilds whenever a compile command changes: the source is compiled from a copy inside that folder, so two
+    checkouts of the same code (a work tree and a training snapshot) share a module, and the torch install (its
+    include paths) is in the key, so two environments do not rebuild each other's module at every load.
     """
     flags = cpuinfo_fields().get("flags", "")
     sources = {src.name: src.read_bytes() for src in SOURCES + HEADERS}
-    key = hashlib.sha256(platform.machine().encode() + flags.encode() + b"".join(sources.values())).hexdigest()[:12]
+    torch_install = f"{torch.__version__} {Path(torch.__file__).resolve().parent}"
+    key = hashlib.sha256(platform.machine().encode() + flags.encode() + torch_install.encode()
+                         + b"".join(sources.values())).hexdigest()[:12]
     base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
     path = base / "ext" / key
     path.mkdir(parents=True, exist_ok=True)

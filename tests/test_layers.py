@@ -335,3 +335,21 @@ def test_every_kernel_file_is_compiled_or_included_and_ships_with_the_package():
     assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)  # an sdist/wheel would build
     # every file is in the build key: editing the header rebuilds the extension
     assert sorted(f"csrc/{p.name}" for p in fused_kernels.SOURCES + fused_kernels.HEADERS) == files
+
+
+def test_the_build_folder_is_one_per_torch_install_and_shared_by_checkouts(tmp_path, monkeypatch):
+    """Two environments (their torch include paths differ) would rebuild each other's module at every load if they
+    shared a folder; two copies of the same sources share one."""
+    from convtwist_zoo import fused_kernels
+    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path))
+    here = fused_kernels._build_dir()
+    assert here.parent == tmp_path / "ext" and (here / "twist_cpu.cpp").read_bytes() == fused_kernels.SOURCE.read_bytes()
+    copy = tmp_path / "checkout" / "csrc"
+    copy.mkdir(parents=True)
+    for src in fused_kernels.SOURCES + fused_kernels.HEADERS:
+        (copy / src.name).write_bytes(src.read_bytes())
+    monkeypatch.setattr(fused_kernels, "SOURCES", tuple(copy / s.name for s in fused_kernels.SOURCES))
+    monkeypatch.setattr(fused_kernels, "HEADERS", tuple(copy / s.name for s in fused_kernels.HEADERS))
+    assert fused_kernels._build_dir() == here
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other-venv" / "torch" / "__init__.py"))
+    assert fused_kernels._build_dir() != here
