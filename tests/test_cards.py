@@ -215,5 +215,35 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     assert table.count("\n") == 3  # checkpoints only: a leaderboard arm without weights is not a row
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert "These weights are seed 1 of 3 runs of the fast.ai leaderboard protocol" in card
+    assert "| baseline xresnet18 top-1 @128px, same protocol | 72.30 ± 0.30 (3 seeds) |" in card
+    assert "convtwist_xresnet18 trained from scratch on imagewoof at 128px with convtwist-zoo (every 3x3 " \
+           "convolution of its residual blocks a ConvTwist, the stem plain)." in card
     assert (f"Against its plain baseline: +2.70 points against xresnet18 over 3 and 3 seeds (95% interval "
             f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): ConvTwist ahead.") in card
+
+
+def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_path):
+    from convtwist_zoo import leaderboard
+    from convtwist_zoo.release.cards import render_zoo_table
+    hub, results = tmp_path / "hub", tmp_path / "results"
+    for arch, top1 in (("convtwist_xresnet18", 74.7), ("xresnet18", 73.5)):
+        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+            "model": arch, "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+            "seed": 0, "lr": 4e-3, "top1": top1, "recipe": {"amp": True}})
+    run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=10, data="imagewoof")
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
+    config = json.loads((run / "config.json").read_text())
+    config["model_args"], config["recipe"]["model_args"] = {"maxblur": True}, "maxblur=true"
+    (run / "config.json").write_text(json.dumps(config))
+    pick = {"seed": 0, "mean": 74.7, "n": 1, "std": None, "results": "imagewoof-128px-5ep.jsonl"}
+    stage_run(run, hub, extra_meta={"leaderboard": pick})
+    (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(74.73)))
+    info = collect(hub)
+    assert ("| convtwist_xresnet18.imagewoof | 74.73 (seed 0; 1 seed: 74.70) | xresnet18.imagewoof | 73.50 (1 seed) "
+            "| +1.20 |") in render_zoo_table(info, results)
+    card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
+    assert card.count("convtwist_xresnet18 (maxblur=true) trained from scratch") == 1
+    assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card
+    assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
+            "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`): no spread over seeds yet.") in card
+    assert "+1.20 points against xresnet18 over 1 and 1 seeds: one run on a side, no interval yet." in card

@@ -208,6 +208,10 @@ def _train_hours(metrics: list[dict]) -> float | None:
     return len(seconds) * statistics.median(seconds) / 3600 if seconds else None
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, list[float], list[float]] | None:
     """For a checkpoint picked from a leaderboard arm: its pick (``{"seed", "mean", "std", "n", "results"}``), and the
     top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), read from the results
@@ -331,7 +335,8 @@ def _recipe_rows(info: dict) -> list[str]:
     """One table, a column per recipe: the knobs that differ between recipes first, then the shared ones."""
     groups: dict[str, list[str]] = {}
     for name, entry in sorted(info.items()):
-        groups.setdefault(json.dumps(_recipe(entry), sort_keys=True), []).append(name)
+        key = _recipe(entry) | {"model_args": saved_knob(entry["config"]["recipe"], "model_args")}
+        groups.setdefault(json.dumps(key, sort_keys=True), []).append(name)
     if not groups:
         return ["(no checkpoint yet)"]
     ordered = sorted(groups.values(), key=len, reverse=True)
@@ -340,6 +345,7 @@ def _recipe_rows(info: dict) -> list[str]:
         entry = info[names[0]]
         shown = {k: v for k, v in entry["config"]["recipe"].items()
                  if k not in ("model", "model_args", "data", "seed")} | _recipe(entry)
+        shown["model_args"] = saved_knob(entry["config"]["recipe"], "model_args") or "none"
         recipes.append(shown)
     knobs = sorted(set().union(*recipes))
     differ = [k for k in knobs if len({json.dumps(r.get(k)) for r in recipes}) > 1]
@@ -492,8 +498,8 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
         if arms := _leaderboard_arms(name, info, results_dir):
             pick, own, base_top1 = arms
             w = leaderboard.welch(own, base_top1) if base_top1 else None
-            top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {len(own)} seeds: {leaderboard.mean_std(own)})"
-            base_cell = (f"{leaderboard.mean_std(base_top1)} ({len(base_top1)} seeds)" if base_top1 else "–")
+            top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {_seeds(len(own))}: {leaderboard.mean_std(own)})"
+            base_cell = (f"{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})" if base_top1 else "–")
             diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
                     f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f}" if base_top1 and own else "–")
             how = f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
@@ -525,9 +531,10 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     front = ["---", "library_name: pytorch", "license: mit", "pipeline_tag: image-classification",
              "tags: [image-classification, convtwist, resnet, convtwist-zoo]", f"datasets: [{dataset}]",
              "model-index:", f"  - name: {name}"] + results + ["---", ""]
+    options = saved_knob(config["recipe"], "model_args")
     body = [f"# {name}", "",
-            f"{arch} trained from scratch on {dataset} at 128px with convtwist-zoo "
-            f"({'every 3x3 convolution a ConvTwist' if arch.startswith('convtwist') else 'plain baseline'}).", "",
+            f"{arch}{f' ({options})' if options else ''} trained from scratch on {dataset} at 128px with "
+            f"convtwist-zoo ({'every 3x3 convolution of its residual blocks a ConvTwist, the stem plain' if arch.startswith('convtwist') else 'plain baseline'}).", "",
             "```python", "import torch",
             f'model = torch.hub.load("<owner>/convtwist-zoo", "{arch}", pretrained="{name.split(".", 1)[1]}")',
             "# or: convtwist_zoo.create_model(\"" + name + "\")",
@@ -537,13 +544,23 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
             f"| top-1 @160px | {_fmt(_top1(entry, '160'))} |", f"| parameters | {_fmt(ev.get('params'), '{:,}')} |",
             f"| MACs @128px | {_fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |",
             f"| trained on | {_hardware(entry)} |"]
-    if base:
+    arms = _leaderboard_arms(name, info, results_dir)
+    if base and arms:
+        base_top1 = arms[2]
+        body += [f"| baseline {base.split('.')[0]} top-1 @128px, same protocol | "
+                 f"{f'{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})' if base_top1 else '–'} |"]
+    elif base:
         body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
     spec_meta = (config.get("pretrained_spec") or {}).get("meta") or {}
     if lb := spec_meta.get("leaderboard"):
         spread = f" ± {lb['std']:.2f}" if lb.get("std") is not None else ""
+        source = f"`results/leaderboard/{lb['results']}`"
         body += ["", f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the "
-                 f"one closest to their mean top-1 {lb['mean']:.2f}{spread} (`results/leaderboard/{lb['results']}`)."]
+                 f"one closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})." if lb["n"] > 1 else
+                 f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run when "
+                 f"they were picked (top-1 {lb['mean']:.2f}, {source}): no spread over seeds yet."]
+        body += ["", "The table evaluates these weights as published (stored in fp16); the run's own top-1 above is "
+                 "that of its fp32 weights."]
     else:
         body += ["", f"One training run (seed {config['recipe'].get('seed', 0)}), recipe: {len(entry['metrics'])} "
                  f"epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos (MODEL_CARDS.md)."]
