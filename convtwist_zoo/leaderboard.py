@@ -346,7 +346,8 @@ def render_table(path: str | os.PathLike) -> str:
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds"
              + (f"; train img/s: training speed (bf16 autocast unless the options say fp32), median over the "
-                f"arm's runs on {host}" if host else "") + ".", "",
+                f"arm's runs on {host}, a machine shared with others whose speed varies from run to run, "
+                "so compare costs with the benchmarks' step times, measured in turns" if host else "") + ".", "",
              "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
              "|---|---|---|---|---|---|---|---|---|"]
     by_model = {}

@@ -143,7 +143,7 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     table = leaderboard.render_table(path)
     assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
     assert "| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73 |" in table
-    assert "median over the arm's runs on CPU (A, 2 cores)" in table
+    assert "median over the arm's runs on CPU (A, 2 cores), a machine shared with others" in table
     assert "| convtwist_xresnet18 − xresnet18 | maxblur=true | same recipe | +2.58 |" in table  # one run: no interval
     assert "| xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 71.70 ± 0.28 | 71.50 | 71.90 | – | – |" in table
     assert "| convtwist_xresnet18 − xresnet18 | maxblur=true, fp32 training | same recipe | +3.60 | [" in table
