@@ -343,7 +343,8 @@ def test_the_build_folder_is_one_per_torch_install_and_shared_by_checkouts(tmp_p
     from convtwist_zoo import fused_kernels
     monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path))
     here = fused_kernels._build_dir()
-    assert here.parent == tmp_path / "ext" and (here / "twist_cpu.cpp").read_bytes() == fused_kernels.SOURCE.read_bytes()
+    assert here.parent == tmp_path / "ext"
+    assert (here / "twist_cpu.cpp").read_bytes() == fused_kernels.SOURCE.read_bytes()
     copy = tmp_path / "checkout" / "csrc"
     copy.mkdir(parents=True)
     for src in fused_kernels.SOURCES + fused_kernels.HEADERS:

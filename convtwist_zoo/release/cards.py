@@ -208,6 +208,11 @@ def _train_hours(metrics: list[dict]) -> float | None:
     return len(seconds) * statistics.median(seconds) / 3600 if seconds else None
 
 
+def _model_args(entry: dict) -> str:
+    """A checkpoint's architecture options as trained (``maxblur=true``; empty: none)."""
+    return saved_knob(entry["config"]["recipe"], "model_args")
+
+
 def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
@@ -335,7 +340,7 @@ def _recipe_rows(info: dict) -> list[str]:
     """One table, a column per recipe: the knobs that differ between recipes first, then the shared ones."""
     groups: dict[str, list[str]] = {}
     for name, entry in sorted(info.items()):
-        key = _recipe(entry) | {"model_args": saved_knob(entry["config"]["recipe"], "model_args")}
+        key = _recipe(entry) | {"model_args": _model_args(entry)}
         groups.setdefault(json.dumps(key, sort_keys=True), []).append(name)
     if not groups:
         return ["(no checkpoint yet)"]
@@ -345,7 +350,7 @@ def _recipe_rows(info: dict) -> list[str]:
         entry = info[names[0]]
         shown = {k: v for k, v in entry["config"]["recipe"].items()
                  if k not in ("model", "model_args", "data", "seed")} | _recipe(entry)
-        shown["model_args"] = saved_knob(entry["config"]["recipe"], "model_args") or "none"
+        shown["model_args"] = _model_args(entry) or "none"
         recipes.append(shown)
     knobs = sorted(set().union(*recipes))
     differ = [k for k in knobs if len({json.dumps(r.get(k)) for r in recipes}) > 1]
@@ -531,10 +536,11 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     front = ["---", "library_name: pytorch", "license: mit", "pipeline_tag: image-classification",
              "tags: [image-classification, convtwist, resnet, convtwist-zoo]", f"datasets: [{dataset}]",
              "model-index:", f"  - name: {name}"] + results + ["---", ""]
-    options = saved_knob(config["recipe"], "model_args")
+    options = f" ({_model_args(entry)})" if _model_args(entry) else ""
+    kind = ("every 3x3 convolution of its residual blocks a ConvTwist, the stem plain" if arch.startswith("convtwist")
+            else "plain baseline")
     body = [f"# {name}", "",
-            f"{arch}{f' ({options})' if options else ''} trained from scratch on {dataset} at 128px with "
-            f"convtwist-zoo ({'every 3x3 convolution of its residual blocks a ConvTwist, the stem plain' if arch.startswith('convtwist') else 'plain baseline'}).", "",
+            f"{arch}{options} trained from scratch on {dataset} at 128px with convtwist-zoo ({kind}).", "",
             "```python", "import torch",
             f'model = torch.hub.load("<owner>/convtwist-zoo", "{arch}", pretrained="{name.split(".", 1)[1]}")',
             "# or: convtwist_zoo.create_model(\"" + name + "\")",
@@ -559,8 +565,8 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
                  f"one closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})." if lb["n"] > 1 else
                  f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run when "
                  f"they were picked (top-1 {lb['mean']:.2f}, {source}): no spread over seeds yet."]
-        body += ["", "The table evaluates these weights as published (stored in fp16); the run's own top-1 above is "
-                 "that of its fp32 weights."]
+        body += ["", "The table evaluates these weights as published (stored in fp16); the leaderboard's top-1 "
+                 "figures are of the runs' fp32 weights."]
     else:
         body += ["", f"One training run (seed {config['recipe'].get('seed', 0)}), recipe: {len(entry['metrics'])} "
                  f"epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos (MODEL_CARDS.md)."]
