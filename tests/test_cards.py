@@ -168,7 +168,7 @@ def test_record_lists_a_finished_run_with_its_flags_against_the_defaults(tmp_pat
 
 
 def test_train_time_leaves_out_the_pauses_of_a_resumed_run():
-    # 39 epochs of 100 s and one that spanned a 5000 s pause (a session ended, training stopped for CI)
+    # 39 epochs of 100 s and one that spanned a 5000 s pause (the run was stopped, then resumed)
     metrics = [{"epoch": e, "seconds": 100.0} for e in range(1, 40)] + [{"epoch": 40, "seconds": 5100.0}]
     assert _train_hours(metrics) == pytest.approx(40 * 100 / 3600)
     assert _train_hours([]) is None
@@ -218,7 +218,7 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.30 ± 0.30 (3 seeds) |" in card
     assert "convtwist_xresnet18 trained from scratch on imagewoof at 128px with convtwist-zoo (every 3x3 " \
            "convolution of its residual blocks a ConvTwist, the stem plain)." in card
-    assert (f"Against its plain baseline: +2.70 points against xresnet18 over 3 and 3 seeds (95% interval "
+    assert (f"Against its plain baseline: +2.70 points against xresnet18 (3 seeds against 3 seeds; 95% interval "
             f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): ConvTwist ahead.") in card
 
 
@@ -246,4 +246,4 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card
     assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
             "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`): no spread over seeds yet.") in card
-    assert "+1.20 points against xresnet18 over 1 and 1 seeds: one run on a side, no interval yet." in card
+    assert "+1.20 points against xresnet18 (1 seed against 1 seed): an interval needs two runs on each side, none yet." in card

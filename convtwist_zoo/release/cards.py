@@ -202,8 +202,8 @@ def _fmt(v, spec="{:.2f}", none="–"):
 
 
 def _train_hours(metrics: list[dict]) -> float | None:
-    """Epochs x the median epoch's wall time: a resumed run's pauses (a killed session, a CI run beside it) would
-    otherwise count as training."""
+    """Epochs x the median epoch's wall time: the time a stopped run waited before its resume would otherwise count
+    as training."""
     seconds = [m["seconds"] for m in metrics]
     return len(seconds) * statistics.median(seconds) / 3600 if seconds else None
 
@@ -381,11 +381,11 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
         if not own or not base_top1:
             return None
         w = leaderboard.welch(own, base_top1)
-        seeds = f"{len(own)} and {len(base_top1)} seeds"
+        seeds = f"{_seeds(len(own))} against {_seeds(len(base_top1))}"
         if w is None:
             return (f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} points against "
-                    f"{base.split('.')[0]} over {seeds}: one run on a side, no interval yet.")
-        return (f"{w['diff']:+.2f} points against {base.split('.')[0]} over {seeds} (95% interval "
+                    f"{base.split('.')[0]} ({seeds}): an interval needs two runs on each side, none yet.")
+        return (f"{w['diff']:+.2f} points against {base.split('.')[0]} ({seeds}; 95% interval "
                 f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): {leaderboard.reading(w)}.")
     d, gap = _difference(name, info)
     if d is None:
