@@ -245,14 +245,18 @@ def _summary_rows(info: dict, results_dir: Path = RESULTS_DIR) -> list[str]:
         s128 = (ev.get("sizes") or {}).get("128", {})
         hours = _train_hours(metrics)
         base = _baseline_of(name)
-        base_top1 = _top1(info.get(base)) if base else None
         diff, gap = _difference(name, info)
+        base_cell = _fmt(_top1(info.get(base))) if base else "–"
+        diff_cell = "not comparable (recipes differ)" if gap else _fmt(diff, "{:+.2f}")
+        if base and (arms := _leaderboard_arms(name, info, results_dir)) and arms[1] and arms[2]:
+            # a pick from a leaderboard arm compares arm with arm: its baseline need not be published
+            _, own, base_top1 = arms
+            base_cell = f"{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})"
+            diff_cell = f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} (means)"
         rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
-                    f"{_fmt(base_top1)} | "
-                    f"{'not comparable (recipes differ)' if gap else _fmt(diff, '{:+.2f}')} | "
-                    f"{_verdict(name, info, results_dir=results_dir) or '–'} |")
+                    f"{base_cell} | {diff_cell} | {_verdict(name, info, results_dir=results_dir) or '–'} |")
     return rows
 
 
@@ -417,7 +421,8 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
              "resize to size/0.875 then centre crop (no test-time augmentation).", "",
              "## Checkpoints", ""] + _summary_rows(info, results_dir or RESULTS_DIR) + [
              "", "Train time is the epochs times the median epoch's wall time (pauses of a resumed run do not count). "
-             "Other seeds, recipe probes and former checkpoints: `docs/recipe-history.md`.", ""]
+             "A checkpoint picked from leaderboard runs is compared arm with arm: its baseline columns hold the "
+             "baseline's runs (mean over seeds) and the difference is of the two arms' means. Other seeds, recipe probes and former checkpoints: `docs/recipe-history.md`.", ""]
     lines += ["## The fast.ai leaderboard protocol, several seeds", "",
               "xresnet18/34/50 and their ConvTwist twins (`convtwist-zoo leaderboard run`), one row per finished run "
               "in `results/leaderboard/`; xresnet34 is the compute-matched control of convtwist_xresnet18 (about "
