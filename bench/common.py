@@ -11,10 +11,25 @@ from pathlib import Path
 
 import torch
 
+from convtwist_zoo import create_model
 from convtwist_zoo.atomic import write_text_atomic
 from convtwist_zoo.host import cpuinfo_fields
+from convtwist_zoo.registry import parse_model_args
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the xresnets as the leaderboard trains them and the zoo publishes them (tools/leaderboard_queue.sh's MODEL_ARGS)
+XRESNET_OPTIONS = "maxblur=true"
+
+
+def zoo_options(name: str) -> str:
+    """The builder options model ``name`` is benchmarked with: the leaderboard arms' for an xresnet, none for the
+    torchvision ResNets."""
+    return XRESNET_OPTIONS if "xresnet" in name else ""
+
+
+def zoo_model(name: str) -> torch.nn.Module:
+    """``create_model(name)`` with `zoo_options`: the architecture its checkpoints have."""
+    return create_model(name, **parse_model_args(zoo_options(name)))
 
 
 def median_time(fn, repeats: int = 10, warmup: int = 3) -> float:

@@ -1,7 +1,8 @@
 """ConvTwist vs nn.Conv2d vs the seed's module: forward and forward+backward, fp32 and bf16 autocast, at ResNet
 stage shapes (batch 32), in channels_last and in PyTorch's default NCHW, plus a model-level train step
 (fwd+bwd+SGD) of the ConvTwist ResNets vs plain ones in both formats, and of the ConvTwist xresnets vs their
-baselines (and convtwist_xresnet18 vs xresnet34, its compute-matched control) in channels_last.
+baselines (and convtwist_xresnet18 vs xresnet34, its compute-matched control) in channels_last, the xresnets with the
+leaderboard's options (MaxBlurPool), as published.
 
     python bench/layer.py [--repeats 10] [--skip-models] [--formats channels_last nchw]
 
@@ -24,9 +25,9 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import geomean, interleaved_median_times, print_table, write_json  # noqa: E402
+from common import geomean, interleaved_median_times, print_table, write_json, zoo_model, zoo_options  # noqa: E402
 
-from convtwist_zoo import ConvTwist, create_model, fused_kernels, layers  # noqa: E402
+from convtwist_zoo import ConvTwist, fused_kernels, layers  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
 from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
 
@@ -140,7 +141,8 @@ def model_rows(repeats: int, batch: int = 32, size: int = 128, formats=tuple(FOR
     return rows
 
 
-# (ConvTwist model, plain model) train steps timed in turns; the xresnet pairs in channels_last only (as they train)
+# (ConvTwist model, plain model) train steps timed in turns; the xresnet pairs (with the leaderboard's options) in
+# channels_last only, as they train
 MODEL_PAIRS = [("convtwist_resnet18", "resnet18"), ("convtwist_resnet50", "resnet50")]
 XRESNET_PAIRS = [("convtwist_xresnet18", "xresnet18"), ("convtwist_xresnet18", "xresnet34"),
                  ("convtwist_xresnet50", "xresnet50")]
@@ -159,7 +161,7 @@ def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
             runs.update(stacked=(twist, _stacked_path), plain_prep=(twist, _plain_kernel_prep))
         steps = []
         for name, path in runs.values():
-            model = create_model(name).to(memory_format=memory_format).train()
+            model = zoo_model(name).to(memory_format=memory_format).train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step(model=model, opt=opt, path=path):
@@ -171,8 +173,9 @@ def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
             steps.append(step)
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
         times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
-        macs = count_macs(create_model(twist), size) / count_macs(create_model(plain), size)
-        row = {"model": f"{twist} vs {plain}", "format": fmt, "dtype": "bf16", "batch": batch,
+        macs = count_macs(zoo_model(twist), size) / count_macs(zoo_model(plain), size)
+        options = f" ({zoo_options(twist)})" if zoo_options(twist) else ""
+        row = {"model": f"{twist} vs {plain}{options}", "format": fmt, "dtype": "bf16", "batch": batch,
                "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
                "mac_ratio": macs,
                "ratio": times["convtwist"] / times["plain"], "convtwist_img_s": batch / times["convtwist"],

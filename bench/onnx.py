@@ -1,6 +1,7 @@
 """Inference latency: PyTorch eager, the folded PyTorch module, and ONNX Runtime (CPU), for the ConvTwist ResNets and
-xresnets and their plain baselines (and xresnet34, the compute-matched control of convtwist_xresnet18) at 128px and
-224px, batch 1 and 32, ONNX Runtime on all cores and on 1 thread (median of repeats, one process).
+xresnets and their plain baselines (and xresnet34, the compute-matched control of convtwist_xresnet18; the xresnets
+with the leaderboard's options, as published) at 128px and 224px, batch 1 and 32, ONNX Runtime on all cores and on
+1 thread (median of repeats, one process).
 
     python bench/onnx.py [--repeats 80] [--sizes 128 224] [--batches 1 32] [--threads 0 1]
 
@@ -24,9 +25,9 @@ import torch
 # this file is named onnx.py: keep its folder behind site-packages so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import median_time, ort_session, ort_turns, print_table, ratio_spread, write_json  # noqa: E402
+from common import (median_time, ort_session, ort_turns, print_table, ratio_spread, write_json,  # noqa: E402
+                    zoo_model, zoo_options)
 
-from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
 from convtwist_zoo.folding import fold_model  # noqa: E402
 from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> None:
         for size in args.sizes:
             models, folded, sessions, macs = {}, {}, {}, {}
             for name in MODELS:
-                models[name] = create_model(name).eval()
+                models[name] = zoo_model(name).eval()
                 folded[name] = fold_model(models[name], size)
                 macs[name] = count_macs(models[name], size) / 1e9
                 path = export_onnx(models[name], Path(tmp) / f"{name}-{size}.onnx", size, compare_unfolded=False).path
@@ -73,7 +74,8 @@ def main() -> None:
                         spread[size, batch, threads, pair] = ratio_spread(*turns)
                         for name, tn in zip(pair, turns):
                             t = statistics.median(tn)
-                            rows.append({"model": name, "pair": "/".join(pair), "size": size, "batch": batch,
+                            rows.append({"model": name, "model_args": zoo_options(name), "pair": "/".join(pair),
+                                         "size": size, "batch": batch,
                                          "threads": threads, "eager_ms": torch_ms[name][0],
                                          "folded_ms": torch_ms[name][1], "ort_ms": t * 1e3, "ort_img_s": batch / t,
                                          "gmacs": macs[name]})
@@ -86,7 +88,8 @@ def main() -> None:
                     sel = {r["model"]: r for r in rows if r["size"] == size and r["batch"] == batch
                            and r["threads"] == threads and r["pair"] == "/".join(pair)}
                     tw, plain = sel[pair[0]], sel[pair[1]]
-                    ratios.append({"pair": "/".join(pair), "size": size, "batch": batch,
+                    ratios.append({"pair": "/".join(pair), "model_args": zoo_options(pair[0]), "size": size,
+                                   "batch": batch,
                                    "threads": threads, "ort_ratio": tw["ort_ms"] / plain["ort_ms"],
                                    "ort_ratio_q1": spread[size, batch, threads, pair][0],
                                    "ort_ratio_q3": spread[size, batch, threads, pair][1],

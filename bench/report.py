@@ -95,7 +95,8 @@ def rows() -> list[tuple[str, str, str, str]]:
             a = times.get((key, twist, 128, r["batch"], r.get("threads")))
             b = times.get((key, plain, 128, r["batch"], r.get("threads")))
             absolute = f"{a['ort_ms']:.1f} vs {b['ort_ms']:.1f} ms per batch" if a and b and "ort_ms" in a else "–"
-            out.append((f"ONNX Runtime {r['pair']}, 128px batch {r['batch']}{threads} (bench/onnx.py, {when})",
+            options = f" ({r['model_args']})" if r.get("model_args") else ""
+            out.append((f"ONNX Runtime {r['pair']}{options}, 128px batch {r['batch']}{threads} (bench/onnx.py, {when})",
                         f"{r['ort_ratio']:.2f}x ({_turns(r)}PyTorch eager {r['eager_ratio']:.2f}x)", absolute,
                         f"{r['mac_ratio']:.2f}x (model MACs)"))
     return out

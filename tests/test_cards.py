@@ -251,3 +251,18 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     from convtwist_zoo.release.cards import _summary_rows
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
     assert "| xresnet18.imagewoof | 73.50 (1 seed) | +1.20 (means) | +1.20 points against xresnet18" in row
+
+
+def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
+    # an xresnet benchmarked without MaxBlurPool must not lend its latency to a checkpoint trained with it
+    from convtwist_zoo.release.cards import _onnx_latency_ms
+    rows = [{"model": "xresnet18", "model_args": "", "size": 128, "batch": 1, "threads": 0, "ort_ms": 10.0},
+            {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 0, "ort_ms": 12.5},
+            {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 1, "ort_ms": 20.0},
+            {"model": "xresnet18", "model_args": "maxblur=true", "size": 224, "batch": 1, "threads": 0, "ort_ms": 30.0},
+            {"model": "resnet18", "size": 128, "batch": 1, "threads": 0, "ort_ms": 4.0}]  # a file from before options
+    path = tmp_path / "onnx.json"
+    path.write_text(json.dumps({"rows": rows}))
+    assert _onnx_latency_ms(path) == {("xresnet18", ""): 10.0, ("xresnet18", "maxblur=true"): 12.5,
+                                      ("resnet18", ""): 4.0}
+    assert _onnx_latency_ms(tmp_path / "missing.json") == {}

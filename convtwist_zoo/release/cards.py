@@ -476,17 +476,16 @@ def render_recipe_history(info: dict, extra: list[dict]) -> str:
         + _extra_run_rows(info, extra) + [""])
 
 
-def _onnx_latency_ms() -> dict:
-    """Milliseconds per image in ONNX Runtime at batch 1, 128px, all cores, by architecture
-    (``bench/results/onnx.json``)."""
-    path = REPO_ROOT / "bench" / "results" / "onnx.json"
+def _onnx_latency_ms(path: Path = REPO_ROOT / "bench" / "results" / "onnx.json") -> dict:
+    """Milliseconds per image in ONNX Runtime at batch 1, 128px, all cores, by (architecture, builder options)
+    (``bench/results/onnx.json``): a checkpoint trained with other options than the benchmark's has no figure."""
     if not path.exists():
         return {}
     rows = json.loads(path.read_text())["rows"]
     out = {}
     for r in rows:  # a model timed in two pairs (xresnet34's twin) keeps its first
         if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0:
-            out.setdefault(r["model"], r["ort_ms"])
+            out.setdefault((r["model"], r.get("model_args", "")), r["ort_ms"])
     return out
 
 
@@ -520,7 +519,7 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
             diff = "–" if not base else "recipes differ" if gap else _fmt(d, "{:+.2f}")
             how = f"{len(entry['metrics'])} epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos"
         rows.append(f"| {name} | {top1} | {base or '–'} | {base_cell} | {diff} | {_fmt(ev.get('params'), '{:,}')} | "
-                    f"{_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | {_fmt(latency.get(arch), '{:.1f}')} | "
+                    f"{_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | {_fmt(latency.get((arch, _model_args(entry))), '{:.1f}')} | "
                     f"{how} |")
     return "\n".join(rows)
 
