@@ -174,7 +174,7 @@ def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
         times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
         macs = count_macs(zoo_model(twist), size) / count_macs(zoo_model(plain), size)
-        options = f" ({zoo_options(twist)})" if zoo_options(twist) else ""
+        options = f" ({opts})" if (opts := zoo_options(twist)) else ""
         row = {"model": f"{twist} vs {plain}{options}", "format": fmt, "dtype": "bf16", "batch": batch,
                "image": size, "plain_ms": times["plain"] * 1e3, "convtwist_ms": times["convtwist"] * 1e3,
                "mac_ratio": macs,

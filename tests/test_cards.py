@@ -240,7 +240,7 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(74.73)))
     info = collect(hub)
     assert ("| convtwist_xresnet18.imagewoof | 74.73 (seed 0; 1 seed: 74.70) | xresnet18.imagewoof | 73.50 (1 seed) "
-            "| +1.20 |") in render_zoo_table(info, results)
+            "| +1.20 (means) |") in render_zoo_table(info, results)
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert card.count("convtwist_xresnet18 (maxblur=true) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card

@@ -233,6 +233,19 @@ def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, l
             [r["top1"] for r in by_arm.get((base, args), [])] if base else [])
 
 
+def _arm_cells(own: list[float], base_top1: list[float]) -> tuple[str, str]:
+    """The baseline arm's cell (mean ± std, seeds) and ConvTwist's lead over it: the difference of the arms' means,
+    with Welch's 95% interval once each arm has two runs ('–': an arm has none)."""
+    if not base_top1:
+        return "–", "–"
+    base_cell = f"{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})"
+    if not own:
+        return base_cell, "–"
+    if w := leaderboard.welch(own, base_top1):
+        return base_cell, f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]"
+    return base_cell, f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} (means)"
+
+
 def _summary_rows(info: dict, results_dir: Path = RESULTS_DIR) -> list[str]:
     rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
             "baseline | baseline top-1 @128 | ConvTwist − baseline | verdict |", "|" + "---|" * 12]
@@ -248,15 +261,14 @@ def _summary_rows(info: dict, results_dir: Path = RESULTS_DIR) -> list[str]:
         diff, gap = _difference(name, info)
         base_cell = _fmt(_top1(info.get(base))) if base else "–"
         diff_cell = "not comparable (recipes differ)" if gap else _fmt(diff, "{:+.2f}")
-        if base and (arms := _leaderboard_arms(name, info, results_dir)) and arms[1] and arms[2]:
+        arms = _leaderboard_arms(name, info, results_dir)
+        if base and arms and arms[1] and arms[2]:
             # a pick from a leaderboard arm compares arm with arm: its baseline need not be published
-            _, own, base_top1 = arms
-            base_cell = f"{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})"
-            diff_cell = f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} (means)"
+            base_cell, diff_cell = _arm_cells(arms[1], arms[2])
         rows.append(f"| {name} | {_fmt(ev.get('params'), '{:,}')} | {_fmt(s128.get('macs'), '{:,.0f}')} | "
                     f"{_fmt(s128.get('top1'))} | {_fmt(s128.get('top5'))} | {_fmt(_top1(entry, '160'))} | "
                     f"{len(metrics) or '–'} | {_fmt(hours, '{:.2f} h')} on {_hardware(entry)} | {base or '–'} | "
-                    f"{base_cell} | {diff_cell} | {_verdict(name, info, results_dir=results_dir) or '–'} |")
+                    f"{base_cell} | {diff_cell} | {_verdict(name, info, arms=arms) or '–'} |")
     return rows
 
 
@@ -376,11 +388,12 @@ def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
 
 
 def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's replicates",
-             results_dir: Path = RESULTS_DIR) -> str | None:
+             arms: tuple | None = None) -> str | None:
     """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated): over the seeds of their
-    leaderboard arms where it was picked from one, else checkpoint against checkpoint."""
+    leaderboard arms (``arms``, from ``_leaderboard_arms``) where it was picked from one, else checkpoint against
+    checkpoint."""
     base = _baseline_of(name)
-    if base and (arms := _leaderboard_arms(name, info, results_dir)):
+    if base and arms:
         _, own, base_top1 = arms
         if not own or not base_top1:
             return None
@@ -506,11 +519,8 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
         recipe = entry["config"]["recipe"]
         if arms := _leaderboard_arms(name, info, results_dir):
             pick, own, base_top1 = arms
-            w = leaderboard.welch(own, base_top1) if base_top1 else None
             top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {_seeds(len(own))}: {leaderboard.mean_std(own)})"
-            base_cell = (f"{leaderboard.mean_std(base_top1)} ({_seeds(len(base_top1))})" if base_top1 else "–")
-            diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]" if w else
-                    f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f}" if base_top1 and own else "–")
+            base_cell, diff = _arm_cells(own, base_top1)
             how = f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
         else:
             d, gap = _difference(name, info)
@@ -518,9 +528,9 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
             base_cell = _fmt(_top1(info.get(base))) if base else "–"
             diff = "–" if not base else "recipes differ" if gap else _fmt(d, "{:+.2f}")
             how = f"{len(entry['metrics'])} epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos"
+        ort_ms = latency.get((arch, _model_args(entry)))
         rows.append(f"| {name} | {top1} | {base or '–'} | {base_cell} | {diff} | {_fmt(ev.get('params'), '{:,}')} | "
-                    f"{_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | {_fmt(latency.get((arch, _model_args(entry))), '{:.1f}')} | "
-                    f"{how} |")
+                    f"{_fmt((s128.get('macs') or 0) / 1e9, '{:.2f} G')} | {_fmt(ort_ms, '{:.1f}')} | {how} |")
     return "\n".join(rows)
 
 
@@ -575,7 +585,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         body += ["", f"One training run (seed {config['recipe'].get('seed', 0)}), recipe: {len(entry['metrics'])} "
                  f"epochs, {'Ranger' if _recipe(entry)['lookahead'] else 'RAdam'} flat-cos (MODEL_CARDS.md)."]
     if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md",
-                           results_dir=results_dir):
+                           arms=arms):
         body += ["", f"Against its plain baseline: {verdict}"]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
              f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
