@@ -10,7 +10,8 @@ For each ConvTwist (at a fixed input size):
 - the BatchNorm that follows folds into both convs' weights and the main conv's bias;
 - in the ONNX graph only, the twist passes an identity depthwise 1x1 conv before it joins the main conv (see
   `FoldedConvTwist.forward`).
-Plain Conv2d + BatchNorm pairs fold as usual. Folding never touches the source model.
+Plain Conv2d + BatchNorm pairs fold as usual, and every Mish becomes a `FoldedMish`, which the ONNX graph computes
+without a Softplus. Folding never touches the source model.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from timm.layers import BlurPool2d
 
 from .layers import TWIST_TAPS, ConvTwist, coordinate_grids
 
-__all__ = ["FoldedConvTwist", "fold_model", "UnsupportedLayerError", "network_stride", "SUPPORTED_LEAVES"]
+__all__ = ["FoldedConvTwist", "FoldedMish", "fold_model", "UnsupportedLayerError", "network_stride", "SUPPORTED_LEAVES"]
 
 # Leaf modules the exporter knows how to handle (everything else is refused with a clear error).
 SUPPORTED_LEAVES = (nn.Conv2d, nn.Conv1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Mish, nn.Hardswish,
@@ -92,6 +93,20 @@ class FoldedConvTwist(nn.Module):
             # 0.2-3% faster in 11 of 12 pairs and settings of bench/onnx.py timed in turns (the 12th within noise).
             twist = self.to_blocked(twist)
         return self.main(x) + twist
+
+
+class FoldedMish(nn.Mish):
+    """Mish, which the ONNX graph computes as ``x / (1 + 2 / (e * (e + 2)))`` with ``e = exp(x)``: the same function,
+    since ``tanh(softplus(x)) = n / (n + 2)`` with ``n = e * (e + 2)``. Torch exports Mish through Softplus (opset
+    18's Mish op expands to it too), and ONNX Runtime's CPU Softplus kernel is unvectorised, far slower than its Exp,
+    Mul and Div. Exact to float32 rounding, in float16 graphs too; an ``e`` that overflows gives ``x`` and one that
+    underflows gives 0, never NaN. Eager PyTorch keeps its own kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            e = torch.exp(x)
+            return x / (1 + 2 / (e * (e + 2)))
+        return super().forward(x)
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -168,7 +183,8 @@ def network_stride(model: nn.Module) -> int:
 
 def fold_model(model: nn.Module, image_size) -> nn.Module:
     """A folded, eval-mode copy of ``model`` for ``image_size`` (int or (H, W)): every ConvTwist becomes a
-    `FoldedConvTwist` with its BatchNorm folded in, every Conv2d+BatchNorm pair one Conv2d."""
+    `FoldedConvTwist` with its BatchNorm folded in, every Conv2d+BatchNorm pair one Conv2d, every Mish a
+    `FoldedMish`."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     _check_supported(model)
     folded = copy.deepcopy(model).eval().float()
@@ -187,4 +203,7 @@ def fold_model(model: nn.Module, image_size) -> nn.Module:
             parent_name, _, child = name.rpartition(".")
             setattr(folded.get_submodule(parent_name) if parent_name else folded, child,
                     FoldedConvTwist(m, None, sizes[name]))
+        elif type(m) is nn.Mish:
+            parent_name, _, child = name.rpartition(".")
+            setattr(folded.get_submodule(parent_name) if parent_name else folded, child, FoldedMish(m.inplace))
     return folded

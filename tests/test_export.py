@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from conftest import ROOT, trained_like, val_sample
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
-from convtwist_zoo.folding import FoldedConvTwist, UnsupportedLayerError, fold_model
+from convtwist_zoo.folding import FoldedConvTwist, FoldedMish, UnsupportedLayerError, fold_model
 from convtwist_zoo.onnx_export import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
 
 
@@ -147,6 +147,43 @@ def test_ort_optimized_variant(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert np.abs(run_onnx(report.optimized_path, x) - model(x).numpy()).max() <= 1e-4
+
+
+def test_mish_is_exported_without_softplus(tmp_path):
+    # ONNX Runtime's Softplus kernel is unvectorised: the folded graph computes Mish from Exp, Mul and Div
+    model = trained_like(create_model("xresnet18", maxblur=True))
+    report = export_onnx(model, tmp_path / "m.onnx", 64)
+    mish = sum(isinstance(m, nn.Mish) for m in model.modules())
+    assert mish == 19 and report.nodes_before["Softplus"] == report.nodes_before["Tanh"] == mish
+    assert "Softplus" not in report.nodes_after and "Tanh" not in report.nodes_after
+    assert report.nodes_after["Exp"] == mish
+    folded = fold_model(model, 64)
+    assert sum(type(m) is FoldedMish for m in folded.modules()) == mish
+    assert not any(type(m) is FoldedMish for m in model.modules())  # the source model keeps nn.Mish
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_exported_mish_is_mish_to_float32_rounding_over_the_float_range(fp16, tmp_path):
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    x = np.concatenate([np.linspace(-120, 120, 48001), [-3e38, -1e30, -0.0, 1e-30, 1e30, 3e38]]).astype(np.float32)
+    path = tmp_path / "mish.onnx"
+    torch.onnx.export(FoldedMish(), (torch.zeros(1, 8),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {1: "n"}})
+    graph = onnx.load(str(path))
+    assert {n.op_type for n in graph.graph.node} == {"Exp", "Add", "Mul", "Reciprocal", "Div", "Constant"}
+    if fp16:
+        graph = convert_float_to_float16(graph, keep_io_types=True)
+    import onnxruntime as ort
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x[None]})[0][0].astype(np.float64)
+    x64 = x.astype(np.float64)
+    expected = x64 * np.tanh(np.logaddexp(0.0, x64))  # mish in float64
+    assert np.isfinite(got).all()
+    assert np.abs(got - expected).max() <= 1e-6 * np.maximum(np.abs(expected), 1.0).max()
+    big = np.abs(expected) > 1e-6
+    assert (np.abs(got - expected)[big] / np.abs(expected[big])).max() < 1e-6
+    with torch.no_grad():  # eager PyTorch keeps torch's own kernel
+        assert torch.equal(FoldedMish()(torch.from_numpy(x)), nn.functional.mish(torch.from_numpy(x)))
 
 
 def test_fp16_export_halves_the_weights_and_keeps_float32_io(tmp_path):
