@@ -186,6 +186,28 @@ def test_exported_mish_is_mish_to_float32_rounding_over_the_float_range(fp16, tm
         assert torch.equal(FoldedMish()(torch.from_numpy(x)), nn.functional.mish(torch.from_numpy(x)))
 
 
+def test_exported_mish_formula_stays_finite_in_float16_arithmetic():
+    # ONNX Runtime's CPU provider runs an fp16 graph's Exp/Div in float32; a provider with float16 kernels does not:
+    # there exp(x) overflows above x = 11 and n/(n + 2) would be inf/inf = NaN, while 1 + 2/n goes to 1
+    x = np.linspace(-60, 60, 4801).astype(np.float16)
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        e = np.exp(x)
+        got = x / (np.float16(1) + np.float16(2) / (e * (e + np.float16(2))))
+    assert got.dtype == np.float16 and np.isfinite(got).all()
+    x64 = x.astype(np.float64)
+    expected = x64 * np.tanh(np.logaddexp(0.0, x64))
+    assert (np.abs(got - expected) / np.maximum(np.abs(expected), 1.0)).max() < 1e-3  # float16's epsilon
+    with torch.no_grad():  # the same formula as FoldedMish's export branch, in float16 in torch
+        torch.testing.assert_close(_exported_mish(torch.from_numpy(x)), torch.from_numpy(got), rtol=1e-3, atol=1e-3)
+
+
+def _exported_mish(x: torch.Tensor) -> torch.Tensor:
+    """FoldedMish's forward as the ONNX exporter traces it."""
+    from unittest import mock
+    with mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
+        return FoldedMish()(x)
+
+
 def test_fp16_export_halves_the_weights_and_keeps_float32_io(tmp_path):
     model = trained_like(create_model("convtwist_resnet18"))
     full = export_onnx(model, tmp_path / "fp32.onnx", 64, compare_unfolded=False)
