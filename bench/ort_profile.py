@@ -13,10 +13,8 @@ import argparse
 import collections
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -26,7 +24,7 @@ import torch
 # keep this folder behind site-packages, as bench/onnx.py does, so `import onnx` finds the real package
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
-from common import print_table, write_json, zoo_model, zoo_options  # noqa: E402
+from common import median_time, ort_session, print_table, write_json, zoo_model, zoo_options  # noqa: E402
 
 from convtwist_zoo.folding import FoldedMish  # noqa: E402
 from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
@@ -45,14 +43,8 @@ def profile(path: Path, size: int, runs: int) -> tuple[float, dict]:
     """Median wall time per run (ms, without profiling), and kernel time per op type: {op: (nodes, ms per run)}."""
     import onnxruntime as ort
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        plain.run(None, {"image": x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        plain.run(None, {"image": x})
-        times.append(time.perf_counter() - start)
+    plain = ort_session(path, 0)
+    wall_ms = median_time(lambda: plain.run(None, {"image": x}), runs) * 1e3
     options = ort.SessionOptions()
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
@@ -67,7 +59,7 @@ def profile(path: Path, size: int, runs: int) -> tuple[float, dict]:
             total[op] += e["dur"]
             nodes[op].add(e["name"])
     seen = max(1, sum(1 for e in events if e.get("name") == "model_run"))
-    return statistics.median(times) * 1e3, {op: (len(nodes[op]), us / 1e3 / seen) for op, us in total.items()}
+    return wall_ms, {op: (len(nodes[op]), us / 1e3 / seen) for op, us in total.items()}
 
 
 def main() -> None:
