@@ -100,12 +100,14 @@ class FoldedMish(nn.Mish):
     since ``tanh(softplus(x)) = n / (n + 2)`` with ``n = e * (e + 2)``. Torch exports Mish through Softplus (opset
     18's Mish op expands to it too), and ONNX Runtime's CPU Softplus kernel is unvectorised, far slower than its Exp,
     Mul and Div. Exact to float32 rounding, in float16 graphs too; an ``e`` that overflows gives ``x`` and one that
-    underflows gives 0, never NaN. Eager PyTorch keeps its own kernel."""
+    underflows gives 0, never NaN. Six elementwise nodes: the 2 is a tensor constant, so that ``2 / n`` is one Div
+    rather than the Reciprocal and Mul torch writes for a Python number over a tensor. Eager PyTorch keeps its own
+    kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export():
             e = torch.exp(x)
-            return x / (1 + 2 / (e * (e + 2)))
+            return x / (1 + x.new_tensor(2.0) / (e * (e + 2)))
         return super().forward(x)
 
 

@@ -170,7 +170,8 @@ def test_exported_mish_is_mish_to_float32_rounding_over_the_float_range(fp16, tm
     torch.onnx.export(FoldedMish(), (torch.zeros(1, 8),), str(path), dynamo=False, input_names=["x"],
                       output_names=["y"], dynamic_axes={"x": {1: "n"}})
     graph = onnx.load(str(path))
-    assert {n.op_type for n in graph.graph.node} == {"Exp", "Add", "Mul", "Reciprocal", "Div", "Constant"}
+    ops = collections.Counter(n.op_type for n in graph.graph.node if n.op_type != "Constant")
+    assert ops == {"Exp": 1, "Add": 2, "Mul": 1, "Div": 2}  # 2 / n is one Div, not Reciprocal then Mul
     if fp16:
         graph = convert_float_to_float16(graph, keep_io_types=True)
     import onnxruntime as ort
