@@ -366,9 +366,12 @@ def _cmd_demo(args) -> int:
     from .onnx_export import export_onnx, run_onnx
     name = args.model or _demo_default()
     from .fused_kernels import describe
+    from .layers import ConvTwist
     clf = load_classifier(name)
     images = args.images or sorted(str(p) for p in (Path(__file__).parent / "assets").glob("*.jpg"))
-    print(f"model {clf.name}: {sum(p.numel() for p in clf.model.parameters()):,} parameters; {describe()}")
+    twisted = any(isinstance(m, ConvTwist) for m in clf.model.modules())
+    print(f"model {clf.name}: {sum(p.numel() for p in clf.model.parameters()):,} parameters; "
+          + (describe() if twisted else "a plain baseline, no ConvTwist layers"))
     for path, result in zip(images, clf.predict(images, topk=3)):
         print(f"{Path(path).name:>16}: " + ", ".join(f"{n} {p * 100:.1f}%" for _, n, p in result))
     out = Path(args.out)

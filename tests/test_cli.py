@@ -83,6 +83,7 @@ def test_demo_main_job(demo_hub, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "model resnet18.testset" in result.stdout and "parity OK" in result.stdout
     assert "top-1 agrees on 3/3" in result.stdout
+    assert "parameters; a plain baseline, no ConvTwist layers" in result.stdout  # not the twist's kernel path
     assert (tmp_path / "out" / "resnet18.testset.onnx").exists()
 
 
@@ -92,6 +93,7 @@ def test_demo_on_the_embedded_default(tmp_path):
     result = cli("demo", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "parity OK" in result.stdout and "church.jpg: church" in result.stdout
+    assert "parameters; ConvTwist runs on its" in result.stdout  # the default is a ConvTwist checkpoint
 
 
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
