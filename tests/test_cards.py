@@ -215,6 +215,7 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     assert table.count("\n") == 3  # checkpoints only: a leaderboard arm without weights is not a row
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert "These weights are seed 1 of 3 runs of the fast.ai leaderboard protocol" in card
+    assert "Its arm now has" not in card  # no seed finished after the pick
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.30 ± 0.30 (3 seeds) |" in card
     assert "convtwist_xresnet18 trained from scratch on imagewoof at 128px with convtwist-zoo (every 3x3 " \
            "convolution of its residual blocks a ConvTwist, the stem plain)." in card
@@ -251,6 +252,14 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     from convtwist_zoo.release.cards import _summary_rows
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
     assert "| xresnet18.imagewoof | 73.50 (1 seed) | +1.20 (means) | +1.20 points against xresnet18" in row
+    # a seed finished after the pick: the card keeps the pick and gives the arm as it stands now
+    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+        "model": "convtwist_xresnet18", "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128,
+        "epochs": 5, "seed": 1, "lr": 4e-3, "top1": 75.3, "recipe": {"amp": True}})
+    card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
+    assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
+            "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`). Its arm now has 2 "
+            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30.") in card
 
 
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):

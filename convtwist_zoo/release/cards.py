@@ -575,10 +575,17 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     if lb := spec_meta.get("leaderboard"):
         spread = f" ± {lb['std']:.2f}" if lb.get("std") is not None else ""
         source = f"`results/leaderboard/{lb['results']}`"
-        body += ["", f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the "
-                 f"one closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})." if lb["n"] > 1 else
-                 f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run when "
-                 f"they were picked (top-1 {lb['mean']:.2f}, {source}): no spread over seeds yet."]
+        # the pick is frozen in the weights' spec; the arm may have gained seeds since
+        grown = arms[1] if arms and len(arms[1]) > lb["n"] else []
+        pick = (f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the one "
+                f"closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})." if lb["n"] > 1 else
+                f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run when "
+                f"they were picked (top-1 {lb['mean']:.2f}, {source})"
+                + ("." if grown else ": no spread over seeds yet."))
+        if grown:
+            pick += (f" Its arm now has {len(grown)} finished runs: {leaderboard.mean_std(grown)}, "
+                     f"min {min(grown):.2f}, max {max(grown):.2f}.")
+        body += ["", pick]
         body += ["", "The table evaluates these weights as published (stored in fp16); the leaderboard's top-1 "
                  "figures are of the runs' fp32 weights."]
     else:
