@@ -19,8 +19,8 @@ import os
 import statistics
 from pathlib import Path
 
-__all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "arms", "mean_std",
-           "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
+__all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
+           "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
 
 # The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
 PROBE_LRS = (4e-3, 8e-3)
@@ -241,15 +241,25 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
 
 # ---------------------------------------------------------------------------------------------------- statistics
 def welch(a: list[float], b: list[float]) -> dict | None:
-    """Mean of ``a`` minus mean of ``b`` with Welch's 95% confidence interval and two-sided p-value (None when
-    either side has fewer than 2 runs)."""
-    if len(a) < 2 or len(b) < 2:
+    """Mean of ``a`` minus mean of ``b`` with Welch's 95% confidence interval and two-sided p-value, or None where
+    no interval exists (`why_no_interval` says why)."""
+    if why_no_interval(a, b):
         return None
     from scipy import stats
     test = stats.ttest_ind(a, b, equal_var=False)
     low, high = test.confidence_interval(0.95)
     return {"diff": statistics.fmean(a) - statistics.fmean(b), "low": float(low), "high": float(high),
             "p": float(test.pvalue)}
+
+
+def why_no_interval(a: list[float], b: list[float]) -> str | None:
+    """Why two arms' runs give no Welch interval (``"one run on a side"``, ``"no spread on either side"``), or None
+    when they give one. With no spread on either side the standard error is 0 and any gap would read as certain."""
+    if len(a) < 2 or len(b) < 2:
+        return "one run on a side"
+    if statistics.stdev(a) == 0 and statistics.stdev(b) == 0:
+        return "no spread on either side"
+    return None
 
 
 def reading(w: dict) -> str:
@@ -371,7 +381,7 @@ def render_table(path: str | os.PathLike) -> str:
                     if w is None:
                         diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
                                      f"{statistics.fmean(models[twist]) - statistics.fmean(models[control]):+.2f} "
-                                     "| – | – | one run on a side: no interval |")
+                                     f"| – | – | {why_no_interval(models[twist], models[control])}: no interval |")
                         continue
                     diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | {w['diff']:+.2f} | "
                                  f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {reading(w)} |")

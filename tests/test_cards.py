@@ -247,7 +247,7 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card
     assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
             "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`): no spread over seeds yet.") in card
-    assert "+1.20 points against xresnet18 (1 seed against 1 seed): an interval needs two runs on each side, none yet." in card
+    assert "+1.20 points against xresnet18 (1 seed against 1 seed): no interval yet, one run on a side." in card
     # MODEL_CARDS' checkpoint table compares arm with arm too, though xresnet18 has no published weights
     from convtwist_zoo.release.cards import _summary_rows
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))

@@ -94,6 +94,11 @@ def test_welch_interval_and_p_value_match_the_formula():
     assert w["high"] == pytest.approx(diff + half)
     assert w["p"] == pytest.approx(2 * stats.t.sf(diff / math.sqrt(va + vb), dof))
     assert leaderboard.welch([75.0], b) is None
+    assert leaderboard.why_no_interval([75.0], b) == "one run on a side" and leaderboard.why_no_interval(a, b) is None
+    # with every run of both arms tied, the standard error is 0 and scipy's interval would be [diff, diff], p 0
+    assert leaderboard.welch([75.0, 75.0], [74.0, 74.0]) is None
+    assert leaderboard.why_no_interval([75.0, 75.0], [74.0, 74.0]) == "no spread on either side"
+    assert leaderboard.welch([75.0, 75.0], [74.0, 74.5]) is not None
 
 
 def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):

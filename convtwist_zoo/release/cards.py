@@ -401,7 +401,8 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
         seeds = f"{_seeds(len(own))} against {_seeds(len(base_top1))}"
         if w is None:
             return (f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} points against "
-                    f"{base.split('.')[0]} ({seeds}): an interval needs two runs on each side, none yet.")
+                    f"{base.split('.')[0]} ({seeds}): no interval yet, "
+                    f"{leaderboard.why_no_interval(own, base_top1)}.")
         return (f"{w['diff']:+.2f} points against {base.split('.')[0]} ({seeds}; 95% interval "
                 f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): {leaderboard.reading(w)}.")
     d, gap = _difference(name, info)
