@@ -259,7 +259,13 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
             "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`). Its arm now has 2 "
-            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30.") in card
+            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30. Seed 0 scored 74.70, the arm's lowest.") in card
+    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+        "model": "convtwist_xresnet18", "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128,
+        "epochs": 5, "seed": 2, "lr": 4e-3, "top1": 74.1, "recipe": {"amp": True}})
+    card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
+    assert "Its arm now has 3 finished runs: 74.70 ± 0.60, min 74.10, max 75.30. Seed 0 scored 74.70, 2 of 3 from " \
+           "the top." in card
 
 
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):

@@ -233,6 +233,13 @@ def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, l
             [r["top1"] for r in by_arm.get((base, args), [])] if base else [])
 
 
+def _seed_top1(path: Path, recipe: dict, seed: int) -> float | None:
+    """The top-1 of one seed's row in the arm ``recipe`` (model and options) was picked from; None if it is not there."""
+    by_arm = leaderboard.arms(leaderboard.read_rows(path)) if path.is_file() else {}
+    rows = by_arm.get((recipe["model"], recipe.get("model_args", "")), [])
+    return next((r["top1"] for r in rows if r["seed"] == seed), None)
+
+
 def _arm_cells(own: list[float], base_top1: list[float]) -> tuple[str, str]:
     """The baseline arm's cell (mean ± std, seeds) and ConvTwist's lead over it: the difference of the arms' means,
     with Welch's 95% interval once each arm has two runs ('–': an arm has none)."""
@@ -586,6 +593,12 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         if grown:
             pick += (f" Its arm now has {len(grown)} finished runs: {leaderboard.mean_std(grown)}, "
                      f"min {min(grown):.2f}, max {max(grown):.2f}.")
+            if (own := _seed_top1(results_dir / lb["results"], config["recipe"], lb["seed"])) is not None:
+                # a pick made from few seeds may now sit at an end of its arm: say where, so no one reads it as typical
+                rank = sorted(grown, reverse=True).index(own) + 1
+                where = ("the arm's highest" if rank == 1 else "the arm's lowest" if rank == len(grown) else
+                         f"{rank} of {len(grown)} from the top")
+                pick += f" Seed {lb['seed']} scored {own:.2f}, {where}."
         body += ["", pick]
         body += ["", "The table evaluates these weights as published (stored in fp16); the leaderboard's top-1 "
                  "figures are of the runs' fp32 weights."]
