@@ -217,10 +217,12 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
-def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, list[float], list[float]] | None:
-    """For a checkpoint picked from a leaderboard arm: its pick (``{"seed", "mean", "std", "n", "results"}``), and the
-    top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), read from the results
-    file it names. None for a checkpoint of one training run."""
+def _leaderboard_arms(name: str, info: dict, results_dir: Path
+                      ) -> tuple[dict, list[float], list[float], float | None] | None:
+    """For a checkpoint picked from a leaderboard arm: its pick (``{"seed", "mean", "std", "n", "results"}``), the
+    top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), and the picked seed's own
+    top-1 (None: its row is not in the file), read from the results file it names. None for a checkpoint of one
+    training run."""
     config = (info.get(name) or {}).get("config") or {}
     pick = ((config.get("pretrained_spec") or {}).get("meta") or {}).get("leaderboard")
     path = Path(results_dir) / pick["results"] if pick else None
@@ -229,15 +231,9 @@ def _leaderboard_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, l
     by_arm = leaderboard.arms(leaderboard.read_rows(path))
     model, args = config["recipe"]["model"], config["recipe"].get("model_args", "")
     base = _baseline_of(model)
-    return (pick, [r["top1"] for r in by_arm.get((model, args), [])],
-            [r["top1"] for r in by_arm.get((base, args), [])] if base else [])
-
-
-def _seed_top1(path: Path, recipe: dict, seed: int) -> float | None:
-    """The top-1 of one seed's row in the arm ``recipe`` (model and options) was picked from; None if it is not there."""
-    by_arm = leaderboard.arms(leaderboard.read_rows(path)) if path.is_file() else {}
-    rows = by_arm.get((recipe["model"], recipe.get("model_args", "")), [])
-    return next((r["top1"] for r in rows if r["seed"] == seed), None)
+    own = by_arm.get((model, args), [])
+    return (pick, [r["top1"] for r in own], [r["top1"] for r in by_arm.get((base, args), [])] if base else [],
+            next((r["top1"] for r in own if r["seed"] == pick["seed"]), None))
 
 
 def _arm_cells(own: list[float], base_top1: list[float]) -> tuple[str, str]:
@@ -401,7 +397,7 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
     checkpoint."""
     base = _baseline_of(name)
     if base and arms:
-        _, own, base_top1 = arms
+        _, own, base_top1, _ = arms
         if not own or not base_top1:
             return None
         w = leaderboard.welch(own, base_top1)
@@ -526,7 +522,7 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
         arch = name.split(".")[0]
         recipe = entry["config"]["recipe"]
         if arms := _leaderboard_arms(name, info, results_dir):
-            pick, own, base_top1 = arms
+            pick, own, base_top1, _ = arms
             top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {_seeds(len(own))}: {leaderboard.mean_std(own)})"
             base_cell, diff = _arm_cells(own, base_top1)
             how = f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
@@ -593,7 +589,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         if grown:
             pick += (f" Its arm now has {len(grown)} finished runs: {leaderboard.mean_std(grown)}, "
                      f"min {min(grown):.2f}, max {max(grown):.2f}.")
-            if (own := _seed_top1(results_dir / lb["results"], config["recipe"], lb["seed"])) is not None:
+            if (own := arms[3]) is not None:
                 # a pick made from few seeds may now sit at an end of its arm: say where, so no one reads it as typical
                 rank = sorted(grown, reverse=True).index(own) + 1
                 where = ("the arm's highest" if rank == 1 else "the arm's lowest" if rank == len(grown) else
