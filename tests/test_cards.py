@@ -268,6 +268,46 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
            "the top." in card
 
 
+def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp_path):
+    # the bf16 arms hold one probe each; the fp32 pick must be set beside the fp32 baseline arm, and say it is fp32
+    from convtwist_zoo import leaderboard
+    from convtwist_zoo.release.cards import _summary_rows, render_zoo_table
+    hub, results = tmp_path / "hub", tmp_path / "results"
+    arms = {("convtwist_xresnet18", True): [75.4], ("xresnet18", True): [72.6],
+            ("convtwist_xresnet18", False): [74.3, 75.6, 75.1], ("xresnet18", False): [71.8, 72.5]}
+    for (arch, amp), top1s in arms.items():
+        for seed, top1 in enumerate(top1s):
+            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+                "model": arch, "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+                "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": amp}})
+    run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=10, data="imagewoof", seed=2)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
+    config = json.loads((run / "config.json").read_text())
+    config["model_args"] = {"maxblur": True}
+    config["recipe"].update(model_args="maxblur=true", amp=False, lr=8e-3, seed=2)
+    (run / "config.json").write_text(json.dumps(config))
+    pick = {"seed": 2, "mean": 75.0, "n": 3, "std": 0.66, "results": "imagewoof-128px-5ep.jsonl"}
+    stage_run(run, hub, extra_meta={"leaderboard": pick})
+    (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(75.08)))
+    info = collect(hub)
+    w = leaderboard.welch([74.3, 75.6, 75.1], [71.8, 72.5])
+    table_row = next(r for r in render_zoo_table(info, results).splitlines() if r.startswith("| convtwist_x"))
+    assert table_row.startswith(
+        f"| convtwist_xresnet18.imagewoof | 75.08 (seed 2; 3 seeds: 75.00 ± 0.66) | xresnet18.imagewoof | "
+        f"72.15 ± 0.49 (2 seeds) | +2.85 [{w['low']:+.2f}, {w['high']:+.2f}] | 123 | 0.00 G | ")
+    assert table_row.endswith("| leaderboard, 5 epochs, lr 0.008, fp32 training |")
+    row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
+    assert "| xresnet18.imagewoof | 72.15 ± 0.49 (2 seeds) | +2.85 [" in row
+    card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
+    assert card.count("convtwist_xresnet18 (maxblur=true, fp32 training) trained from scratch") == 1
+    assert "| baseline xresnet18 top-1 @128px, same protocol | 72.15 ± 0.49 (2 seeds) |" in card
+    assert ("These weights are seed 2 of 3 runs of the fast.ai leaderboard protocol, the one closest to their mean "
+            "top-1 75.00 ± 0.66 (`results/leaderboard/imagewoof-128px-5ep.jsonl`). That arm ran the recipe in fp32, "
+            "without its bf16 autocast, and is compared only with fp32 arms: its baseline is xresnet18's fp32 arm.") \
+        in card
+    assert f"+2.85 points against xresnet18 (3 seeds against 2 seeds; 95% interval [{w['low']:+.2f}," in card
+
+
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
     # an xresnet benchmarked without MaxBlurPool must not lend its latency to a checkpoint trained with it
     from convtwist_zoo.release.cards import _onnx_latency_ms

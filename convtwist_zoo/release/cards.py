@@ -213,6 +213,13 @@ def _model_args(entry: dict) -> str:
     return saved_knob(entry["config"]["recipe"], "model_args")
 
 
+def _arm_options(config: dict) -> str:
+    """A checkpoint's leaderboard arm options: its architecture options, plus ``fp32 training`` where it was trained
+    without the recipe's bf16 autocast (``leaderboard.arm_options``)."""
+    recipe = config["recipe"]
+    return leaderboard.arm_options({"model_args": saved_knob(recipe, "model_args"), "recipe": recipe})
+
+
 def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
@@ -229,7 +236,7 @@ def _leaderboard_arms(name: str, info: dict, results_dir: Path
     if not pick or not path.is_file():
         return None
     by_arm = leaderboard.arms(leaderboard.read_rows(path))
-    model, args = config["recipe"]["model"], config["recipe"].get("model_args", "")
+    model, args = config["recipe"]["model"], _arm_options(config)
     base = _baseline_of(model)
     own = by_arm.get((model, args), [])
     return (pick, [r["top1"] for r in own], [r["top1"] for r in by_arm.get((base, args), [])] if base else [],
@@ -525,7 +532,8 @@ def render_zoo_table(info: dict, results_dir: Path) -> str:
             pick, own, base_top1, _ = arms
             top1 = f"{_fmt(s128.get('top1'))} (seed {pick['seed']}; {_seeds(len(own))}: {leaderboard.mean_std(own)})"
             base_cell, diff = _arm_cells(own, base_top1)
-            how = f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
+            how = (f"leaderboard, {len(entry['metrics'])} epochs, lr {float(recipe['lr']):g}"
+                   + ("" if saved_knob(recipe, "amp") else ", fp32 training"))
         else:
             d, gap = _difference(name, info)
             top1 = f"{_fmt(s128.get('top1'))} (1 seed)"
@@ -554,7 +562,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     front = ["---", "library_name: pytorch", "license: mit", "pipeline_tag: image-classification",
              "tags: [image-classification, convtwist, resnet, convtwist-zoo]", f"datasets: [{dataset}]",
              "model-index:", f"  - name: {name}"] + results + ["---", ""]
-    options = f" ({_model_args(entry)})" if _model_args(entry) else ""
+    options = f" ({_arm_options(config)})" if _arm_options(config) else ""
     kind = ("every 3x3 convolution of its residual blocks a ConvTwist, the stem plain" if arch.startswith("convtwist")
             else "plain baseline")
     body = [f"# {name}", "",
@@ -595,6 +603,9 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
                 where = ("the arm's highest" if rank == 1 else "the arm's lowest" if rank == len(grown) else
                          f"{rank} of {len(grown)} from the top")
                 pick += f" Seed {lb['seed']} scored {own:.2f}, {where}."
+        if not saved_knob(config["recipe"], "amp"):
+            pick += (" That arm ran the recipe in fp32, without its bf16 autocast, and is compared only with fp32 "
+                     "arms" + (f": its baseline is {base.split('.')[0]}'s fp32 arm." if base else "."))
         body += ["", pick]
         body += ["", "The table evaluates these weights as published (stored in fp16); the leaderboard's top-1 "
                  "figures are of the runs' fp32 weights."]
