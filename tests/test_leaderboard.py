@@ -191,6 +191,12 @@ def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_p
     assert (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes() == packaged  # another hub folder: not the package's
     config = json.loads((tmp_path / "hub" / "xresnet18.imgs" / "config.json").read_text())
     assert config["pretrained_spec"]["meta"]["leaderboard"]["seed"] == 0
+    # an fp32 arm is an arm of its own: --fp32 picks from it alone, and without the flag it is not counted
+    leaderboard.append_row(results, {**rows[2], "top1": 80.0, "recipe": {**rows[2]["recipe"], "amp": False}})
+    assert release_main(["pick", str(results), "xresnet18", "--fp32", "--runs", str(tmp_path / "runs")]) == 0
+    assert "xresnet18: seed 2 (80.00%) is closest to the mean 80.00 of 1 runs" in capsys.readouterr().out
+    assert release_main(["pick", str(results), "xresnet18", "--runs", str(tmp_path / "runs")]) == 0
+    assert "xresnet18: seed 0 (60.00%) is closest to the mean 73.33 of 3 runs" in capsys.readouterr().out
     assert release_main(["pick", str(results), "xresnet50", "--runs", str(tmp_path / "runs")]) == 2
     assert "has no finished run of xresnet50" in capsys.readouterr().err
 

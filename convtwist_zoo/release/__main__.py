@@ -67,7 +67,10 @@ def _cmd_record(args) -> int:
 def _cmd_pick(args) -> int:
     from ..hub import REPO_HUB_DIR
     from .staging import representative_run, stage_run
-    folder, row, summary = representative_run(args.results, args.model, args.runs, args.model_args)
+    from .. import leaderboard
+    # an fp32 arm is told apart from the bf16 one of the same options by its options' "fp32 training"
+    options = leaderboard.arm_options({"model_args": args.model_args, "recipe": {"amp": not args.fp32}})
+    folder, row, summary = representative_run(args.results, args.model, args.runs, options)
     print(f"{args.model}: seed {row['seed']} ({row['top1']:.2f}%) is closest to the mean {summary['mean']:.2f} of "
           f"{summary['n']} runs: {folder}")
     if args.stage:
@@ -136,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a results file, e.g. results/leaderboard/imagewoof-128px-5ep.jsonl")
     p.add_argument("model")
     p.add_argument("--model-args", default="")
+    p.add_argument("--fp32", action="store_true", help="from the arm trained in fp32 (--no-amp runs)")
     p.add_argument("--runs", default="~/.cache/convtwist-zoo/runs/leaderboard")
     p.add_argument("--stage", action="store_true")
     p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
