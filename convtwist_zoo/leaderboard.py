@@ -344,6 +344,22 @@ def _speed_host(rows: list[dict]) -> str | None:
     return max(sorted(set(hosts)), key=hosts.count) if hosts else None
 
 
+def _speed_cell(group: list[dict], host: str | None, elsewhere: dict[str, str]) -> str:
+    """An arm's median train img/s on ``host``; an arm never timed there shows its own machine's median with a mark,
+    which ``elsewhere`` ({machine: mark}) gains for the table's footnote."""
+    def median_on(machine):
+        speeds = [r["train_images_per_s"] for r in group
+                  if r.get("train_images_per_s") and r.get("trained_on") == machine]
+        return f"{statistics.median(speeds):.1f}" if speeds else None
+
+    if cell := median_on(host):
+        return cell
+    if not (other := _speed_host(group)):
+        return "–"
+    mark = elsewhere.setdefault(other, "†" * (len(elsewhere) + 1))
+    return median_on(other) + mark
+
+
 def render_table(path: str | os.PathLike) -> str:
     """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures."""
     path = Path(path)
@@ -360,17 +376,19 @@ def render_table(path: str | os.PathLike) -> str:
                 "so compare costs with the benchmarks' step times, measured in turns" if host else "") + ".", "",
              "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    by_model = {}
+    by_model, elsewhere = {}, {}
     for (model, args), group in by_arm.items():
         top1 = [r["top1"] for r in group]
         lr = float(group[0]["lr"])
         others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
                          and arm_options(r) == args and float(r["lr"]) != lr and r["seed"] == 0})
-        speeds = [r["train_images_per_s"] for r in group if r.get("train_images_per_s") and r.get("trained_on") == host]
         lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
-                     f"{max(top1):.2f} | {f'{statistics.median(speeds):.1f}' if speeds else '–'} | "
+                     f"{max(top1):.2f} | {_speed_cell(group, host, elsewhere)} | "
                      f"{', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
         by_model.setdefault(args, {})[model] = top1
+    if elsewhere:
+        lines += [""] + [f"{mark} median over the arm's runs on {other}, not comparable with the other arms' speeds."
+                         for other, mark in elsewhere.items()]
     diffs = []
     for args, models in by_model.items():
         for twist, controls in CONTROLS.items():
