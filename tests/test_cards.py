@@ -286,7 +286,8 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
     config["model_args"] = {"maxblur": True}
     config["recipe"].update(model_args="maxblur=true", amp=False, lr=8e-3, seed=2)
     (run / "config.json").write_text(json.dumps(config))
-    pick = {"seed": 2, "mean": 75.0, "n": 3, "std": 0.66, "results": "imagewoof-128px-5ep.jsonl"}
+    pick = {"seed": 2, "mean": 75.0, "n": 3, "std": 0.66, "results": "imagewoof-128px-5ep.jsonl",
+            "closer_without_weights": 1}
     stage_run(run, hub, extra_meta={"leaderboard": pick})
     (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(75.08)))
     info = collect(hub)
@@ -302,10 +303,19 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
     assert card.count("convtwist_xresnet18 (maxblur=true, fp32 training) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.15 ± 0.49 (2 seeds) |" in card
     assert ("These weights are seed 2 of 3 runs of the fast.ai leaderboard protocol, the one closest to their mean "
-            "top-1 75.00 ± 0.66 (`results/leaderboard/imagewoof-128px-5ep.jsonl`). That arm ran the recipe in fp32, "
+            "top-1 75.00 ± 0.66 (`results/leaderboard/imagewoof-128px-5ep.jsonl`) among those whose weights were at "
+            "hand (1 run nearer the mean had lost theirs). That arm ran the recipe in fp32, "
             "without its bf16 autocast, and is compared only with fp32 arms: its baseline is xresnet18's fp32 arm.") \
         in card
     assert f"+2.85 points against xresnet18 (3 seeds against 2 seeds; 95% interval [{w['low']:+.2f}," in card
+    # MODEL_CARDS says which checkpoint trained and which sweep ran in fp32
+    rows = [{"kind": "rotation", "value": a, "top1": 75.0 - a / 5, "top5": 90} for a in (0, 15)]
+    (hub / "convtwist_xresnet18.imagewoof" / "robustness.json").write_text(json.dumps({"amp": False, "rows": rows}))
+    text = render_model_cards(collect(hub), [], results)
+    assert "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16, or fp32 where marked)" in text
+    assert "| convtwist_xresnet18.imagewoof (fp32) | 75.0 | 72.0 |" in text
+    assert ("Where each run trained (bf16 autocast, except convtwist_xresnet18.imagewoof (fp32: `amp` below); the "
+            "recipe does not depend on the machine): test machine: convtwist_xresnet18.imagewoof.") in text
 
 
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):

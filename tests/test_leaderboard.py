@@ -185,10 +185,11 @@ def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_p
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     folder, row, summary = representative_run(results, "xresnet18", tmp_path / "runs")
     assert row["seed"] == 1 and folder.name == "xresnet18-lr0.004-seed1"
-    assert summary == {"seed": 1, "mean": 73.33, "n": 3, "std": 15.28, "results": "r.jsonl"}
-    (folder / "model.safetensors").unlink()  # weights lost: the next closest with weights
-    folder, row, _ = representative_run(results, "xresnet18", tmp_path / "runs")
-    assert row["seed"] == 0
+    assert summary == {"seed": 1, "mean": 73.33, "n": 3, "std": 15.28, "results": "r.jsonl",
+                       "closer_without_weights": 0}
+    (folder / "model.safetensors").unlink()  # weights lost: the next closest with weights, and the card will say so
+    folder, row, summary = representative_run(results, "xresnet18", tmp_path / "runs")
+    assert row["seed"] == 0 and summary["closer_without_weights"] == 1
     packaged = (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes()
     assert release_main(["pick", str(results), "xresnet18", "--runs", str(tmp_path / "runs"), "--stage",
                          "--hub", str(tmp_path / "hub")]) == 0

@@ -220,6 +220,10 @@ def _arm_options(config: dict) -> str:
     return leaderboard.arm_options({"model_args": saved_knob(recipe, "model_args"), "recipe": recipe})
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
@@ -290,7 +294,8 @@ def _robustness_rows(info: dict) -> list[str]:
     header = [f"{r['kind']} {r['value']}" for r in first]
     rows = ["| checkpoint | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for name, rob in sorted(entries.items()):
-        rows.append(f"| {name} | " + " | ".join(_fmt(r["top1"], "{:.1f}") for r in rob["rows"]) + " |")
+        marked = name if rob.get("amp", True) else f"{name} (fp32)"
+        rows.append(f"| {marked} | " + " | ".join(_fmt(r["top1"], "{:.1f}") for r in rob["rows"]) + " |")
     return rows + [""] + _robustness_verdicts(entries, info)
 
 
@@ -453,7 +458,9 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
               "as many parameters and MACs). An arm marked `fp32 training` ran the recipe without bf16 autocast, at "
               "its bf16 arm's learning rate, and is compared only with fp32 arms.", ""]
     lines += _leaderboard_sections(results_dir or RESULTS_DIR)
-    lines += ["## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16)", "",
+    fp32_sweeps = any(e.get("robustness") and not e["robustness"].get("amp", True) for e in info.values())
+    lines += [f"## Robustness: rotated and rescaled validation images (top-1 %, 128px, "
+              f"{'bf16, or fp32 where marked' if fp32_sweeps else 'bf16'})", "",
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
               "augmentation was used in training. Plots: `docs/robustness-<dataset>.png`.", ""] + _robustness_rows(info)
@@ -465,7 +472,10 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
     by_hw = {}
     for name, entry in sorted(info.items()):
         by_hw.setdefault(_hardware(entry), []).append(name)
-    lines += ["Where each run trained (bf16 autocast everywhere; the recipe does not depend on the machine): " +
+    fp32 = [name for name, entry in sorted(info.items()) if not _recipe(entry)["amp"]]
+    precision = (f"bf16 autocast, except {', '.join(fp32)} (fp32: `amp` below)" if fp32 else
+                 "bf16 autocast everywhere")
+    lines += [f"Where each run trained ({precision}; the recipe does not depend on the machine): " +
               "; ".join(f"{hw}: {', '.join(names)}" for hw, names in sorted(by_hw.items())) + ".", ""]
     lines += _recipe_rows(info) + [""]
     lines += ["## Data", ""]
@@ -589,11 +599,16 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         source = f"`results/leaderboard/{lb['results']}`"
         # the pick is frozen in the weights' spec; the arm may have gained seeds since
         grown = arms[1] if arms and len(arms[1]) > lb["n"] else []
-        pick = (f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the one "
-                f"closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})." if lb["n"] > 1 else
-                f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run when "
-                f"they were picked (top-1 {lb['mean']:.2f}, {source})"
-                + ("." if grown else ": no spread over seeds yet."))
+        if lb["n"] > 1:
+            pick = (f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the "
+                    f"one closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})")
+            if passed := lb.get("closer_without_weights"):
+                pick += f" among those whose weights were at hand ({_runs(passed)} nearer the mean had lost theirs)"
+            pick += "."
+        else:
+            pick = (f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run "
+                    f"when they were picked (top-1 {lb['mean']:.2f}, {source})"
+                    + ("." if grown else ": no spread over seeds yet."))
         if grown:
             pick += (f" Its arm now has {len(grown)} finished runs: {leaderboard.mean_std(grown)}, "
                      f"min {min(grown):.2f}, max {max(grown):.2f}.")

@@ -114,7 +114,8 @@ def representative_run(results: str | os.PathLike, model: str, runs_dir: str | o
     whose final weights are still at hand in ``runs_dir`` (and match the sha256 their row recorded).
 
     Returns:
-        (run folder, its row, ``{"seed", "mean", "std", "n", "results"}`` for the card).
+        (run folder, its row, ``{"seed", "mean", "std", "n", "results", "closer_without_weights"}`` for the card; the
+        last counts the runs nearer the mean whose weights were not at hand).
     """
     import statistics
 
@@ -125,13 +126,18 @@ def representative_run(results: str | os.PathLike, model: str, runs_dir: str | o
         raise ValueError(f"{results} has no finished run of {model}{' ' + model_args if model_args else ''}")
     top1 = [r["top1"] for r in arm]
     mean = statistics.fmean(top1)
-    for row in sorted(arm, key=lambda r: abs(r["top1"] - mean)):
+
+    def off(r):
+        return abs(r["top1"] - mean)
+
+    for row in sorted(arm, key=off):
         folder = (Path(runs_dir).expanduser() /
                   leaderboard.protocol_name(row["dataset"], row["image_size"], row["epochs"]) / row["run"])
         weights = folder / "model.safetensors"
         if weights.is_file() and sha256_file(weights) == row["weights_sha256"]:
             summary = {"seed": row["seed"], "mean": round(mean, 2), "n": len(top1), "results": Path(results).name,
-                       "std": round(statistics.stdev(top1), 2) if len(top1) > 1 else None}
+                       "std": round(statistics.stdev(top1), 2) if len(top1) > 1 else None,
+                       "closer_without_weights": sum(off(r) < off(row) - 1e-6 for r in arm)}  # ties don't count
             return folder, row, summary
     raise FileNotFoundError(f"none of the {len(arm)} runs of {model} in {results} has its weights in {runs_dir} (or "
                             "they differ from the recorded sha256); rerun one seed with `convtwist-zoo leaderboard "
