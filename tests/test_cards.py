@@ -314,7 +314,7 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
     text = render_model_cards(collect(hub), [], results)
     assert "## Robustness: rotated and rescaled validation images (top-1 %, 128px, bf16, or fp32 where marked)" in text
     assert "| convtwist_xresnet18.imagewoof (fp32) | 75.0 | 72.0 |" in text
-    assert ("Where each run trained (bf16 autocast, except convtwist_xresnet18.imagewoof (fp32: `amp` below); the "
+    assert ("Where each run trained (bf16 autocast; fp32 for convtwist_xresnet18.imagewoof, `amp` below; the "
             "recipe does not depend on the machine): test machine: convtwist_xresnet18.imagewoof.") in text
 
 

@@ -473,7 +473,7 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
     for name, entry in sorted(info.items()):
         by_hw.setdefault(_hardware(entry), []).append(name)
     fp32 = [name for name, entry in sorted(info.items()) if not _recipe(entry)["amp"]]
-    precision = (f"bf16 autocast, except {', '.join(fp32)} (fp32: `amp` below)" if fp32 else
+    precision = (f"bf16 autocast; fp32 for {', '.join(fp32)}, `amp` below" if fp32 else
                  "bf16 autocast everywhere")
     lines += [f"Where each run trained ({precision}; the recipe does not depend on the machine): " +
               "; ".join(f"{hw}: {', '.join(names)}" for hw, names in sorted(by_hw.items())) + ".", ""]
