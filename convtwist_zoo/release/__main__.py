@@ -71,8 +71,9 @@ def _cmd_pick(args) -> int:
     # an fp32 arm is told apart from the bf16 one of the same options by its options' "fp32 training"
     options = leaderboard.arm_options({"model_args": args.model_args, "recipe": {"amp": not args.fp32}})
     folder, row, summary = representative_run(args.results, args.model, args.runs, options)
+    lost = summary["closer_without_weights"]
     print(f"{args.model}: seed {row['seed']} ({row['top1']:.2f}%) is closest to the mean {summary['mean']:.2f} of "
-          f"{summary['n']} runs: {folder}")
+          f"{summary['n']} runs{f' among those with weights ({lost} nearer lost theirs)' if lost else ''}: {folder}")
     if args.stage:
         hub_root = args.hub or REPO_HUB_DIR
         spec = stage_run(folder, hub_root, extra_meta={"leaderboard": summary})
