@@ -279,13 +279,17 @@ def _seed0_top1(group: list[dict]) -> float:
     return next((r["top1"] for r in group if r["seed"] == 0), float("-inf"))
 
 
-def arm_options(row: dict) -> str:
-    """What sets a row's arm apart besides its model and lr: its architecture options, plus ``fp32 training`` for a
-    run trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
-    model_args = row.get("model_args", "")
-    if row["recipe"].get("amp", True):
+def options_of(model_args: str, amp: bool) -> str:
+    """An arm's options from its architecture options and precision: ``model_args``, plus ``fp32 training`` for a run
+    trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
+    if amp:
         return model_args
     return f"{model_args}, fp32 training" if model_args else "fp32 training"
+
+
+def arm_options(row: dict) -> str:
+    """What sets a row's arm apart besides its model and lr (`options_of` its options and precision)."""
+    return options_of(row.get("model_args", ""), row["recipe"].get("amp", True))
 
 
 def arms(rows: list[dict]) -> dict[tuple, list[dict]]:

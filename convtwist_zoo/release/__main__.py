@@ -68,8 +68,7 @@ def _cmd_pick(args) -> int:
     from ..hub import REPO_HUB_DIR
     from .staging import representative_run, stage_run
     from .. import leaderboard
-    # an fp32 arm is told apart from the bf16 one of the same options by its options' "fp32 training"
-    options = leaderboard.arm_options({"model_args": args.model_args, "recipe": {"amp": not args.fp32}})
+    options = leaderboard.options_of(args.model_args, amp=not args.fp32)
     folder, row, summary = representative_run(args.results, args.model, args.runs, options)
     lost = summary["closer_without_weights"]
     print(f"{args.model}: seed {row['seed']} ({row['top1']:.2f}%) is closest to the mean {summary['mean']:.2f} of "

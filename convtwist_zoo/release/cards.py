@@ -217,7 +217,7 @@ def _arm_options(config: dict) -> str:
     """A checkpoint's leaderboard arm options: its architecture options, plus ``fp32 training`` where it was trained
     without the recipe's bf16 autocast (``leaderboard.arm_options``)."""
     recipe = config["recipe"]
-    return leaderboard.arm_options({"model_args": saved_knob(recipe, "model_args"), "recipe": recipe})
+    return leaderboard.options_of(saved_knob(recipe, "model_args"), saved_knob(recipe, "amp"))
 
 
 def _runs(n: int) -> str:
@@ -572,7 +572,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     front = ["---", "library_name: pytorch", "license: mit", "pipeline_tag: image-classification",
              "tags: [image-classification, convtwist, resnet, convtwist-zoo]", f"datasets: [{dataset}]",
              "model-index:", f"  - name: {name}"] + results + ["---", ""]
-    options = f" ({_arm_options(config)})" if _arm_options(config) else ""
+    options = f" ({arm})" if (arm := _arm_options(config)) else ""
     kind = ("every 3x3 convolution of its residual blocks a ConvTwist, the stem plain" if arch.startswith("convtwist")
             else "plain baseline")
     body = [f"# {name}", "",
