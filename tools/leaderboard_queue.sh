@@ -10,8 +10,8 @@
 #   c       Imagenette, 5 epochs: the five models, 3 seeds
 #   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, 3 seeds
 #   fp32    not in the default plan, for a CPU without bf16 instructions: the recipe in fp32 (--no-amp) on
-#           Imagewoof, 5 epochs, convtwist_xresnet18 and xresnet18 at their bf16 arms' rates, 5 seeds (arms of
-#           their own, compared only with each other)
+#           Imagewoof, 5 epochs, at the bf16 arms' rates, 5 seeds: convtwist_xresnet18 and xresnet18, then the
+#           compute-matched control xresnet34 (arms of their own, compared only with each other)
 # Each model's peak lr comes from its probes (--lr-from PROBES: the better of 4e-3 and 8e-3 at seed 0); a probe's
 # seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
 # (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
@@ -51,7 +51,8 @@ for stage in $STAGES; do
     d) $LBA --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
          --lr-from "$PROBES" ;;
     fp32) $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 \
-            --lr-from "$PROBES" ;;
+            --lr-from "$PROBES"
+          $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models xresnet34 --lr-from "$PROBES" ;;
     *) echo "unknown stage $stage (probes a b c d fp32)"; exit 2 ;;
   esac
 done
