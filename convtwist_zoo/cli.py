@@ -247,10 +247,11 @@ def _cmd_leaderboard(args) -> int:
     from . import leaderboard
     results_dir = Path(args.results_dir)
     if args.action == "table":
-        missing = [f for f in args.files if not Path(f).is_file()]
+        named = [*args.files, *([args.results] if args.results else [])]  # `run --results FILE` reads back here
+        missing = [f for f in named if not Path(f).is_file()]
         if missing:
             raise FileNotFoundError(f"no results file {missing[0]}; `convtwist-zoo leaderboard run` writes them")
-        files = [Path(f) for f in args.files] or sorted(results_dir.glob("*.jsonl"))
+        files = [Path(f) for f in named] or sorted(results_dir.glob("*.jsonl"))
         if not files:
             raise FileNotFoundError(f"no results files in {results_dir}; run `convtwist-zoo leaderboard run` first")
         print("\n\n".join(leaderboard.render_table(f) for f in files))
@@ -482,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=os.path.join("~", ".cache", "convtwist-zoo", "runs", "leaderboard"),
                    help="run folders (outside the work tree)")
     p.add_argument("--results-dir", default=os.path.join("results", "leaderboard"))
-    p.add_argument("--results", help="results file (default: RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl)")
+    p.add_argument("--results", help="results file (run: default RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl; table: "
+                                     "this file instead of every file in RESULTS_DIR)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--background", action="store_true", help="run: detach and log to RUNS/leaderboard.log")

@@ -369,6 +369,8 @@ def test_more_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
                           (["eval", "--model", "resnet18.imagenette", "--crop-pct", "1.5"], "--crop-pct must be in (0, 1]"),
                           (["download", "imagenette", "--archive", "../../etc"], "is not a imagenette archive"),
                           (["leaderboard", "table", tmp_path / "none.jsonl"], "no results file"),
+                          (["leaderboard", "table", "--results", tmp_path / "gone.jsonl"],
+                           f"no results file {tmp_path / 'gone.jsonl'}"),
                           (["leaderboard", "run", "--models", "xresnet18", "--seeds", "0"], "--seeds: must be >= 1"),
                           (["leaderboard", "run", "--models", "xresnet18", "--results", tmp_path],
                            f"--results {tmp_path} is a folder"),

@@ -43,6 +43,10 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     assert main(["leaderboard", "table", str(results)]) == 0
     out = capsys.readouterr().out
     assert "| xresnet18 | – | 0.004 | 2 |" in out and "convtwist_xresnet18 − xresnet18 | – | same recipe" in out
+    # the file `run --results` wrote reads back with the same option, not the default folder's files
+    assert main(["leaderboard", "table", "--results", str(results), "--results-dir", str(tmp_path / "none")]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("**") and out.endswith(table)
     # the probes: seed 0 at each rate; the one already run (4e-3) is skipped, 8e-3 trains, and --lr-from can read them
     probe = ["leaderboard", "run", "--models", "xresnet18", "--probe", "--data", str(data), "--epochs", "1",
              "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
