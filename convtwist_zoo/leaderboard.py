@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
-           "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
+           "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
 
 # The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
 PROBE_LRS = (4e-3, 8e-3)
@@ -268,6 +268,11 @@ def reading(w: dict) -> str:
             "ConvTwist ahead" if w["low"] > 0 else "ConvTwist behind")
 
 
+def p_value(p: float) -> str:
+    """A p-value to three places: ``"0.010"``, or ``"< 0.001"`` where those places would read 0."""
+    return "< 0.001" if p < 0.0005 else f"{p:.3f}"
+
+
 def mean_std(values: list[float]) -> str:
     """``"64.88"`` for one run, ``"64.88 ± 0.31"`` (sample std) for several."""
     if len(values) == 1:
@@ -406,7 +411,7 @@ def render_table(path: str | os.PathLike) -> str:
                                      f"| – | – | {why_no_interval(models[twist], models[control])}: no interval |")
                         continue
                     diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | {w['diff']:+.2f} | "
-                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {w['p']:.3f} | {reading(w)} |")
+                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {p_value(w['p'])} | {reading(w)} |")
     if diffs:
         lines += ["", "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |",
                   "|---|---|---|---|---|---|---|", *diffs]

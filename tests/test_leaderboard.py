@@ -97,6 +97,8 @@ def test_welch_interval_and_p_value_match_the_formula():
     assert w["diff"] == pytest.approx(diff) and w["low"] == pytest.approx(diff - half)
     assert w["high"] == pytest.approx(diff + half)
     assert w["p"] == pytest.approx(2 * stats.t.sf(diff / math.sqrt(va + vb), dof))
+    assert leaderboard.p_value(w["p"]) == "0.004" and leaderboard.p_value(0.0104) == "0.010"
+    assert leaderboard.p_value(0.0006) == "0.001" and leaderboard.p_value(0.0004) == "< 0.001"
     assert leaderboard.welch([75.0], b) is None
     assert leaderboard.why_no_interval([75.0], b) == "one run on a side" and leaderboard.why_no_interval(a, b) is None
     # with every run of both arms tied, the standard error is 0 and scipy's interval would be [diff, diff], p 0

@@ -419,7 +419,8 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
                     f"{base.split('.')[0]} ({seeds}): no interval yet, "
                     f"{leaderboard.why_no_interval(own, base_top1)}.")
         return (f"{w['diff']:+.2f} points against {base.split('.')[0]} ({seeds}; 95% interval "
-                f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): {leaderboard.reading(w)}.")
+                f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {leaderboard.p_value(w['p'])}): "
+                f"{leaderboard.reading(w)}.")
     d, gap = _difference(name, info)
     if d is None:
         return None
