@@ -215,7 +215,7 @@ def _model_args(entry: dict) -> str:
 
 def _arm_options(config: dict) -> str:
     """A checkpoint's leaderboard arm options: its architecture options, plus ``fp32 training`` where it was trained
-    without the recipe's bf16 autocast (``leaderboard.arm_options``)."""
+    without the recipe's bf16 autocast (``leaderboard.options_of``)."""
     recipe = config["recipe"]
     return leaderboard.options_of(saved_knob(recipe, "model_args"), saved_knob(recipe, "amp"))
 
