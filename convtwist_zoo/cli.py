@@ -257,7 +257,7 @@ def _cmd_leaderboard(args) -> int:
         print("\n\n".join(leaderboard.render_table(f) for f in files))
         return 0
     if not args.models:
-        raise ValueError("leaderboard run needs --models (e.g. --models xresnet50 convtwist_xresnet50)")
+        raise ValueError(f"leaderboard {args.action} needs --models (e.g. --models xresnet50 convtwist_xresnet50)")
     from .registry import get_builder
     for m in args.models:
         get_builder(m)  # an unknown name fails now, not after hours of training
@@ -265,6 +265,14 @@ def _cmd_leaderboard(args) -> int:
     results = args.results or results_dir / f"{protocol}.jsonl"
     if Path(results).is_dir():
         raise ValueError(f"--results {results} is a folder; give a .jsonl file (or --results-dir for the folder)")
+    if args.action == "robustness":
+        from .seed_robustness import render_robustness, robustness_results, sweep_arms
+        if not Path(results).is_file():
+            raise FileNotFoundError(f"no results file {results}; `convtwist-zoo leaderboard run` writes it")
+        sweep_arms(results, args.runs, args.models, leaderboard.options_of(args.model_args, args.amp),
+                   data_dir=args.data_dir, workers=args.workers, progress=not args.no_progress)
+        print(render_robustness(robustness_results(results)))
+        return 0
     if sum(map(bool, (args.lr, args.lr_from, args.probe))) > 1:
         raise ValueError("give one of --lr, --lr-from and --probe")
     if args.probe and not args.amp:
@@ -457,8 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="PNG of top-1 against angle/scale")
     p.set_defaults(func=_cmd_robustness)
 
-    p = sub.add_parser("leaderboard", help="the fast.ai leaderboard protocol over several seeds: run, or table")
-    p.add_argument("action", choices=["run", "table"], help="run: train what the results file lacks; table: print")
+    p = sub.add_parser("leaderboard", help="the fast.ai leaderboard protocol over several seeds: run, table, or "
+                                           "robustness")
+    p.add_argument("action", choices=["run", "table", "robustness"],
+                   help="run: train what the results file lacks; table: print; robustness: sweep the rotations and "
+                        "scales of every run of the arms of --models (with --model-args and --amp/--no-amp) whose "
+                        "weights are in --runs, into robustness/ beside the results file, and print the comparison")
     p.add_argument("files", nargs="*", help="table: results files (default: every one in --results-dir)")
     p.add_argument("--models", nargs="+", help="run: model names, trained in this order for each seed")
     p.add_argument("--data", default="imagewoof", help="imagewoof | imagenette | folder")

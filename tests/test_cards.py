@@ -11,6 +11,7 @@ from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_ru
                                          render_model_cards, render_readme, render_recipe_history, retire_checkpoint,
                                          write_cards)
 from convtwist_zoo.release.staging import stage_run
+from convtwist_zoo.seed_robustness import robustness_results
 
 
 def fake_eval(top1, top5=99.0):
@@ -221,6 +222,17 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
            "convolution of its residual blocks a ConvTwist, the stem plain)." in card
     assert (f"Against its plain baseline: +2.70 points against xresnet18 (3 seeds against 3 seeds; 95% interval "
             f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): ConvTwist ahead.") in card
+    # the robustness over seeds goes beside its results file's table once a run has been swept
+    cards = render_model_cards(info, [], results)
+    assert "Robustness over seeds" not in cards and "compares whole arms" not in cards
+    sweep = [{"kind": "rotation", "value": 0, "top1": 75.0}, {"kind": "rotation", "value": 30, "top1": 60.0},
+             {"kind": "scale", "value": 0.75, "top1": 67.5}]
+    leaderboard.append_row(robustness_results(results / "imagewoof-128px-5ep.jsonl"), {
+        "model": "xresnet18", "options": "", "seed": 0, "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+        "sweep": sweep})
+    cards = render_model_cards(info, [], results)
+    assert "| xresnet18 | – | 1 | 0 | 75.00 | 80.00 | 90.00 |" in cards and "compares whole arms" in cards
+    assert cards.index("**imagewoof, 128px, 5 epochs**") < cards.index("**Robustness over seeds, imagewoof")
 
 
 def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_path):

@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
 # the order of docs/ARCHITECTURE.md's module table
 ORDER = ["host", "atomic", "fused_kernels", "layers", "seed_reference", "transforms", "models", "xresnet", "registry",
          "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
-         "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__", "__main__"]
+         "seed_robustness", "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__",
+         "__main__"]
 
 
 def _module(path: Path) -> str:

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from .. import leaderboard
+from ..seed_robustness import render_robustness, robustness_results
 from ..atomic import write_text_atomic
 from ..training import RECIPE_KNOBS, TrainConfig
 
@@ -437,6 +438,8 @@ def _leaderboard_sections(results_dir: Path) -> list[str]:
     out = []
     for f in files:
         out += [leaderboard.render_table(f), ""]
+        if (sweeps := robustness_results(f)).is_file():
+            out += [render_robustness(sweeps), ""]
     return out
 
 
@@ -465,6 +468,10 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
               "The seed motivates ConvTwist by rotation and scaling. Each validation crop is rotated about its centre "
               "(black corners) or rescaled (0.75x zooms out with a black border, 1.25x zooms in); no such "
               "augmentation was used in training. Plots: `docs/robustness-<dataset>.png`.", ""] + _robustness_rows(info)
+    if any(robustness_results(f).is_file() for f in Path(results_dir or RESULTS_DIR).glob("*.jsonl")):
+        lines += ["", "Each checkpoint above is one seed, and a gap of a point or two between two checkpoints can "
+                  "change sign from seed to seed. The leaderboard section's robustness over seeds (`convtwist-zoo "
+                  "leaderboard robustness`) compares whole arms, with confidence intervals."]
     lines += ["", "## What the ConvTwist checkpoints learned", "",
               "Per stage: the norm of the twist kernels (`conv_x`, `conv_y`) relative to the main kernel, and the mean "
               "absolute learned centres (init uniform(-1.5, 1.5), mean 0.75). PNGs in `hub/<name>/inspect/`.", ""]

@@ -1,0 +1,181 @@
+"""Robustness over seeds: the rotation and scale sweep of every leaderboard run whose weights are at hand, and
+ConvTwist minus its baselines in accuracy kept, with Welch intervals.
+
+A published checkpoint is one seed, and its robustness gap to its baseline moves by points from seed to seed. So each
+run of an arm is swept (fp32, the `robustness` command's rotations and scales) and gives one row of
+``results/leaderboard/robustness/<protocol>.jsonl`` (for ``results/leaderboard/<protocol>.jsonl``): model, options,
+seed, lr, the sha256 of the run's weights and the sweep. Arms are compared by retention: top-1 under rotation (or
+rescaling) as a % of the run's own clean top-1, averaged over the angles (or scales), so a higher starting point does
+not count as robustness.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+
+from . import leaderboard
+
+__all__ = ["robustness_results", "retention", "sweep_arms", "render_robustness"]
+
+KINDS = ("rotation", "scale")
+
+
+def robustness_results(results: str | os.PathLike) -> Path:
+    """Where the sweeps of a leaderboard results file go: ``results/leaderboard/X.jsonl`` ->
+    ``results/leaderboard/robustness/X.jsonl`` (a sub-folder, so the results folder's tables do not read it)."""
+    results = Path(results)
+    return results.parent / "robustness" / results.name
+
+
+def retention(sweep: list[dict]) -> dict[str, float]:
+    """Mean top-1 kept under rotation and under rescaling, % of the clean (rotation 0) top-1.
+
+    Args:
+        sweep: rows ``{"kind", "value", "top1"}`` of `evaluate.robustness_sweep`.
+
+    Returns:
+        ``{"rotation": %, "scale": %}`` for the kinds the sweep holds.
+
+    Example:
+        >>> retention([{"kind": "rotation", "value": 0, "top1": 80.0}, {"kind": "rotation", "value": 30, "top1": 60.0},
+        ...            {"kind": "scale", "value": 0.75, "top1": 72.0}])
+        {'rotation': 75.0, 'scale': 90.0}
+    """
+    clean = next((r["top1"] for r in sweep if (r["kind"], r["value"]) == ("rotation", 0)), None)
+    if not clean:
+        raise ValueError("a robustness sweep needs its clean row (rotation 0) with a top-1 above 0")
+    kept = {}
+    for kind in KINDS:
+        values = [100 * r["top1"] / clean for r in sweep if r["kind"] == kind and (kind, r["value"]) != ("rotation", 0)]
+        if values:
+            kept[kind] = statistics.fmean(values)
+    return kept
+
+
+def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, options: str | None = None,
+               data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print) -> list[dict]:
+    """Sweep every run of the named models' arms in ``results`` that `robustness_results` lacks, one at a time, seed
+    by seed in the order of ``models``.
+
+    A run counts only where its folder still holds the weights its row's sha256 names; the others are named and
+    skipped (their rows stay in the leaderboard table, which needs no weights).
+
+    Args:
+        results: a leaderboard results file.
+        runs_dir: the runner's runs folder (``<runs_dir>/<protocol>/<run>``).
+        models: model names whose arms are swept.
+        options: only the arms with these options (`leaderboard.arm_options`, e.g. ``"maxblur=true, fp32 training"``);
+            None: every arm of those models.
+        data_dir: where the dataset archives are (else ``$CONVTWIST_DATA``).
+        workers, progress, log: DataLoader workers, progress bars, where one line per run goes.
+
+    Returns:
+        The rows appended by this call.
+
+    Example:
+        >>> sweep_arms("results/leaderboard/imagewoof-128px-5ep.jsonl", "~/.cache/convtwist-zoo/runs/leaderboard",
+        ...            ["xresnet18", "convtwist_xresnet18"], "maxblur=true, fp32 training")  # doctest: +SKIP
+    """
+    import json
+
+    from .data import prepare_dataset, DATASETS
+    from .evaluate import robustness_sweep
+    from .factory import create_model
+    from .hub import sha256_file
+
+    results = Path(results)
+    rows = leaderboard.read_rows(results)
+    if not rows:
+        raise FileNotFoundError(f"no finished runs in {results}: `convtwist-zoo leaderboard run` writes them")
+    out = robustness_results(results)
+    runs_dir = Path(runs_dir).expanduser() / results.stem
+    picked = sorted((r for (model, opts), group in leaderboard.arms(rows).items() if model in models
+                     and (options is None or opts == options) for r in group),
+                    key=lambda r: (r["seed"], list(models).index(r["model"])))  # seed by seed: pairs fill in together
+    if not picked:
+        raise ValueError(f"{results} has no arm of {', '.join(models)}"
+                         f"{' with options ' + repr(options) if options is not None else ''}")
+    new_rows = []
+    for row in picked:
+        if row["weights_sha256"] in {r["weights_sha256"] for r in leaderboard.read_rows(out)}:
+            continue
+        run_dir = runs_dir / row["run"]
+        weights = run_dir / "model.safetensors"
+        if not weights.is_file() or sha256_file(weights) != row["weights_sha256"]:
+            log(f"{row['run']}: the weights of this row are not in {run_dir}; skipped")
+            continue
+        config = json.loads((run_dir / "config.json").read_text())
+        dataset = row["dataset"]
+        val_dir = (prepare_dataset(dataset, data_dir) if dataset in DATASETS else Path(dataset)) / "val"
+        model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
+        sweep = robustness_sweep(model, val_dir, config["class_ids"], row["image_size"], config["mean"],
+                                 config["std"], config["crop_pct"], amp=False, workers=workers, progress=progress)
+        new = {"model": row["model"], "model_args": row.get("model_args", ""), "options": leaderboard.arm_options(row),
+               "seed": row["seed"], "lr": row["lr"], "dataset": dataset, "image_size": row["image_size"],
+               "epochs": row["epochs"], "weights_sha256": row["weights_sha256"], "run": row["run"], "amp": False,
+               "sweep": sweep}
+        leaderboard.append_row(out, new)
+        new_rows.append(new)
+        kept = retention(sweep)
+        log(f"{row['run']}: kept {kept['rotation']:.1f}% under rotation, {kept['scale']:.1f}% under scale -> {out}")
+    return new_rows
+
+
+def render_robustness(path: str | os.PathLike) -> str:
+    """Markdown for one sweeps file: each arm's retention over its seeds, then ConvTwist minus its controls.
+
+    Args:
+        path: a `robustness_results` file.
+
+    Returns:
+        The section's markdown (a line saying so where the file holds no rows).
+
+    Example:
+        >>> print(render_robustness("results/leaderboard/robustness/imagewoof-128px-5ep.jsonl"))  # doctest: +SKIP
+    """
+    path = Path(path)
+    rows = leaderboard.read_rows(path)
+    if not rows:
+        return f"No robustness sweep of a leaderboard run in {path} yet."
+    arms: dict[tuple, list[dict]] = {}
+    for r in rows:
+        arms.setdefault((r["model"], r["options"]), []).append(r)
+    first = rows[0]
+    shifted = [(s["kind"], s["value"]) for s in first["sweep"] if (s["kind"], s["value"]) != ("rotation", 0)]
+    settings = "; ".join(f"{kind} {', '.join(f'{v:g}' for k, v in shifted if k == kind)}" for kind in KINDS)
+    lines = [f"**Robustness over seeds, {first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** "
+             f"(`{path.name}`): each run's top-1 under rotation and rescaling ({settings}) as a % of its own clean "
+             "top-1, averaged over the angles or the scales (fp32 evaluation of each run's final weights); mean ± "
+             "sample std over the seeds whose weights were swept.", "",
+             "| model | options | n | seeds | clean top-1 | kept under rotation % | kept under scale % |",
+             "|---|---|---|---|---|---|---|"]
+    kept: dict[tuple, dict[str, list[float]]] = {}
+    for (model, options), group in sorted(arms.items()):
+        group = sorted(group, key=lambda r: r["seed"])
+        per_run = [retention(r["sweep"]) for r in group]
+        kept[(model, options)] = {kind: [k[kind] for k in per_run] for kind in KINDS}
+        clean = [next(s["top1"] for s in r["sweep"] if (s["kind"], s["value"]) == ("rotation", 0)) for r in group]
+        lines.append(f"| {model} | {options or '–'} | {len(group)} | {', '.join(str(r['seed']) for r in group)} | "
+                     f"{leaderboard.mean_std(clean)} | {leaderboard.mean_std(kept[(model, options)]['rotation'])} | "
+                     f"{leaderboard.mean_std(kept[(model, options)]['scale'])} |")
+    diffs = []
+    for (model, options), mine in sorted(kept.items()):
+        for control in leaderboard.CONTROLS.get(model, ()):
+            theirs = kept.get((control, options))
+            if theirs is None:
+                continue
+            for kind in KINDS:
+                w = leaderboard.welch(mine[kind], theirs[kind])
+                if w is None:
+                    gap = statistics.fmean(mine[kind]) - statistics.fmean(theirs[kind])
+                    diffs.append(f"| {model} − {control} | {options or '–'} | {kind} | {gap:+.2f} | – | – | "
+                                 f"{leaderboard.why_no_interval(mine[kind], theirs[kind])}: no interval |")
+                    continue
+                diffs.append(f"| {model} − {control} | {options or '–'} | {kind} | {w['diff']:+.2f} | "
+                             f"[{w['low']:+.2f}, {w['high']:+.2f}] | {leaderboard.p_value(w['p'])} | "
+                             f"{leaderboard.reading(w)} |")
+    if diffs:
+        lines += ["", "| difference in accuracy kept | options | under | points | 95% CI (Welch) | p | reading |",
+                  "|---|---|---|---|---|---|---|", *diffs]
+    return "\n".join(lines)
