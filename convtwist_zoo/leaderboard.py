@@ -20,7 +20,8 @@ import statistics
 from pathlib import Path
 
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
-           "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES", "LeaderboardBusyError"]
+           "difference_cells", "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES",
+           "LeaderboardBusyError"]
 
 # The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
 PROBE_LRS = (4e-3, 8e-3)
@@ -273,6 +274,27 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.0005 else f"{p:.3f}"
 
 
+def difference_cells(a: list[float], b: list[float]) -> str:
+    """The cells of one markdown difference row, mean of ``a`` minus mean of ``b``: points, 95% CI (Welch), p and
+    reading, or the gap with why there is no interval.
+
+    Args:
+        a: the ConvTwist arm's values, one per seed.
+        b: its control's values.
+
+    Returns:
+        ``"+1.50 | [+0.20, +2.80] | 0.031 | ConvTwist ahead"`` (no leading or trailing ``|``).
+
+    Example:
+        >>> difference_cells([75.0], [74.0])
+        '+1.00 | – | – | one run on a side: no interval'
+    """
+    w = welch(a, b)
+    if w is None:
+        return f"{statistics.fmean(a) - statistics.fmean(b):+.2f} | – | – | {why_no_interval(a, b)}: no interval"
+    return f"{w['diff']:+.2f} | [{w['low']:+.2f}, {w['high']:+.2f}] | {p_value(w['p'])} | {reading(w)}"
+
+
 def mean_std(values: list[float]) -> str:
     """``"64.88"`` for one run, ``"64.88 ± 0.31"`` (sample std) for several."""
     if len(values) == 1:
@@ -403,15 +425,9 @@ def render_table(path: str | os.PathLike) -> str:
         for twist, controls in CONTROLS.items():
             for control in controls:
                 if twist in models and control in models:
-                    w = welch(models[twist], models[control])
                     kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
-                    if w is None:
-                        diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
-                                     f"{statistics.fmean(models[twist]) - statistics.fmean(models[control]):+.2f} "
-                                     f"| – | – | {why_no_interval(models[twist], models[control])}: no interval |")
-                        continue
-                    diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | {w['diff']:+.2f} | "
-                                 f"[{w['low']:+.2f}, {w['high']:+.2f}] | {p_value(w['p'])} | {reading(w)} |")
+                    diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
+                                 f"{difference_cells(models[twist], models[control])} |")
     if diffs:
         lines += ["", "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |",
                   "|---|---|---|---|---|---|---|", *diffs]

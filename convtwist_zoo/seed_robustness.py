@@ -166,15 +166,8 @@ def render_robustness(path: str | os.PathLike) -> str:
             if theirs is None:
                 continue
             for kind in KINDS:
-                w = leaderboard.welch(mine[kind], theirs[kind])
-                if w is None:
-                    gap = statistics.fmean(mine[kind]) - statistics.fmean(theirs[kind])
-                    diffs.append(f"| {model} − {control} | {options or '–'} | {kind} | {gap:+.2f} | – | – | "
-                                 f"{leaderboard.why_no_interval(mine[kind], theirs[kind])}: no interval |")
-                    continue
-                diffs.append(f"| {model} − {control} | {options or '–'} | {kind} | {w['diff']:+.2f} | "
-                             f"[{w['low']:+.2f}, {w['high']:+.2f}] | {leaderboard.p_value(w['p'])} | "
-                             f"{leaderboard.reading(w)} |")
+                diffs.append(f"| {model} − {control} | {options or '–'} | {kind} | "
+                             f"{leaderboard.difference_cells(mine[kind], theirs[kind])} |")
     if diffs:
         lines += ["", "| difference in accuracy kept | options | under | points | 95% CI (Welch) | p | reading |",
                   "|---|---|---|---|---|---|---|", *diffs]

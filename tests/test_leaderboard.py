@@ -107,6 +107,16 @@ def test_welch_interval_and_p_value_match_the_formula():
     assert leaderboard.welch([75.0, 75.0], [74.0, 74.5]) is not None
 
 
+def test_difference_cells_write_the_interval_or_say_why_there_is_none():
+    a, b = [75.1, 75.4, 74.9, 75.6, 75.0], [73.2, 74.1, 73.0, 74.5, 72.9]
+    w = leaderboard.welch(a, b)
+    assert leaderboard.difference_cells(a, b) == (f"+{w['diff']:.2f} | [+{w['low']:.2f}, +{w['high']:.2f}] | 0.004 | "
+                                                  "ConvTwist ahead")
+    assert leaderboard.difference_cells(b, a).endswith("| 0.004 | ConvTwist behind")
+    assert leaderboard.difference_cells([75.0, 74.0], [74.0, 75.0]).endswith("within noise (the interval holds 0)")
+    assert leaderboard.difference_cells([75.0, 75.0], [74.0, 74.0]) == "+1.00 | – | – | no spread on either side: no interval"
+
+
 def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
     for r in ([_row("xresnet18", s, t) for s, t in enumerate([70.0, 71.0, 72.0])] +
