@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import leaderboard
 
-__all__ = ["robustness_results", "retention", "sweep_arms", "render_robustness"]
+__all__ = ["robustness_results", "retained", "retention", "sweep_arms", "render_robustness"]
 
 KINDS = ("rotation", "scale")
 
@@ -28,8 +28,31 @@ def robustness_results(results: str | os.PathLike) -> Path:
     return results.parent / "robustness" / results.name
 
 
+def retained(sweep: list[dict]) -> dict[tuple, float]:
+    """Top-1 under each shifted setting as a % of the clean (rotation 0) top-1.
+
+    Args:
+        sweep: rows ``{"kind", "value", "top1"}`` of `evaluate.robustness_sweep`.
+
+    Returns:
+        ``{(kind, value): %}`` for every row but the clean one.
+
+    Raises:
+        ValueError: the sweep has no clean row, or its top-1 is 0.
+
+    Example:
+        >>> retained([{"kind": "rotation", "value": 0, "top1": 80.0}, {"kind": "rotation", "value": 30, "top1": 60.0}])
+        {('rotation', 30): 75.0}
+    """
+    clean = next((r["top1"] for r in sweep if (r["kind"], r["value"]) == ("rotation", 0)), None)
+    if not clean:
+        raise ValueError("a robustness sweep needs its clean row (rotation 0) with a top-1 above 0")
+    return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in sweep
+            if (r["kind"], r["value"]) != ("rotation", 0)}
+
+
 def retention(sweep: list[dict]) -> dict[str, float]:
-    """Mean top-1 kept under rotation and under rescaling, % of the clean (rotation 0) top-1.
+    """Mean top-1 kept under rotation and under rescaling: `retained` averaged over the angles, and over the scales.
 
     Args:
         sweep: rows ``{"kind", "value", "top1"}`` of `evaluate.robustness_sweep`.
@@ -37,20 +60,21 @@ def retention(sweep: list[dict]) -> dict[str, float]:
     Returns:
         ``{"rotation": %, "scale": %}`` for the kinds the sweep holds.
 
+    Raises:
+        ValueError: the sweep has no clean row, or its top-1 is 0.
+
     Example:
         >>> retention([{"kind": "rotation", "value": 0, "top1": 80.0}, {"kind": "rotation", "value": 30, "top1": 60.0},
         ...            {"kind": "scale", "value": 0.75, "top1": 72.0}])
         {'rotation': 75.0, 'scale': 90.0}
     """
-    clean = next((r["top1"] for r in sweep if (r["kind"], r["value"]) == ("rotation", 0)), None)
-    if not clean:
-        raise ValueError("a robustness sweep needs its clean row (rotation 0) with a top-1 above 0")
-    kept = {}
+    kept = retained(sweep)
+    means = {}
     for kind in KINDS:
-        values = [100 * r["top1"] / clean for r in sweep if r["kind"] == kind and (kind, r["value"]) != ("rotation", 0)]
+        values = [pct for (k, _), pct in kept.items() if k == kind]
         if values:
-            kept[kind] = statistics.fmean(values)
-    return kept
+            means[kind] = statistics.fmean(values)
+    return means
 
 
 def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, options: str | None = None,

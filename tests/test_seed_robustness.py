@@ -9,7 +9,7 @@ from scipy import stats
 from conftest import make_image_folder
 from convtwist_zoo import leaderboard
 from convtwist_zoo.cli import main
-from convtwist_zoo.seed_robustness import render_robustness, retention, robustness_results
+from convtwist_zoo.seed_robustness import render_robustness, retained, retention, robustness_results
 
 
 def _sweep(clean, rotated, scaled):
@@ -22,6 +22,14 @@ def _row(model, seed, sweep, options="maxblur=true, fp32 training"):
     return {"model": model, "model_args": "maxblur=true", "options": options, "seed": seed, "lr": 8e-3,
             "dataset": "imagewoof", "image_size": 128, "epochs": 5, "weights_sha256": f"{model}{seed}", "amp": False,
             "sweep": sweep}
+
+
+def test_retained_is_each_settings_top1_as_a_share_of_the_clean_top1():
+    kept = retained(_sweep(80.0, (72.0, 60.0, 48.0, 40.0), (64.0, 76.0)))
+    assert kept == {("rotation", 15): 90.0, ("rotation", 30): 75.0, ("rotation", 45): 60.0, ("rotation", 90): 50.0,
+                    ("scale", 0.75): 80.0, ("scale", 1.25): 95.0}
+    with pytest.raises(ValueError, match="clean row"):
+        retained(_sweep(0.0, (0.0,), ()))
 
 
 def test_retention_is_each_kinds_mean_top1_as_a_share_of_the_clean_top1():

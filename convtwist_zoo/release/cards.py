@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from .. import leaderboard
-from ..seed_robustness import render_robustness, robustness_results
+from ..seed_robustness import render_robustness, retained, robustness_results
 from ..atomic import write_text_atomic
 from ..training import RECIPE_KNOBS, TrainConfig
 
@@ -300,15 +300,6 @@ def _robustness_rows(info: dict) -> list[str]:
     return rows + [""] + _robustness_verdicts(entries, info)
 
 
-def _retained(rows: list[dict]) -> dict:
-    """Top-1 under each condition as a % of the model's own clean (rotation 0) top-1, by (kind, value)."""
-    clean = next((r["top1"] for r in rows if r["kind"] == "rotation" and r["value"] == 0), None)
-    if not clean:
-        return {}
-    return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in rows
-            if (r["kind"], r["value"]) != ("rotation", 0)}
-
-
 def _robustness_verdicts(entries: dict, info: dict) -> list[str]:
     """Per ConvTwist/baseline pair trained the same way: does ConvTwist keep more of its clean accuracy under
     rotation and rescaling? Retention, not raw top-1, because the ConvTwist models start from a higher clean
@@ -318,7 +309,10 @@ def _robustness_verdicts(entries: dict, info: dict) -> list[str]:
         base = _baseline_of(name)
         if base not in entries or _recipe_gap(info.get(name), info.get(base)):
             continue
-        mine, theirs = _retained(entries[name]["rows"]), _retained(entries[base]["rows"])
+        try:
+            mine, theirs = retained(entries[name]["rows"]), retained(entries[base]["rows"])
+        except ValueError:  # a sweep without its clean row has nothing to be kept of
+            continue
         shared = sorted(set(mine) & set(theirs))
         if not shared:
             continue
