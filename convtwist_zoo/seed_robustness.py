@@ -120,9 +120,10 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
     if not picked:
         raise ValueError(f"{results} has no arm of {', '.join(models)}"
                          f"{' with options ' + repr(options) if options is not None else ''}")
+    swept = {r["weights_sha256"] for r in leaderboard.read_rows(out)}
     new_rows = []
     for row in picked:
-        if row["weights_sha256"] in {r["weights_sha256"] for r in leaderboard.read_rows(out)}:
+        if row["weights_sha256"] in swept:
             continue
         run_dir = runs_dir / row["run"]
         weights = run_dir / "model.safetensors"
@@ -140,6 +141,7 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
                "epochs": row["epochs"], "weights_sha256": row["weights_sha256"], "run": row["run"], "amp": False,
                "sweep": sweep}
         leaderboard.append_row(out, new)
+        swept.add(row["weights_sha256"])
         new_rows.append(new)
         kept = retention(sweep)
         log(f"{row['run']}: kept {kept['rotation']:.1f}% under rotation, {kept['scale']:.1f}% under scale -> {out}")
