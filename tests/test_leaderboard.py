@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 from scipy import stats
@@ -251,3 +252,31 @@ def test_a_run_with_architecture_options_is_evaluated_and_reloads_with_them(tmp_
     run = tmp_path / "runs" / "imgs-64px-1ep" / row["run"]
     assert json.loads((run / "config.json").read_text())["model_args"] == {"maxblur": True}
     assert isinstance(create_model("xresnet18", pretrained=str(run)).layer2[0], PoolFirst)
+
+
+def _queue(tmp_path, stages, has_bf16):
+    """tools/leaderboard_queue.sh with a stand-in python that prints each runner line and answers the bf16 check."""
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/sh\n[ "$1" = -c ] && exit {0 if has_bf16 else 1}\necho "$@"\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(stub), "STAGES": stages}
+    return subprocess.run(["bash", str(ROOT / "tools" / "leaderboard_queue.sh")], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_queue_fp32_stages_run_without_bf16_and_name_their_arms(tmp_path):
+    done = _queue(tmp_path, "fp32 fp32c", has_bf16=False)
+    assert done.returncode == 0, done.stderr
+    runs = [line.split("--no-amp ")[1] for line in done.stdout.splitlines() if "leaderboard run" in line]
+    probes = "--lr-from results/leaderboard/imagewoof-128px-5ep.jsonl"
+    assert runs == [f"--data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 {probes}",
+                    f"--data imagewoof --epochs 5 --seeds 5 --models xresnet34 {probes}",
+                    f"--data imagenette --epochs 5 --seeds 3 --models convtwist_xresnet18 xresnet18 {probes}",
+                    f"--data imagenette --epochs 5 --seeds 3 --models xresnet34 {probes}"]
+
+
+def test_queue_refuses_a_bf16_stage_on_a_cpu_without_bf16_and_says_what_to_do(tmp_path):
+    done = _queue(tmp_path, "fp32 c", has_bf16=False)
+    assert done.returncode == 2 and "leaderboard run" not in done.stdout
+    assert "no bf16 instructions" in done.stderr and 'STAGES="fp32 fp32c"' in done.stderr
+    assert _queue(tmp_path, "c", has_bf16=True).stdout.count("--data imagenette --epochs 5 --seeds 3") == 1
