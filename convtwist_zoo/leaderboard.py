@@ -391,8 +391,25 @@ def _speed_cell(group: list[dict], host: str | None, elsewhere: dict[str, str]) 
     return median_on(other) + mark
 
 
-def render_table(path: str | os.PathLike) -> str:
-    """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures."""
+def _cost_cells(cost: dict | None) -> str:
+    return f"{cost['macs']:.2f}x | {cost['ort']:.2f}x" if cost else "– | –"
+
+
+def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
+    """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures.
+
+    Args:
+        path: a results file (`run_protocol`'s rows).
+        costs: what ConvTwist costs against each control, ``{(twist, control, model_args): {"macs": x, "ort": y}}``
+            (multiples of the control's multiply-adds and ONNX Runtime time): two more columns of the difference
+            table, '–' where a pair has none. None: no such columns.
+
+    Returns:
+        The markdown (a line saying so where the file holds no rows).
+
+    Example:
+        >>> print(render_table("results/leaderboard/imagewoof-128px-5ep.jsonl"))  # doctest: +SKIP
+    """
     path = Path(path)
     rows = read_rows(path)
     if not rows:
@@ -407,8 +424,9 @@ def render_table(path: str | os.PathLike) -> str:
                 "so compare costs with the benchmarks' step times, measured in turns" if host else "") + ".", "",
              "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    by_model, elsewhere = {}, {}
+    by_model, elsewhere, model_args = {}, {}, {}
     for (model, args), group in by_arm.items():
+        model_args[args] = group[0].get("model_args", "")
         top1 = [r["top1"] for r in group]
         lr = float(group[0]["lr"])
         others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
@@ -426,11 +444,17 @@ def render_table(path: str | os.PathLike) -> str:
             for control in controls:
                 if twist in models and control in models:
                     kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
+                    cost = "" if costs is None else " | " + _cost_cells(costs.get((twist, control, model_args[args])))
                     diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
-                                 f"{difference_cells(models[twist], models[control])} |")
+                                 f"{difference_cells(models[twist], models[control])}{cost} |")
     if diffs:
-        lines += ["", "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |",
-                  "|---|---|---|---|---|---|---|", *diffs]
+        header = "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |"
+        lines += ["", header + (" MACs ratio | ORT time ratio |" if costs is not None else ""),
+                  "|---|---|---|---|---|---|---|" + ("---|---|" if costs is not None else ""), *diffs]
+        if costs is not None:
+            lines += ["", "MACs ratio and ORT time ratio: the ConvTwist model's multiply-adds and ONNX Runtime time per image "
+                      "(batch 1, 128px, all cores, timed in turns with its control) as multiples of the control's, "
+                      "from `python bench/onnx.py` (`bench/results/onnx.json`)."]
     refs = REFERENCES.get((first["dataset"], first["image_size"], first["epochs"]))
     if refs:
         lines += ["", "Published on this protocol: " + "; ".join(f"{name}: {value}%" for name, value in refs) + "."]

@@ -343,3 +343,17 @@ def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
     assert _onnx_latency_ms(path) == {("xresnet18", ""): 10.0, ("xresnet18", "maxblur=true"): 12.5,
                                       ("resnet18", ""): 4.0}
     assert _onnx_latency_ms(tmp_path / "missing.json") == {}
+
+
+def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_cores(tmp_path):
+    from convtwist_zoo.release.cards import _onnx_costs
+    pair = {"pair": "convtwist_xresnet18/xresnet34", "size": 128, "batch": 1, "threads": 0}
+    ratios = [{**pair, "model_args": "maxblur=true", "mac_ratio": 0.91, "ort_ratio": 0.98},
+              {**pair, "model_args": "maxblur=true", "threads": 1, "mac_ratio": 0.91, "ort_ratio": 1.2},
+              {**pair, "model_args": "maxblur=true", "size": 224, "mac_ratio": 0.91, "ort_ratio": 1.1},
+              {**pair, "pair": "convtwist_resnet18/resnet18", "mac_ratio": 1.82, "ort_ratio": 2.05}]  # no options
+    path = tmp_path / "onnx.json"
+    path.write_text(json.dumps({"rows": [], "ratios": ratios}))
+    assert _onnx_costs(path) == {("convtwist_xresnet18", "xresnet34", "maxblur=true"): {"macs": 0.91, "ort": 0.98},
+                                 ("convtwist_resnet18", "resnet18", ""): {"macs": 1.82, "ort": 2.05}}
+    assert _onnx_costs(tmp_path / "missing.json") == {}

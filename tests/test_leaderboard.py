@@ -173,6 +173,18 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     assert "| convtwist_xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 75.30 ± 0.28 | 75.10 | 75.50 | – |" in table
     assert "|\n\n† median over the arm's runs on CPU (B, 2 cores), not comparable with the other arms' speeds.\n" in table
     assert "| convtwist_xresnet18 − xresnet18 | maxblur=true, fp32 training | same recipe | +3.60 | [" in table
+    assert "MACs ratio" not in table
+    # with the benchmark's costs: two more columns, by the arm's architecture options (both precisions share them)
+    costs = {("convtwist_xresnet18", "xresnet18", "maxblur=true"): {"macs": 1.7257, "ort": 1.7634}}
+    costed = leaderboard.render_table(path, costs)
+    assert "| reading | MACs ratio | ORT time ratio |\n|---|---|---|---|---|---|---|---|---|\n" in costed
+    assert "| maxblur=true | same recipe | +2.58 | – | – | one run on a side: no interval | 1.73x | 1.76x |" in costed
+    assert "| maxblur=true, fp32 training | same recipe | +3.60 | [" in costed
+    assert costed.count("| 1.73x | 1.76x |") == 2 and "from `python bench/onnx.py`" in costed
+    matched = next(line for line in costed.splitlines() if line.startswith("| convtwist_xresnet18 − xresnet34 |"))
+    assert matched.endswith("no interval | – | – |")  # a pair the benchmark has not timed
+    costs = {("convtwist_xresnet18", "xresnet18", ""): {"macs": 1.7, "ort": 1.8}}  # other options: no figure
+    assert "1.70x" not in leaderboard.render_table(path, costs)
     # through the CLI: a missing probe stops the runner before any training
     args = ["leaderboard", "run", "--models", "xresnet34", "--model-args", "maxblur=true", "--lr-from", str(path),
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out.jsonl")]

@@ -431,7 +431,7 @@ def _leaderboard_sections(results_dir: Path) -> list[str]:
         return ["No leaderboard run has finished yet: `convtwist-zoo leaderboard run` fills `results/leaderboard/`."]
     out = []
     for f in files:
-        out += [leaderboard.render_table(f), ""]
+        out += [leaderboard.render_table(f, _onnx_costs()), ""]
         if (sweeps := robustness_results(f)).is_file():
             out += [render_robustness(sweeps), ""]
     return out
@@ -523,6 +523,16 @@ def _onnx_latency_ms(path: Path = REPO_ROOT / "bench" / "results" / "onnx.json")
         if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0:
             out.setdefault((r["model"], r.get("model_args", "")), r["ort_ms"])
     return out
+
+
+def _onnx_costs(path: Path = REPO_ROOT / "bench" / "results" / "onnx.json") -> dict:
+    """What each ConvTwist model costs against its control, ``{(twist, control, model_args): {"macs", "ort"}}``:
+    multiply-adds and ONNX Runtime time at batch 1, 128px, all cores, as multiples (``bench/results/onnx.json``)."""
+    if not path.exists():
+        return {}
+    return {(*r["pair"].split("/"), r.get("model_args", "")): {"macs": r["mac_ratio"], "ort": r["ort_ratio"]}
+            for r in json.loads(path.read_text())["ratios"]
+            if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0}
 
 
 def render_zoo_table(info: dict, results_dir: Path) -> str:
