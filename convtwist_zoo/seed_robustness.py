@@ -177,8 +177,13 @@ def render_robustness(path: str | os.PathLike) -> str:
              "| model | options | n | seeds | clean top-1 | kept under rotation % | kept under scale % |",
              "|---|---|---|---|---|---|---|"]
     kept: dict[tuple, dict[str, list[float]]] = {}
+    per_setting = []
     for (model, options), group in sorted(arms.items()):
         group = sorted(group, key=lambda r: r["seed"])
+        runs = [retained(r["sweep"]) for r in group]
+        per_setting.append(f"| {model} | {options or '–'} | "
+                           + " | ".join(f"{statistics.fmean(k[setting] for k in runs):.1f}" for setting in shifted)
+                           + " |")
         per_run = [retention(r["sweep"]) for r in group]
         kept[(model, options)] = {kind: [k[kind] for k in per_run] for kind in KINDS}
         clean = [next(s["top1"] for s in r["sweep"] if (s["kind"], s["value"]) == ("rotation", 0)) for r in group]
@@ -197,4 +202,7 @@ def render_robustness(path: str | os.PathLike) -> str:
     if diffs:
         lines += ["", "| difference in accuracy kept | options | under | points | 95% CI (Welch) | p | reading |",
                   "|---|---|---|---|---|---|---|", *diffs]
+    lines += ["", "Where it is kept or lost: each setting's % of the clean top-1, mean over the same seeds.", "",
+              "| model | options | " + " | ".join(f"{kind} {v:g}" for kind, v in shifted) + " |",
+              "|---|---|" + "---|" * len(shifted), *per_setting]
     return "\n".join(lines)
