@@ -44,11 +44,25 @@ def retained(sweep: list[dict]) -> dict[tuple, float]:
         >>> retained([{"kind": "rotation", "value": 0, "top1": 80.0}, {"kind": "rotation", "value": 30, "top1": 60.0}])
         {('rotation', 30): 75.0}
     """
-    clean = next((r["top1"] for r in sweep if (r["kind"], r["value"]) == ("rotation", 0)), None)
+    clean = _clean_top1(sweep)
     if not clean:
         raise ValueError("a robustness sweep needs its clean row (rotation 0) with a top-1 above 0")
     return {(r["kind"], r["value"]): 100 * r["top1"] / clean for r in sweep
             if (r["kind"], r["value"]) != ("rotation", 0)}
+
+
+def _clean_top1(sweep: list[dict]) -> float | None:
+    return next((r["top1"] for r in sweep if (r["kind"], r["value"]) == ("rotation", 0)), None)
+
+
+def _kind_means(kept: dict[tuple, float]) -> dict[str, float]:
+    """`retained`'s percentages averaged per kind (over the angles, and over the scales)."""
+    means = {}
+    for kind in KINDS:
+        values = [pct for (k, _), pct in kept.items() if k == kind]
+        if values:
+            means[kind] = statistics.fmean(values)
+    return means
 
 
 def retention(sweep: list[dict]) -> dict[str, float]:
@@ -68,13 +82,7 @@ def retention(sweep: list[dict]) -> dict[str, float]:
         ...            {"kind": "scale", "value": 0.75, "top1": 72.0}])
         {'rotation': 75.0, 'scale': 90.0}
     """
-    kept = retained(sweep)
-    means = {}
-    for kind in KINDS:
-        values = [pct for (k, _), pct in kept.items() if k == kind]
-        if values:
-            means[kind] = statistics.fmean(values)
-    return means
+    return _kind_means(retained(sweep))
 
 
 def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, options: str | None = None,
@@ -184,9 +192,9 @@ def render_robustness(path: str | os.PathLike) -> str:
         per_setting.append(f"| {model} | {options or '–'} | "
                            + " | ".join(f"{statistics.fmean(k[setting] for k in runs):.1f}" for setting in shifted)
                            + " |")
-        per_run = [retention(r["sweep"]) for r in group]
+        per_run = [_kind_means(k) for k in runs]
         kept[(model, options)] = {kind: [k[kind] for k in per_run] for kind in KINDS}
-        clean = [next(s["top1"] for s in r["sweep"] if (s["kind"], s["value"]) == ("rotation", 0)) for r in group]
+        clean = [_clean_top1(r["sweep"]) for r in group]
         lines.append(f"| {model} | {options or '–'} | {len(group)} | {', '.join(str(r['seed']) for r in group)} | "
                      f"{leaderboard.mean_std(clean)} | {leaderboard.mean_std(kept[(model, options)]['rotation'])} | "
                      f"{leaderboard.mean_std(kept[(model, options)]['scale'])} |")
