@@ -277,18 +277,21 @@ def _queue(tmp_path, stages, has_bf16):
 
 
 def test_queue_fp32_stages_run_without_bf16_and_name_their_arms(tmp_path):
-    done = _queue(tmp_path, "fp32 fp32c", has_bf16=False)
+    done = _queue(tmp_path, "fp32 fp32c fp32d", has_bf16=False)
     assert done.returncode == 0, done.stderr
     runs = [line.split("--no-amp ")[1] for line in done.stdout.splitlines() if "leaderboard run" in line]
     probes = "--lr-from results/leaderboard/imagewoof-128px-5ep.jsonl"
     assert runs == [f"--data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 {probes}",
                     f"--data imagewoof --epochs 5 --seeds 5 --models xresnet34 {probes}",
                     f"--data imagenette --epochs 5 --seeds 3 --models convtwist_xresnet18 xresnet18 {probes}",
-                    f"--data imagenette --epochs 5 --seeds 3 --models xresnet34 {probes}"]
+                    f"--data imagenette --epochs 5 --seeds 3 --models xresnet34 {probes}",
+                    f"--data imagenette --epochs 5 --seeds 3 --models convtwist_xresnet50 xresnet50 {probes}",
+                    f"--data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 {probes}",
+                    f"--data imagewoof --epochs 20 --seeds 3 --models xresnet34 {probes}"]
 
 
 def test_queue_refuses_a_bf16_stage_on_a_cpu_without_bf16_and_says_what_to_do(tmp_path):
     done = _queue(tmp_path, "fp32 c", has_bf16=False)
     assert done.returncode == 2 and "leaderboard run" not in done.stdout
-    assert "no bf16 instructions" in done.stderr and 'STAGES="fp32 fp32c"' in done.stderr
+    assert "no bf16 instructions" in done.stderr and 'STAGES="fp32 fp32c fp32d"' in done.stderr
     assert _queue(tmp_path, "c", has_bf16=True).stdout.count("--data imagenette --epochs 5 --seeds 3") == 1

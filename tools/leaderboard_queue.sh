@@ -12,8 +12,10 @@
 #   fp32    not in the default plan, for a CPU without bf16 instructions: the recipe in fp32 (--no-amp) on
 #           Imagewoof, 5 epochs, at the bf16 arms' rates, 5 seeds: convtwist_xresnet18 and xresnet18, then the
 #           compute-matched control xresnet34 (arms of their own, compared only with each other)
-#   fp32c   stage c's 18-layer arms the same way: Imagenette, 5 epochs, fp32, 3 seeds: convtwist_xresnet18 and
-#           xresnet18, then xresnet34
+#   fp32c   stage c the same way: Imagenette, 5 epochs, fp32, 3 seeds: convtwist_xresnet18 and xresnet18, then
+#           xresnet34, then convtwist_xresnet50 and xresnet50
+#   fp32d   stage d the same way: Imagewoof, 20 epochs, fp32, 3 seeds: convtwist_xresnet18 and xresnet18, then
+#           xresnet34
 # Each model's peak lr comes from its probes (--lr-from PROBES: the better of 4e-3 and 8e-3 at seed 0); a probe's
 # seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
 # (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
@@ -36,7 +38,7 @@ for stage in $STAGES; do case $stage in fp32*) ;; *) NEEDS_BF16=1 ;; esac; done
 if [ -n "$NEEDS_BF16" ] && [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "$HAS_BF16"; then
   echo "this CPU has no bf16 instructions (AMX, AVX512-BF16) and there is no CUDA GPU: the plan's bf16 runs would" \
        "take many times longer here (python bench/precision.py shows how much); run it elsewhere, or set" \
-       "ALLOW_EMULATED_BF16=1 to run it anyway, or STAGES=\"fp32 fp32c\" for the fp32 arms" >&2
+       "ALLOW_EMULATED_BF16=1 to run it anyway, or STAGES=\"fp32 fp32c fp32d\" for the fp32 arms" >&2
   exit 2
 fi
 for stage in $STAGES; do
@@ -59,8 +61,13 @@ for stage in $STAGES; do
           $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models xresnet34 --lr-from "$PROBES" ;;
     fp32c) $LBA --no-amp --data imagenette --epochs 5 --seeds 3 --models convtwist_xresnet18 xresnet18 \
              --lr-from "$PROBES"
-           $LBA --no-amp --data imagenette --epochs 5 --seeds 3 --models xresnet34 --lr-from "$PROBES" ;;
-    *) echo "unknown stage $stage (probes a b c d fp32 fp32c)"; exit 2 ;;
+           $LBA --no-amp --data imagenette --epochs 5 --seeds 3 --models xresnet34 --lr-from "$PROBES"
+           $LBA --no-amp --data imagenette --epochs 5 --seeds 3 --models convtwist_xresnet50 xresnet50 \
+             --lr-from "$PROBES" ;;
+    fp32d) $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 \
+             --lr-from "$PROBES"
+           $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models xresnet34 --lr-from "$PROBES" ;;
+    *) echo "unknown stage $stage (probes a b c d fp32 fp32c fp32d)"; exit 2 ;;
   esac
 done
 echo "$(date -Is) queue done"
