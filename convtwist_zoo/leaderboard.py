@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
            "difference_cells", "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES",
-           "LeaderboardBusyError"]
+           "DATASET_CAVEATS", "LeaderboardBusyError"]
 
 # The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
 PROBE_LRS = (4e-3, 8e-3)
@@ -42,6 +42,13 @@ REFERENCES = {
         ("xresnet50, Mish, MaxBlurPool, SA (ayasyrev/imagenette_experiments, 5 runs)", "85.23 ± 0.62")],
     ("imagenette", 128, 5): [("fast.ai leaderboard, best entry (mean of 5; aspect-kept images)", "85.77")],
     ("imagenette", 128, 20): [("fast.ai leaderboard, best entry (mean of 5; aspect-kept images)", "91.57")],
+}
+
+# How a dataset here differs from the one the published figures were measured on, said in its table's first line.
+DATASET_CAVEATS = {
+    "imagenette": "Imagenette here is a squashed variant (every image squashed to a square, aspect ratio not kept), "
+                  "not the leaderboard's aspect-kept images, so its figures below are a guide, not a like-for-like "
+                  "comparison",
 }
 
 
@@ -419,6 +426,7 @@ def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
     host = _speed_host(rows)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds"
+             + (f"; {DATASET_CAVEATS[first['dataset']]}" if first["dataset"] in DATASET_CAVEATS else "")
              + (f"; train img/s: training speed (bf16 autocast unless the options say fp32), median over the "
                 f"arm's runs on {host}, a machine shared with others whose speed varies from run to run, "
                 "so compare costs with the benchmarks' step times, measured in turns" if host else "") + ".", "",

@@ -135,6 +135,16 @@ def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
         leaderboard.read_rows(path)
 
 
+def test_imagenette_table_says_it_is_the_squashed_variant_beside_the_leaderboards_figure(tmp_path):
+    nette, woof = tmp_path / "imagenette-128px-5ep.jsonl", tmp_path / "imagewoof-128px-5ep.jsonl"
+    leaderboard.append_row(nette, _row("xresnet18", 0, 84.0, dataset="imagenette"))
+    leaderboard.append_row(woof, _row("xresnet18", 0, 70.0))
+    head, *_ = leaderboard.render_table(nette).splitlines()
+    assert head.startswith("**imagenette, 128px, 5 epochs**") and "squashed variant" in head
+    assert "best entry (mean of 5; aspect-kept images): 85.77%" in leaderboard.render_table(nette)
+    assert "squashed" not in leaderboard.render_table(woof)
+
+
 def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
     mb = {"model_args": "maxblur=true"}
