@@ -153,11 +153,12 @@ def geomean(values) -> float:
 
 def train_step(model, x, y, bf16: bool = True, path=contextlib.nullcontext):
     """One SGD training step of ``model`` on the fixed batch (``x``, ``y``), as a callable for the timers: bf16
-    autocast or fp32, inside the context ``path()`` (for benchmarks that switch an implementation on and off)."""
+    autocast (on ``x``'s device) or fp32, inside the context ``path()`` (for benchmarks that switch an implementation
+    on and off)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step():
-        with path(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with path(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -81,6 +81,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"{host['image_size']}px, {cpu} (bench/precision.py, {host['machine']['date']})",
                         f"{1 / m['bf16_over_fp32']:.2f}x the time",
                         f"{m['bf16_img_s']:.1f} vs {m['fp32_img_s']:.1f} img/s", "–"))
+    out += gpu_rows(_load("gpu"))
     onnx = _load("onnx")
     if onnx:
         when = onnx["machine"]["date"]
@@ -102,6 +103,33 @@ def rows() -> list[tuple[str, str, str, str]]:
     return out
 
 
+def gpu_rows(gpu: dict | None) -> list[tuple[str, str, str, str]]:
+    """bench/gpu.py's rows, each naming the GPU that measured it (none without its results file)."""
+    if not gpu:
+        return []
+    out, where = [], f"{gpu['gpu']} (bench/gpu.py, {gpu['machine']['date']})"
+    by_dtype = {}
+    for r in gpu["layers"]:
+        by_dtype.setdefault(r["dtype"], []).append(r)
+    for s in gpu["summary"]:
+        shapes = by_dtype[s["dtype"]]
+        twist_ms = sum(r["convtwist_fwdbwd_ms"] for r in shapes)
+        conv_ms = sum(r["conv2d_fwdbwd_ms"] for r in shapes)
+        out.append((f"ConvTwist layer fwd+bwd / Conv2d, {s['dtype']}, channels_last, batch {shapes[0]['batch']}, "
+                    f"geomean of {len(shapes)} ResNet shapes, {where}",
+                    f"{s['convtwist_fwdbwd_geomean_x']:.2f}x (max {s['convtwist_fwdbwd_max_x']:.2f}x; seed module "
+                    f"{s['seed_fwdbwd_geomean_x']:.2f}x)",
+                    f"{twist_ms:.1f} vs {conv_ms:.1f} ms ({len(shapes)} shapes summed)", f"{MAC_FLOOR:.2f}x"))
+    for m in gpu["models"]:
+        compiled = (f" (torch.compile {m['compiled_ratio']:.2f}x: {m['convtwist_compiled_img_s']:.0f} vs "
+                    f"{m['plain_compiled_img_s']:.0f} img/s)" if "compiled_ratio" in m else "")
+        out.append((f"train step {m['model']}, bf16, channels_last, batch {m['batch']}, {m['image']}px, {where}",
+                    f"{m['ratio']:.2f}x{compiled}",
+                    f"{m['convtwist_ms']:.1f} vs {m['plain_ms']:.1f} ms ({m['convtwist_img_s']:.0f} vs "
+                    f"{m['plain_img_s']:.0f} img/s)", f"{m['mac_ratio']:.2f}x"))
+    return out
+
+
 def _turns(ratio: dict) -> str:
     """The ratio's interquartile range over the timing turns, where the file records it."""
     if "ort_ratio_q1" not in ratio:
@@ -110,7 +138,7 @@ def _turns(ratio: dict) -> str:
 
 
 def hosts() -> list[str]:
-    """The CPU that measured each results file (ratios and times depend on it)."""
+    """The CPU (or GPU) that measured each results file (ratios and times depend on it)."""
     out = []
     for name in ("layer", "train", "maxblur", "onnx"):  # precision.json names its CPUs in its rows
         result = _load(name)
@@ -119,6 +147,8 @@ def hosts() -> list[str]:
             host = (f"{m['cpu_model']}, fp32 GEMM {m['gemm_fp32_gflops']} GFLOP/s" if "cpu_model" in m
                     else "host not recorded")
             out.append(f"bench/{name}.py ({m['date']}): {host}")
+    if gpu := _load("gpu"):  # measured on the GPU, not on its host's CPU
+        out.append(f"bench/gpu.py ({gpu['machine']['date']}): {gpu['gpu']}, CUDA {gpu['cuda']}")
     return out
 
 

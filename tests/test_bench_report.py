@@ -1,6 +1,11 @@
 """The README's benchmark table is the one bench/report.py generates from bench/results/*.json."""
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,3 +42,29 @@ def test_ratio_spread_gives_quartiles_and_survives_a_single_turn():
     spread = _load("common").ratio_spread
     assert spread([2.0, 3.0, 4.0, 5.0, 6.0], [1.0] * 5) == (2.5, 5.5)  # statistics.quantiles' exclusive method
     assert spread([3.0], [2.0]) == (1.5, 1.5)
+
+
+def test_gpu_bench_rows_reach_the_report_naming_their_device():
+    gpu, report = _load("gpu"), _report()
+    cpu = torch.device("cpu")  # the same code as on CUDA, minus the synchronisation
+    layer = gpu.layer_row("fp32", 8, 8, 2, batch=2, repeats=1, device=cpu)
+    assert layer["shape"] == "8ch@8 s2" and layer["device"] == "cpu"
+    assert layer["convtwist_fwdbwd_x"] == layer["convtwist_fwdbwd_ms"] / layer["conv2d_fwdbwd_ms"]
+    model = gpu.model_row("convtwist_resnet18", "resnet18", batch=2, size=32, repeats=1, device=cpu)
+    assert model["ratio"] == model["convtwist_ms"] / model["plain_ms"]
+    assert model["plain_img_s"] == pytest.approx(2 / model["plain_ms"] * 1e3)
+    payload = {"gpu": "Test GPU 80GB", "cuda": "12.8", "machine": {"date": "2026-12-04 12:00"}, "layers": [layer],
+               "summary": gpu.summarize([layer]), "models": [model]}
+    (layer_line, ratio, times, floor), (model_line, model_ratio, _, mac) = report.gpu_rows(payload)
+    assert layer_line.endswith("geomean of 1 ResNet shapes, Test GPU 80GB (bench/gpu.py, 2026-12-04 12:00)")
+    assert ratio.startswith(f"{layer['convtwist_fwdbwd_x']:.2f}x (max ") and floor == "1.89x"
+    assert times == f"{layer['convtwist_fwdbwd_ms']:.1f} vs {layer['conv2d_fwdbwd_ms']:.1f} ms (1 shapes summed)"
+    assert model_line.startswith("train step convtwist_resnet18 vs resnet18, bf16, channels_last, batch 2, 32px, Test")
+    assert model_ratio == f"{model['ratio']:.2f}x" and mac == f"{model['mac_ratio']:.2f}x"
+    assert report.gpu_rows(None) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the benchmark would run")
+def test_gpu_bench_without_a_gpu_says_where_to_time_the_cpu():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True)
+    assert done.returncode == 1 and "no CUDA GPU here" in done.stderr and "bench/layer.py" in done.stderr
