@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_run_dir
-from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, record_run, render_hub_readme,
-                                         render_model_cards, render_readme, render_recipe_history, retire_checkpoint,
-                                         write_cards)
+from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme,
+                                         render_model_cards, render_readme, render_recipe_history, write_cards)
+from convtwist_zoo.release.run_records import record_run, retire_checkpoint
 from convtwist_zoo.release.staging import stage_run
 from convtwist_zoo.seed_robustness import robustness_results
 

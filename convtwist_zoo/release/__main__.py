@@ -46,7 +46,7 @@ def _runs_dir(args):
 def _cmd_retire(args) -> int:
     from pathlib import Path
 
-    from .cards import retire_checkpoint
+    from .run_records import retire_checkpoint
     from ..hub import REPO_HUB_DIR
     hub_root = Path(args.hub) if args.hub else REPO_HUB_DIR
     runs_dir = _runs_dir(args)
@@ -57,7 +57,7 @@ def _cmd_retire(args) -> int:
 
 
 def _cmd_record(args) -> int:
-    from .cards import record_run
+    from .run_records import record_run
     runs_dir = _runs_dir(args)
     entry = record_run(args.run_dir, runs_dir, args.kind, args.suffix, args.note or "")
     print(f"listed {entry['run']} ({entry['kind']}: {entry['flags']}) in {runs_dir}; then `python -m convtwist_zoo.release cards`")

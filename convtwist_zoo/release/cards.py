@@ -14,8 +14,8 @@ from ..seed_robustness import render_robustness, retained, robustness_results
 from ..atomic import write_text_atomic
 from ..training import RECIPE_KNOBS, TrainConfig
 
-__all__ = ["write_cards", "collect", "collect_extra_runs", "retire_checkpoint", "record_run", "render_model_cards",
-           "render_hub_readme", "render_recipe_history", "render_zoo_table", "render_readme", "PLANNED",
+__all__ = ["write_cards", "collect", "collect_extra_runs", "render_model_cards", "render_hub_readme",
+           "render_recipe_history", "render_zoo_table", "render_readme", "read_json", "saved_knob", "PLANNED",
            "FASTAI_LEADERBOARD"]
 
 # Knobs added to TrainConfig after some published runs were made, with the value those runs had: their recipes lack
@@ -35,8 +35,6 @@ PLANNED = [f"{arch}.{data}" for family in ("resnet", "xresnet") for data in ("im
 # fastai/imagenette leaderboard, best entry's top-1 at 128px by epochs (random init, no TTA); for context only.
 FASTAI_LEADERBOARD = {"imagenette": {5: 85.77, 20: 91.57, 80: 93.55, 200: 94.24},
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
-# What a run in docs/runs is besides a "former checkpoint" (`retire`); MODEL_CARDS.md's probe section says what each is.
-EXTRA_RUN_KINDS = ("replicate", "recipe", "pipeline check")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "results" / "leaderboard"
 DATA_NOTES = {
@@ -47,7 +45,8 @@ DATA_NOTES = {
 }
 
 
-def _read(path: Path):
+def read_json(path: Path):
+    """A JSON file's object, or a JSONL file's list of rows; None where the file does not exist."""
     if not path.exists():
         return None
     if path.suffix == ".jsonl":
@@ -61,82 +60,17 @@ def collect(hub_root: Path) -> dict:
     for folder in sorted(Path(hub_root).glob("*/config.json")):
         folder = folder.parent
         out[folder.name] = {
-            "config": _read(folder / "config.json"), "eval": _read(folder / "eval.json"),
-            "robustness": _read(folder / "robustness.json"), "inspect": _read(folder / "inspect" / "inspect.json"),
-            "metrics": _read(folder / "metrics.jsonl") or []}
+            "config": read_json(folder / "config.json"), "eval": read_json(folder / "eval.json"),
+            "robustness": read_json(folder / "robustness.json"), "inspect": read_json(folder / "inspect" / "inspect.json"),
+            "metrics": read_json(folder / "metrics.jsonl") or []}
     return out
 
 
 def collect_extra_runs(runs_dir: Path) -> list[dict]:
     """Replicates and recipe probes listed in ``runs_dir/index.json``, each with its ``metrics.jsonl``."""
-    index = _read(Path(runs_dir) / "index.json")
-    return [{**r, "metrics": _read(Path(runs_dir) / f"{r['run']}.metrics.jsonl") or []}
+    index = read_json(Path(runs_dir) / "index.json")
+    return [{**r, "metrics": read_json(Path(runs_dir) / f"{r['run']}.metrics.jsonl") or []}
             for r in (index or {}).get("runs", [])]
-
-
-def _flags_against_defaults(recipe: dict) -> str:
-    """The train flags that turn today's defaults into ``recipe`` (its knobs only)."""
-    flags = []
-    for k in RECIPE_KNOBS:
-        v, flag = saved_knob(recipe, k), k.replace("_", "-")
-        if v != getattr(TrainConfig, k):
-            flags.append((f"--{flag}" if v else f"--no-{flag}") if isinstance(v, bool) else f"--{flag} {v}")
-    return " ".join(flags) or "(today's defaults)"
-
-
-def _write_index(runs_dir: Path, index: dict) -> None:
-    lines = ["{", f'  "about": {json.dumps(index.get("about", ""))},', '  "runs": [',
-             ",\n".join("    " + json.dumps(r) for r in index["runs"]), "  ]", "}", ""]
-    write_text_atomic(Path(runs_dir) / "index.json", "\n".join(lines))
-
-
-def _read_finished(folder: Path, what: str) -> tuple[dict, str]:
-    config, metrics = _read(folder / "config.json"), folder / "metrics.jsonl"
-    if config is None or not metrics.exists():
-        raise FileNotFoundError(f"{folder} has no config.json and metrics.jsonl: {what}")
-    return config, metrics.read_text()
-
-
-def _add_extra_run(runs_dir: Path, entry: dict, metrics: str, first: bool = False) -> dict:
-    """Write ``entry``'s log into ``runs_dir`` and list it in ``index.json`` (a name is listed once)."""
-    index = _read(runs_dir / "index.json") or {"about": "", "runs": []}
-    if any(r["run"] == entry["run"] for r in index["runs"]):
-        raise ValueError(f"{entry['run']} is already listed in {runs_dir / 'index.json'}: choose another suffix")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(runs_dir / f"{entry['run']}.metrics.jsonl", metrics)
-    for r in index["runs"]:
-        if entry["kind"] == "former checkpoint" and r["checkpoint"] == entry["checkpoint"] and "compared_with" not in r:
-            r["compared_with"] = entry["run"]
-    index["runs"].insert(0 if first else len(index["runs"]), entry)
-    _write_index(runs_dir, index)
-    return entry
-
-
-def retire_checkpoint(hub_root: str | Path, runs_dir: str | Path, name: str, suffix: str) -> dict:
-    """Before ``hub/<name>`` is replaced by a retrained checkpoint: keep its training log in ``runs_dir`` as the
-    former checkpoint ``<name>-<suffix>``, and point every extra run that was compared with it at that log, so
-    that the cards go on comparing each probe with the weights it was made against."""
-    config, metrics = _read_finished(Path(hub_root) / name, f"nothing to retire (is {name!r} a published checkpoint?)")
-    entry = {"run": f"{name}-{suffix}", "checkpoint": name, "kind": "former checkpoint",
-             "flags": _flags_against_defaults(config.get("recipe") or {}),
-             "trained_on": config.get("trained_on", "unknown")}
-    return _add_extra_run(Path(runs_dir), entry, metrics, first=True)
-
-
-def record_run(run_dir: str | Path, runs_dir: str | Path, kind: str, suffix: str, note: str = "") -> dict:
-    """List a finished training run beside the checkpoint it belongs to (``<arch>.<dataset>-<suffix>`` in
-    ``runs_dir``): its log, and flags worked out from its saved recipe against today's defaults, so that the cards'
-    probe table says exactly what the run changed."""
-    if kind not in EXTRA_RUN_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(EXTRA_RUN_KINDS)}, not {kind!r}")
-    config, metrics = _read_finished(Path(run_dir), "is the run finished?")
-    checkpoint = f"{config.get('architecture')}.{config.get('dataset')}"
-    if checkpoint not in PLANNED:
-        raise ValueError(f"{run_dir} trained {checkpoint}, which is none of the zoo's checkpoints ({', '.join(PLANNED)})")
-    flags = _flags_against_defaults(config.get("recipe") or {})
-    entry = {"run": f"{checkpoint}-{suffix}", "checkpoint": checkpoint, "kind": kind,
-             "flags": f"{flags} ({note})" if note else flags, "trained_on": config.get("trained_on", "unknown")}
-    return _add_extra_run(Path(runs_dir), entry, metrics)
 
 
 def _final_top1(metrics: list) -> float | None:
