@@ -261,12 +261,14 @@ def welch(a: list[float], b: list[float]) -> dict | None:
 
 
 def why_no_interval(a: list[float], b: list[float]) -> str | None:
-    """Why two arms' runs give no Welch interval (``"one run on a side"``, ``"no spread on either side"``), or None
-    when they give one. With no spread on either side the standard error is 0 and any gap would read as certain."""
+    """Why two arms' runs give no Welch interval (``"one run on a side"``, ``"no spread on a side (its runs all
+    scored alike)"``), or None when they give one. A side whose runs all scored alike has a sample variance of 0,
+    which no arm's noise really is: the interval would count the other side's spread only and come out too narrow
+    (with both sides alike, 0 wide)."""
     if len(a) < 2 or len(b) < 2:
         return "one run on a side"
-    if statistics.stdev(a) == 0 and statistics.stdev(b) == 0:
-        return "no spread on either side"
+    if statistics.stdev(a) == 0 or statistics.stdev(b) == 0:
+        return "no spread on a side (its runs all scored alike)"
     return None
 
 

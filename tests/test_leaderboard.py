@@ -102,10 +102,14 @@ def test_welch_interval_and_p_value_match_the_formula():
     assert leaderboard.p_value(0.0006) == "0.001" and leaderboard.p_value(0.0004) == "< 0.001"
     assert leaderboard.welch([75.0], b) is None
     assert leaderboard.why_no_interval([75.0], b) == "one run on a side" and leaderboard.why_no_interval(a, b) is None
-    # with every run of both arms tied, the standard error is 0 and scipy's interval would be [diff, diff], p 0
+    # with every run of both arms tied, the standard error is 0 and scipy's interval would be [diff, diff], p 0; with
+    # one side tied, the interval would count only the other side's spread
+    alike = "no spread on a side (its runs all scored alike)"
     assert leaderboard.welch([75.0, 75.0], [74.0, 74.0]) is None
-    assert leaderboard.why_no_interval([75.0, 75.0], [74.0, 74.0]) == "no spread on either side"
-    assert leaderboard.welch([75.0, 75.0], [74.0, 74.5]) is not None
+    assert leaderboard.why_no_interval([75.0, 75.0], [74.0, 74.0]) == alike
+    assert leaderboard.welch(a, [72.54, 72.54]) is None and leaderboard.why_no_interval([72.54, 72.54], a) == alike
+    assert leaderboard.welch([75.0, 75.0], [74.0, 74.5]) is None
+    assert leaderboard.welch([75.0, 75.1], [74.0, 74.5]) is not None
 
 
 def test_difference_cells_write_the_interval_or_say_why_there_is_none():
@@ -115,7 +119,8 @@ def test_difference_cells_write_the_interval_or_say_why_there_is_none():
                                                   "ConvTwist ahead")
     assert leaderboard.difference_cells(b, a).endswith("| 0.004 | ConvTwist behind")
     assert leaderboard.difference_cells([75.0, 74.0], [74.0, 75.0]).endswith("within noise (the interval holds 0)")
-    assert leaderboard.difference_cells([75.0, 75.0], [74.0, 74.0]) == "+1.00 | – | – | no spread on either side: no interval"
+    tied = leaderboard.difference_cells([75.0, 75.0], [74.0, 74.0])
+    assert tied == "+1.00 | – | – | no spread on a side (its runs all scored alike): no interval"
 
 
 def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
