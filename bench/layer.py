@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import geomean, interleaved_median_times, print_table, write_json, zoo_model, zoo_options  # noqa: E402
+from common import (geomean, interleaved_median_times, print_table, train_step, write_json, zoo_model,  # noqa: E402
+                    zoo_options)
 
 from convtwist_zoo import ConvTwist, fused_kernels, layers  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
@@ -159,18 +160,8 @@ def _model_rows(repeats: int, batch: int, size: int, fmt: str) -> list[dict]:
         runs = {"plain": (plain, contextlib.nullcontext), "convtwist": (twist, contextlib.nullcontext)}
         if fmt == "channels_last" and (twist, plain) in MODEL_PAIRS:
             runs.update(stacked=(twist, _stacked_path), plain_prep=(twist, _plain_kernel_prep))
-        steps = []
-        for name, path in runs.values():
-            model = zoo_model(name).to(memory_format=memory_format).train()
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-            def step(model=model, opt=opt, path=path):
-                with torch.autocast("cpu", dtype=torch.bfloat16), path():
-                    loss = nn.functional.cross_entropy(model(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            steps.append(step)
+        steps = [train_step(zoo_model(name).to(memory_format=memory_format).train(), x, y, path=path)
+                 for name, path in runs.values()]
         # baseline and ConvTwist steps in turns: their ratio survives the machine's drift
         times = dict(zip(runs, interleaved_median_times(steps, repeats, warmup=2)))
         macs = count_macs(zoo_model(twist), size) / count_macs(zoo_model(plain), size)
