@@ -249,6 +249,9 @@ def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_p
             "lost theirs)") in capsys.readouterr().out
     assert release_main(["pick", str(results), "xresnet50", "--runs", str(tmp_path / "runs")]) == 2
     assert "has no finished run of xresnet50" in capsys.readouterr().err
+    assert release_main(["pick", str(tmp_path / "missing.jsonl"), "xresnet18", "--runs", str(tmp_path / "runs")]) == 2
+    assert f"error: no results file {tmp_path / 'missing.jsonl'}: `convtwist-zoo leaderboard run` writes it" in \
+        capsys.readouterr().err
 
 
 def test_background_run_detaches_and_finishes_into_the_results_file(tmp_path, capsys):

@@ -120,6 +120,8 @@ def representative_run(results: str | os.PathLike, model: str, runs_dir: str | o
     import statistics
 
     from .. import leaderboard
+    if not Path(results).is_file():
+        raise FileNotFoundError(f"no results file {results}: `convtwist-zoo leaderboard run` writes it")
     rows = leaderboard.read_rows(results)
     arm = leaderboard.arms(rows).get((model, model_args))
     if not arm:
