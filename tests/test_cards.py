@@ -206,6 +206,11 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
         pick = {"seed": 1, "mean": round(sum(top1s) / 3, 2), "n": 3, "std": 0.4, "results": "imagewoof-128px-5ep.jsonl"}
         stage_run(run, hub, extra_meta={"leaderboard": pick})
         (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1s[1])))
+    control = [72.9, 72.5]  # xresnet34, the compute-matched control: rows only, no published weights
+    for seed, top1 in enumerate(control):
+        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
+            "model": "xresnet34", "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+            "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": True}})
     info = collect(hub)
     table = render_zoo_table(info, results)
     # a model's own arm and its baseline's arm, over seeds: 75.00 ± 0.40 vs 72.30 ± 0.30, Welch's interval
@@ -222,6 +227,11 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
            "convolution of its residual blocks a ConvTwist, the stem plain)." in card
     assert (f"Against its plain baseline: +2.70 points against xresnet18 (3 seeds against 3 seeds; 95% interval "
             f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {w['p']:.3f}): ConvTwist ahead.") in card
+    wc = leaderboard.welch(seeds["convtwist_xresnet18"], control)
+    assert (f"Against its compute-matched control, xresnet34: +2.30 points against xresnet34 (3 seeds against 2 "
+            f"seeds; 95% interval [{wc['low']:+.2f}, {wc['high']:+.2f}], Welch, p {wc['p']:.3f}): ConvTwist ahead."
+            ) in card
+    assert "compute-matched" not in render_hub_readme("xresnet18.imagewoof", info["xresnet18.imagewoof"], info, results)
     # the robustness over seeds goes beside its results file's table once a run has been swept
     cards = render_model_cards(info, [], results)
     assert "Robustness over seeds" not in cards and "compares whole arms" not in cards

@@ -163,18 +163,26 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def _picked_arms(name: str, info: dict, results_dir: Path) -> tuple[dict, dict, dict] | None:
+    """For a checkpoint picked from a leaderboard arm: its config, its pick and every arm of the results file it
+    names (``leaderboard.arms``); None for a checkpoint of one training run or a results file not at hand."""
+    config = (info.get(name) or {}).get("config") or {}
+    pick = ((config.get("pretrained_spec") or {}).get("meta") or {}).get("leaderboard")
+    path = Path(results_dir) / pick["results"] if pick else None
+    if not pick or not path.is_file():
+        return None
+    return config, pick, leaderboard.arms(leaderboard.read_rows(path))
+
+
 def _leaderboard_arms(name: str, info: dict, results_dir: Path
                       ) -> tuple[dict, list[float], list[float], float | None] | None:
     """For a checkpoint picked from a leaderboard arm: its pick (``{"seed", "mean", "std", "n", "results"}``), the
     top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), and the picked seed's own
     top-1 (None: its row is not in the file), read from the results file it names. None for a checkpoint of one
     training run."""
-    config = (info.get(name) or {}).get("config") or {}
-    pick = ((config.get("pretrained_spec") or {}).get("meta") or {}).get("leaderboard")
-    path = Path(results_dir) / pick["results"] if pick else None
-    if not pick or not path.is_file():
+    if not (picked := _picked_arms(name, info, results_dir)):
         return None
-    by_arm = leaderboard.arms(leaderboard.read_rows(path))
+    config, pick, by_arm = picked
     model, args = config["recipe"]["model"], _arm_options(config)
     base = _baseline_of(model)
     own = by_arm.get((model, args), [])
@@ -331,6 +339,39 @@ def _difference(name: str, info: dict) -> tuple[float | None, list[str]]:
     return _top1(info[name]) - _top1(info[base]), _recipe_gap(info[name], info[base])
 
 
+def _arms_compared(own: list[float], other: list[float], other_model: str) -> str:
+    """One arm's mean minus another's, in words: the points, the seeds, Welch's 95% interval and p, and the reading
+    (or why there is no interval yet)."""
+    w = leaderboard.welch(own, other)
+    seeds = f"{_seeds(len(own))} against {_seeds(len(other))}"
+    if w is None:
+        return (f"{statistics.fmean(own) - statistics.fmean(other):+.2f} points against {other_model} ({seeds}): "
+                f"no interval yet, {leaderboard.why_no_interval(own, other)}.")
+    return (f"{w['diff']:+.2f} points against {other_model} ({seeds}; 95% interval [{w['low']:+.2f}, "
+            f"{w['high']:+.2f}], Welch, p {leaderboard.p_value(w['p'])}): {leaderboard.reading(w)}.")
+
+
+def _against_controls(name: str, info: dict, results_dir: Path, costs: dict) -> list[str]:
+    """For a ConvTwist checkpoint picked from a leaderboard arm: a sentence per compute-matched control
+    (``leaderboard.CONTROLS`` after the same-recipe twin) whose arm with the same options has runs in its results
+    file, giving what ConvTwist costs against it (``_onnx_costs``) and the difference of the arms."""
+    if not (picked := _picked_arms(name, info, results_dir)):
+        return []
+    config, _, by_arm = picked
+    model, options = config["recipe"]["model"], _arm_options(config)
+    own = [r["top1"] for r in by_arm.get((model, options), [])]
+    lines = []
+    for control in leaderboard.CONTROLS.get(model, ())[1:]:
+        theirs = [r["top1"] for r in by_arm.get((control, options), [])]
+        if not own or not theirs:
+            continue
+        cost = costs.get((model, control, saved_knob(config["recipe"], "model_args")))
+        at = (f" ({cost['macs']:.2f}x its multiply-adds, {cost['ort']:.2f}x its ONNX Runtime time per image)"
+              if cost else "")
+        lines.append(f"Against its compute-matched control, {control}{at}: {_arms_compared(own, theirs, control)}")
+    return lines
+
+
 def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's replicates",
              arms: tuple | None = None) -> str | None:
     """Does ConvTwist checkpoint ``name`` beat its baseline (None until both are evaluated): over the seeds of their
@@ -341,15 +382,7 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
         _, own, base_top1, _ = arms
         if not own or not base_top1:
             return None
-        w = leaderboard.welch(own, base_top1)
-        seeds = f"{_seeds(len(own))} against {_seeds(len(base_top1))}"
-        if w is None:
-            return (f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} points against "
-                    f"{base.split('.')[0]} ({seeds}): no interval yet, "
-                    f"{leaderboard.why_no_interval(own, base_top1)}.")
-        return (f"{w['diff']:+.2f} points against {base.split('.')[0]} ({seeds}; 95% interval "
-                f"[{w['low']:+.2f}, {w['high']:+.2f}], Welch, p {leaderboard.p_value(w['p'])}): "
-                f"{leaderboard.reading(w)}.")
+        return _arms_compared(own, base_top1, base.split('.')[0])
     d, gap = _difference(name, info)
     if d is None:
         return None
@@ -576,6 +609,8 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md",
                            arms=arms):
         body += ["", f"Against its plain baseline: {verdict}"]
+    for line in _against_controls(name, info, results_dir, _onnx_costs()):
+        body += ["", line]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
              f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
              "", "See MODEL_CARDS.md in the convtwist-zoo repository for the recipe, robustness sweeps and limitations.",
