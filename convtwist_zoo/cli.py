@@ -62,6 +62,11 @@ def _cmd_finetune(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .inference import load_classifier
+    from .registry import is_model, split_model_name
+    if missing := [p for p in args.images if not os.path.exists(p)]:  # before a model is loaded for nothing
+        named = [p for p in missing if is_model(split_model_name(p)[0])]
+        raise FileNotFoundError(f"no image file {', '.join(missing)}"
+                                + (f"; {named[0]} is a model: pick it with --model {named[0]}" if named else ""))
     model = args.model
     if model is None:  # the best checkpoint in hub/, else the zoo's flagship from the Hugging Face Hub
         try:

@@ -75,6 +75,12 @@ def test_predict_bad_inputs(demo_hub, tmp_path, monkeypatch, capsys):
     assert "not a readable image" in capsys.readouterr().err
     assert main(["predict", str(tiny), "--model", "resnet34.imagenette"]) == 2
     assert "unknown model 'resnet34'" in capsys.readouterr().err
+    # a model name where the images go (`predict MODEL IMAGE`): said before any model is loaded
+    assert main(["predict", "resnet18.testset", str(tiny)]) == 2
+    assert capsys.readouterr().err == ("convtwist-zoo predict: error: no image file resnet18.testset; "
+                                       "resnet18.testset is a model: pick it with --model resnet18.testset\n")
+    assert main(["predict", str(tmp_path / "gone.jpg"), "--model", "resnet18.testset"]) == 2
+    assert capsys.readouterr().err == f"convtwist-zoo predict: error: no image file {tmp_path / 'gone.jpg'}\n"
 
 
 def test_demo_main_job(demo_hub, tmp_path):
