@@ -149,11 +149,8 @@ def _load_for_eval(args):
 
 
 def _val_dir(args, dataset: str):
-    from pathlib import Path
-
-    from .data import DATASETS, prepare_dataset
-    data = args.data or dataset
-    return (prepare_dataset(data, args.data_dir) if data in DATASETS else Path(data)) / "val"
+    from .data import val_split
+    return val_split(args.data or dataset, args.data_dir)
 
 
 def _cmd_eval(args) -> int:

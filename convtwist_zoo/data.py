@@ -32,7 +32,7 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, is_high_bit
 
 __all__ = ["DatasetInfo", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetNotFoundError", "find_archive",
            "prepare_dataset", "build_datasets", "train_transform", "eval_transform", "SeededTransformDataset",
-           "cache_dir", "read_image"]
+           "cache_dir", "read_image", "val_split"]
 
 FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{}.tgz"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -98,7 +98,7 @@ def find_archive(info: DatasetInfo, data: str | os.PathLike | None = None) -> Pa
                     return candidate
     raise DatasetNotFoundError(
         f"dataset {info.name!r} not found; looked for {', '.join(looked)}. Put the fast.ai archive "
-        f"({info.archives[0]}.tgz) in a folder and pass --data FOLDER or set CONVTWIST_DATA=FOLDER, "
+        f"({info.archives[0]}.tgz) in a folder and pass --data-dir FOLDER or set CONVTWIST_DATA=FOLDER, "
         f"or run `convtwist-zoo download {info.name}` to fetch {FASTAI_URL.format(info.archives[-1])}")
 
 
@@ -119,7 +119,7 @@ def download_archive(info: DatasetInfo, stem: str | None = None, timeout: float 
     except (urllib.error.URLError, OSError) as e:
         tmp.unlink(missing_ok=True)
         raise DatasetNotFoundError(f"could not download {url} ({e}); offline, copy {stem}.tgz into a folder and "
-                                   f"pass --data FOLDER or set CONVTWIST_DATA") from e
+                                   f"pass --data-dir FOLDER or set CONVTWIST_DATA=FOLDER") from e
     return dest
 
 
@@ -242,6 +242,30 @@ def _image_folder(split_dir: Path, build):
             f"{split_dir} holds no class folders with images"
         raise DatasetNotFoundError(f"{what} (looked for {', '.join(IMAGE_EXTENSIONS)}); add images or remove the "
                                    "empty folders") from e
+
+
+def val_split(data: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The validation folder (``val/<class>/``) of a named dataset or of a folder.
+
+    Args:
+        data: ``imagenette``, ``imagewoof`` (extracted from its archive once, as `prepare_dataset`) or a folder
+            holding ``val/``.
+        data_dir: where the archives are (else ``$CONVTWIST_DATA``, then the download cache).
+
+    Returns:
+        The ``val`` folder.
+
+    Example:
+        >>> val_split("imagewoof", "/data/fastai")  # doctest: +SKIP
+        PosixPath('/root/.cache/convtwist-zoo/data/imagewoof2-160/val')
+    """
+    if data in DATASETS:
+        return prepare_dataset(data, data_dir) / "val"
+    val = Path(data) / "val"
+    if not val.is_dir():
+        raise DatasetNotFoundError(f"{str(data)!r} is neither a known dataset ({', '.join(DATASETS)}) nor a folder "
+                                   "with a val/ sub-folder holding one folder of images per class")
+    return val
 
 
 def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):

@@ -111,7 +111,7 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
     """
     import json
 
-    from .data import prepare_dataset, DATASETS
+    from .data import val_split
     from .evaluate import robustness_sweep
     from .factory import create_model
     from .hub import sha256_file
@@ -140,7 +140,7 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
             continue
         config = json.loads((run_dir / "config.json").read_text())
         dataset = row["dataset"]
-        val_dir = (prepare_dataset(dataset, data_dir) if dataset in DATASETS else Path(dataset)) / "val"
+        val_dir = val_split(dataset, data_dir)
         model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
         sweep = robustness_sweep(model, val_dir, config["class_ids"], row["image_size"], config["mean"],
                                  config["std"], config["crop_pct"], amp=False, workers=workers, progress=progress)

@@ -85,6 +85,7 @@ def test_missing_dataset_error_names_places(tmp_path, monkeypatch):
         data_lib.build_datasets("imagenette")
     assert str(tmp_path / "nowhere" / "imagenette2-160sq.tgz") in str(e.value)
     assert "convtwist-zoo download imagenette" in str(e.value)
+    assert "pass --data-dir FOLDER or set CONVTWIST_DATA=FOLDER" in str(e.value)  # the flag the commands take
 
 
 def test_folder_dataset_and_bad_folder(image_folder, tmp_path):
@@ -93,6 +94,11 @@ def test_folder_dataset_and_bad_folder(image_folder, tmp_path):
     assert ids == ("c0", "c1", "c2") and names == ("zero", "one", "c2") and len(train) == 24
     with pytest.raises(data_lib.DatasetNotFoundError, match="train/ and val/"):
         data_lib.build_datasets(str(tmp_path))
+    assert data_lib.val_split(str(image_folder)) == image_folder / "val"
+    with pytest.raises(data_lib.DatasetNotFoundError) as e:  # eval and robustness read val/ only
+        data_lib.val_split(str(tmp_path / "nowhere"))
+    assert str(e.value) == (f"'{tmp_path / 'nowhere'}' is neither a known dataset (imagenette, imagewoof) nor a "
+                            "folder with a val/ sub-folder holding one folder of images per class")
 
 
 def test_seeded_augmentation_depends_on_epoch_and_index_only(image_folder):
