@@ -36,7 +36,12 @@ def _positive_int(text: str) -> int:
 def _cmd_list(args) -> int:
     from .fused_kernels import describe
     from .registry import list_models
-    for name in list_models(args.filter or ""):
+    from .specs import list_pretrained
+    names = (list_pretrained if args.pretrained else list_models)(args.filter or "")
+    if not names:
+        raise ValueError(f"no {'checkpoint' if args.pretrained else 'model'} name contains {args.filter!r}; "
+                         f"`convtwist-zoo list{' --pretrained' if args.pretrained else ''}` names them all")
+    for name in names:
         print(name)
     print(describe(), file=sys.stderr)  # stdout stays a plain list of names
     return 0
@@ -407,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convtwist-zoo", description="ConvTwist model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models")
+    p = sub.add_parser("list", help="list registered models, or with --pretrained the checkpoints (arch.tag)")
     p.add_argument("filter", nargs="?", help="substring to filter names")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the checkpoints that load by name (arch.tag, e.g. for predict --model)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("train", help="train a model (single process, or under torchrun)")

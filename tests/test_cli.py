@@ -38,6 +38,21 @@ def test_list():
     assert result.stderr.strip().startswith("ConvTwist runs on its fused C++ CPU kernels")
 
 
+def test_list_pretrained_names_the_packaged_checkpoints_and_a_filter_that_matches_nothing_says_so(capsys):
+    from convtwist_zoo.cli import main
+    names = [s["architecture"] + "." + s["tag"]
+             for s in json.loads((ROOT / "convtwist_zoo" / "pretrained.json").read_text())]
+    assert main(["list", "--pretrained", "xresnet18"]) == 0
+    assert capsys.readouterr().out.split() == sorted(n for n in names if "xresnet18" in n)
+    assert "convtwist_xresnet18.imagewoof" in names
+    assert main(["list", "nosuch"]) == 2
+    assert ("error: no model name contains 'nosuch'; `convtwist-zoo list` names them all"
+            in capsys.readouterr().err)
+    assert main(["list", "--pretrained", "imagewoof18"]) == 2
+    assert ("error: no checkpoint name contains 'imagewoof18'; `convtwist-zoo list --pretrained` names them all"
+            in capsys.readouterr().err)
+
+
 def test_predict_prints_top5_with_names(demo_hub):
     img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
     result = cli("predict", str(img), "--model", "resnet18.testset", env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
