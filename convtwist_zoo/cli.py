@@ -408,6 +408,7 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .onnx_export import DEFAULT_OPSET, MIN_OPSET
     from .training import TrainConfig
     parser = argparse.ArgumentParser(prog="convtwist-zoo", description="ConvTwist model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -441,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, nargs="+", default=[128], help="S or H W (multiples of 32)")
     p.add_argument("--pretrained", help="tag or local run folder (default: the name's tag, else random weights)")
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} or newer")
     p.add_argument("--optimize", action="store_true", help="also write an ORT-optimised *.ort.onnx")
     p.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic (float32 input and logits)")
     p.add_argument("--check", type=int, default=4, help="parity check on N random images (0 = skip)")

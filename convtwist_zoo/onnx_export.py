@@ -24,9 +24,10 @@ from .atomic import atomic_path, write_text_atomic
 from .folding import fold_model, network_stride
 
 __all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "check_output_path",
-           "checksum_path", "write_checksum", "verify_checksum", "DEFAULT_OPSET", "FP16_TOLERANCE"]
+           "checksum_path", "write_checksum", "verify_checksum", "DEFAULT_OPSET", "MIN_OPSET", "FP16_TOLERANCE"]
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 13  # the ConvTwist graphs export Unflatten and Flip, which older opsets lack
 # fp16 export parity: max |ONNX - PyTorch| relative to the largest |logit| (measured 0.01-0.04% on the zoo)
 FP16_TOLERANCE = 0.01
 
@@ -111,7 +112,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
         path: the ``.onnx`` file to write (atomically).
         image_size: int or (H, W), multiples of the network's stride (32).
         dynamic_batch: a free batch dimension (else batch 1).
-        opset: ONNX opset.
+        opset: ONNX opset, `MIN_OPSET` or newer.
         metadata: extra ``metadata_props``; model name, classes, mean/std and crop come from the model's
             ``pretrained_config`` by default (``export/classify_onnx.py`` reads them).
         optimize: also write ONNX Runtime's optimised graph beside it (``*.ort.onnx``).
@@ -127,6 +128,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
     """
     import onnx
 
+    if opset < MIN_OPSET:  # the exporter would fail deep in tracing and print its whole graph
+        raise ValueError(f"ONNX opset {opset} is too old for these models: use {MIN_OPSET} or newer "
+                         f"(the default is {DEFAULT_OPSET})")
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     stride = network_stride(model)
     if h % stride or w % stride:

@@ -132,6 +132,8 @@ def test_bad_inputs_are_clear_and_leave_no_file(tmp_path):
     model = create_model("resnet18").eval()
     with pytest.raises(ValueError, match="not a multiple of the network's stride 32"):
         export_onnx(model, tmp_path / "a.onnx", 100)
+    with pytest.raises(ValueError, match="ONNX opset 11 is too old for these models: use 13 or newer"):
+        export_onnx(model, tmp_path / "a.onnx", 64, opset=11)
     with pytest.raises(FileNotFoundError, match="missing does not exist; create it first"):
         export_onnx(model, tmp_path / "missing" / "a.onnx", 64)
     odd = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LSTM(4, 4))
