@@ -180,7 +180,12 @@ def _leaderboard_arms(name: str, info: dict, results_dir: Path
     top-1 of every seed of its arm and of its same-recipe baseline's arm (empty: no run yet), and the picked seed's own
     top-1 (None: its row is not in the file), read from the results file it names. None for a checkpoint of one
     training run."""
-    if not (picked := _picked_arms(name, info, results_dir)):
+    return _arms_of(_picked_arms(name, info, results_dir))
+
+
+def _arms_of(picked: tuple[dict, dict, dict] | None) -> tuple[dict, list[float], list[float], float | None] | None:
+    """`_leaderboard_arms` from what `_picked_arms` read."""
+    if not picked:
         return None
     config, pick, by_arm = picked
     model, args = config["recipe"]["model"], _arm_options(config)
@@ -351,11 +356,12 @@ def _arms_compared(own: list[float], other: list[float], other_model: str) -> st
             f"{w['high']:+.2f}], Welch, p {leaderboard.p_value(w['p'])}): {leaderboard.reading(w)}.")
 
 
-def _against_controls(name: str, info: dict, results_dir: Path, costs: dict) -> list[str]:
-    """For a ConvTwist checkpoint picked from a leaderboard arm: a sentence per compute-matched control
-    (``leaderboard.CONTROLS`` after the same-recipe twin) whose arm with the same options has runs in its results
-    file, giving what ConvTwist costs against it (``_onnx_costs``) and the difference of the arms."""
-    if not (picked := _picked_arms(name, info, results_dir)):
+def _against_controls(picked: tuple[dict, dict, dict] | None, costs: dict) -> list[str]:
+    """For a ConvTwist checkpoint picked from a leaderboard arm (``picked``, from `_picked_arms`): a sentence per
+    compute-matched control (``leaderboard.CONTROLS`` after the same-recipe twin) whose arm with the same options has
+    runs in its results file, giving what ConvTwist costs against it (``costs``, from `_onnx_costs`) and the
+    difference of the arms."""
+    if not picked:
         return []
     config, _, by_arm = picked
     model, options = config["recipe"]["model"], _arm_options(config)
@@ -396,9 +402,9 @@ def _leaderboard_sections(results_dir: Path) -> list[str]:
     files = sorted(Path(results_dir).glob("*.jsonl"))
     if not files:
         return ["No leaderboard run has finished yet: `convtwist-zoo leaderboard run` fills `results/leaderboard/`."]
-    out = []
+    out, costs = [], _onnx_costs()
     for f in files:
-        out += [leaderboard.render_table(f, _onnx_costs()), ""]
+        out += [leaderboard.render_table(f, costs), ""]
         if (sweeps := robustness_results(f)).is_file():
             out += [render_robustness(sweeps), ""]
     return out
@@ -565,7 +571,8 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
             f"| top-1 @160px | {_fmt(_top1(entry, '160'))} |", f"| parameters | {_fmt(ev.get('params'), '{:,}')} |",
             f"| MACs @128px | {_fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |",
             f"| trained on | {_hardware(entry)} |"]
-    arms = _leaderboard_arms(name, info, results_dir)
+    picked = _picked_arms(name, info, results_dir)  # the results file, read once for the card
+    arms = _arms_of(picked)
     if base and arms:
         base_top1 = arms[2]
         body += [f"| baseline {base.split('.')[0]} top-1 @128px, same protocol | "
@@ -609,7 +616,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
     if verdict := _verdict(name, info, replicates="the replicates in the repository's docs/recipe-history.md",
                            arms=arms):
         body += ["", f"Against its plain baseline: {verdict}"]
-    for line in _against_controls(name, info, results_dir, _onnx_costs()):
+    for line in _against_controls(picked, _onnx_costs() if picked else {}):
         body += ["", line]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
              f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
