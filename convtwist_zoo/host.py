@@ -27,10 +27,13 @@ def cpuinfo_fields(text: str | None = None) -> dict[str, str]:
 
 
 def cpu_name(fields: dict[str, str]) -> str:
-    """The processor's model, and AMX where it has it: two 2-core hosts of this project differ 2.2x in ConvTwist's
-    bf16 step (AMX or not), so "2 cores" alone would make their train times look alike."""
+    """The processor's model, and its bf16 instructions where it has them (AMX, else AVX512-BF16): CPUs that share a
+    model name train at very different speeds with and without them (``bench/precision.py``), so the name alone
+    would make their train times look alike."""
     model = " ".join(fields.get("model name", "").replace("(R)", "").replace("(TM)", "").split())
-    return ", ".join(part for part in (model, "AMX" if "amx_bf16" in fields.get("flags", "").split() else "") if part)
+    flags = set(fields.get("flags", "").split())
+    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    return ", ".join(part for part in (model, bf16) if part)
 
 
 # x86 (AMX, AVX512-BF16, AVX-NE-CONVERT) and Arm (BF16) features with which oneDNN computes bf16 natively

@@ -50,11 +50,13 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
         train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
 
 
-def test_cpu_name_gives_the_model_and_amx_from_cpuinfo():
+def test_cpu_name_gives_the_model_and_its_bf16_instructions_from_cpuinfo():
     amx = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n"
     zen = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t\t: fpu avx512_bf16\n"
+    zen3 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n"
     assert cpu_name(cpuinfo_fields(amx)) == "Intel Xeon Processor, AMX"
-    assert cpu_name(cpuinfo_fields(zen)) == "AMD EPYC 9R14 96-Core Processor"
+    assert cpu_name(cpuinfo_fields(zen)) == "AMD EPYC 9R14 96-Core Processor, AVX512-BF16"
+    assert cpu_name(cpuinfo_fields(zen3)) == "AMD EPYC"
     assert cpu_name(cpuinfo_fields("")) == ""
     # only the first processor's block counts
     assert cpuinfo_fields(zen + "\n" + amx)["model name"] == "AMD EPYC 9R14 96-Core Processor"
