@@ -342,7 +342,7 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
 
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
     # an xresnet benchmarked without MaxBlurPool must not lend its latency to a checkpoint trained with it
-    from convtwist_zoo.release.cards import _onnx_latency_ms
+    from convtwist_zoo.release.cards import read_onnx_bench
     rows = [{"model": "xresnet18", "model_args": "", "size": 128, "batch": 1, "threads": 0, "ort_ms": 10.0},
             {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 0, "ort_ms": 12.5},
             {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 1, "ort_ms": 20.0},
@@ -350,13 +350,13 @@ def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
             {"model": "resnet18", "size": 128, "batch": 1, "threads": 0, "ort_ms": 4.0}]  # a file from before options
     path = tmp_path / "onnx.json"
     path.write_text(json.dumps({"rows": rows}))
-    assert _onnx_latency_ms(path) == {("xresnet18", ""): 10.0, ("xresnet18", "maxblur=true"): 12.5,
+    assert read_onnx_bench(path).latency_ms == {("xresnet18", ""): 10.0, ("xresnet18", "maxblur=true"): 12.5,
                                       ("resnet18", ""): 4.0}
-    assert _onnx_latency_ms(tmp_path / "missing.json") == {}
+    assert read_onnx_bench(tmp_path / "missing.json") == ({}, {})
 
 
 def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_cores(tmp_path):
-    from convtwist_zoo.release.cards import _onnx_costs
+    from convtwist_zoo.release.cards import read_onnx_bench
     pair = {"pair": "convtwist_xresnet18/xresnet34", "size": 128, "batch": 1, "threads": 0}
     ratios = [{**pair, "model_args": "maxblur=true", "mac_ratio": 0.91, "ort_ratio": 0.98},
               {**pair, "model_args": "maxblur=true", "threads": 1, "mac_ratio": 0.91, "ort_ratio": 1.2},
@@ -364,6 +364,6 @@ def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_co
               {**pair, "pair": "convtwist_resnet18/resnet18", "mac_ratio": 1.82, "ort_ratio": 2.05}]  # no options
     path = tmp_path / "onnx.json"
     path.write_text(json.dumps({"rows": [], "ratios": ratios}))
-    assert _onnx_costs(path) == {("convtwist_xresnet18", "xresnet34", "maxblur=true"): {"macs": 0.91, "ort": 0.98},
+    assert read_onnx_bench(path).costs == {("convtwist_xresnet18", "xresnet34", "maxblur=true"): {"macs": 0.91, "ort": 0.98},
                                  ("convtwist_resnet18", "resnet18", ""): {"macs": 1.82, "ort": 2.05}}
-    assert _onnx_costs(tmp_path / "missing.json") == {}
+    assert read_onnx_bench(tmp_path / "missing.json").costs == {}

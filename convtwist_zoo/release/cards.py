@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import leaderboard
 from ..seed_robustness import render_robustness, retained, robustness_results
@@ -15,8 +16,8 @@ from ..atomic import write_text_atomic
 from ..training import RECIPE_KNOBS, TrainConfig
 
 __all__ = ["write_cards", "collect", "collect_extra_runs", "render_model_cards", "render_hub_readme",
-           "render_recipe_history", "render_zoo_table", "render_readme", "read_json", "saved_knob", "PLANNED",
-           "FASTAI_LEADERBOARD"]
+           "render_recipe_history", "render_zoo_table", "render_readme", "read_json", "read_onnx_bench", "OnnxBench",
+           "saved_knob", "PLANNED", "FASTAI_LEADERBOARD"]
 
 # Knobs added to TrainConfig after some published runs were made, with the value those runs had: their recipes lack
 # the key.
@@ -359,7 +360,7 @@ def _arms_compared(own: list[float], other: list[float], other_model: str) -> st
 def _against_controls(picked: tuple[dict, dict, dict] | None, costs: dict) -> list[str]:
     """For a ConvTwist checkpoint picked from a leaderboard arm (``picked``, from `_picked_arms`): a sentence per
     compute-matched control (``leaderboard.CONTROLS`` after the same-recipe twin) whose arm with the same options has
-    runs in its results file, giving what ConvTwist costs against it (``costs``, from `_onnx_costs`) and the
+    runs in its results file, giving what ConvTwist costs against it (``costs``, from `OnnxBench.costs`) and the
     difference of the arms."""
     if not picked:
         return []
@@ -402,7 +403,7 @@ def _leaderboard_sections(results_dir: Path, costs: dict | None = None) -> list[
     files = sorted(Path(results_dir).glob("*.jsonl"))
     if not files:
         return ["No leaderboard run has finished yet: `convtwist-zoo leaderboard run` fills `results/leaderboard/`."]
-    out, costs = [], _onnx_costs() if costs is None else costs
+    out, costs = [], read_onnx_bench().costs if costs is None else costs
     for f in files:
         out += [leaderboard.render_table(f, costs), ""]
         if (sweeps := robustness_results(f)).is_file():
@@ -418,7 +419,7 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
         info: `collect`'s record of the hub folders.
         extra: `collect_extra_runs`'s replicates and recipe probes.
         results_dir: the leaderboard's results files (default: the repository's ``results/leaderboard``).
-        costs: what ConvTwist costs against each control (`_onnx_costs`); None reads ``bench/results/onnx.json``.
+        costs: what ConvTwist costs against each control (`OnnxBench.costs`); None reads ``bench/results/onnx.json``.
 
     Returns:
         The markdown.
@@ -499,33 +500,65 @@ def render_recipe_history(info: dict, extra: list[dict]) -> str:
         + _extra_run_rows(info, extra) + [""])
 
 
-def _onnx_latency_ms(path: Path = REPO_ROOT / "bench" / "results" / "onnx.json") -> dict:
-    """Milliseconds per image in ONNX Runtime at batch 1, 128px, all cores, by (architecture, builder options)
-    (``bench/results/onnx.json``): a checkpoint trained with other options than the benchmark's has no figure."""
+ONNX_BENCH = REPO_ROOT / "bench" / "results" / "onnx.json"
+
+
+class OnnxBench(NamedTuple):
+    """The ONNX Runtime benchmark's figures at batch 1, 128px, all cores (``bench/results/onnx.json``).
+
+    latency_ms: milliseconds per image by (architecture, builder options); a checkpoint trained with other options
+        than the benchmark's has no figure.
+    costs: what each ConvTwist model costs against its control, ``{(twist, control, model_args): {"macs", "ort"}}``,
+        multiply-adds and ONNX Runtime time as multiples.
+    """
+    latency_ms: dict
+    costs: dict
+
+
+def read_onnx_bench(path: Path = ONNX_BENCH) -> OnnxBench:
+    """Read the benchmark file once for every card and table; a missing file gives empty figures.
+
+    Args:
+        path: the file `python bench/onnx.py` writes.
+
+    Returns:
+        An `OnnxBench`.
+
+    Example:
+        >>> read_onnx_bench().costs[("convtwist_xresnet18", "xresnet34", "maxblur=true")]  # doctest: +SKIP
+        {'macs': 0.91, 'ort': 0.98}
+    """
     if not path.exists():
-        return {}
-    rows = json.loads(path.read_text())["rows"]
-    out = {}
-    for r in rows:  # a model timed in two pairs (xresnet34's twin) keeps its first
-        if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0:
-            out.setdefault((r["model"], r.get("model_args", "")), r["ort_ms"])
-    return out
+        return OnnxBench({}, {})
+    bench = json.loads(path.read_text())
+
+    def wanted(r):
+        return r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0
+
+    latency = {}
+    for r in filter(wanted, bench["rows"]):  # a model timed in two pairs (xresnet34's twin) keeps its first
+        latency.setdefault((r["model"], r.get("model_args", "")), r["ort_ms"])
+    costs = {(*r["pair"].split("/"), r.get("model_args", "")): {"macs": r["mac_ratio"], "ort": r["ort_ratio"]}
+             for r in filter(wanted, bench.get("ratios", []))}
+    return OnnxBench(latency, costs)
 
 
-def _onnx_costs(path: Path = REPO_ROOT / "bench" / "results" / "onnx.json") -> dict:
-    """What each ConvTwist model costs against its control, ``{(twist, control, model_args): {"macs", "ort"}}``:
-    multiply-adds and ONNX Runtime time at batch 1, 128px, all cores, as multiples (``bench/results/onnx.json``)."""
-    if not path.exists():
-        return {}
-    return {(*r["pair"].split("/"), r.get("model_args", "")): {"macs": r["mac_ratio"], "ort": r["ort_ratio"]}
-            for r in json.loads(path.read_text())["ratios"]
-            if r["size"] == 128 and r["batch"] == 1 and r.get("threads") == 0}
-
-
-def render_zoo_table(info: dict, results_dir: Path) -> str:
+def render_zoo_table(info: dict, results_dir: Path, latency: dict | None = None) -> str:
     """The README's table: every published checkpoint beside its same-recipe baseline. A checkpoint picked from a
-    leaderboard arm shows its seed and the arm's mean, and the difference over both arms' seeds."""
-    latency = _onnx_latency_ms()
+    leaderboard arm shows its seed and the arm's mean, and the difference over both arms' seeds.
+
+    Args:
+        info: `collect`'s record of the hub folders.
+        results_dir: the leaderboard's results files.
+        latency: ONNX Runtime ms per image (`OnnxBench.latency_ms`); None reads ``bench/results/onnx.json``.
+
+    Returns:
+        The table in Markdown.
+
+    Example:
+        >>> print(render_zoo_table(collect(Path("hub")), RESULTS_DIR))  # doctest: +SKIP
+    """
+    latency = read_onnx_bench().latency_ms if latency is None else latency
     rows = ["| checkpoint | top-1 % | same-recipe baseline | its top-1 % | difference | params | MACs @128 | "
             "ORT ms/image | recipe |", "|---|---|---|---|---|---|---|---|---|"]
     for name in PLANNED + sorted(set(info) - set(PLANNED)):
@@ -565,7 +598,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         entry: ``info[name]``.
         info: `collect`'s record of every hub folder (the baselines are read from it).
         results_dir: the leaderboard's results files.
-        costs: what ConvTwist costs against each control (`_onnx_costs`); None reads ``bench/results/onnx.json``.
+        costs: what ConvTwist costs against each control (`OnnxBench.costs`); None reads ``bench/results/onnx.json``.
 
     Returns:
         The card's markdown.
@@ -649,7 +682,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
                            arms=arms):
         body += ["", f"Against its plain baseline: {verdict}"]
     if picked and costs is None:
-        costs = _onnx_costs()
+        costs = read_onnx_bench().costs
     for line in _against_controls(picked, costs or {}):
         body += ["", line]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
@@ -679,14 +712,14 @@ def _replace_block(text: str, name: str, block: str) -> str:
     return f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}"
 
 
-def render_readme(readme: str, info: dict, results_dir: Path, costs: dict | None = None) -> str:
+def render_readme(readme: str, info: dict, results_dir: Path, bench: OnnxBench | None = None) -> str:
     """README.md with its generated zoo and leaderboard tables brought up to date.
 
     Args:
         readme: the README's text, with its ``<!-- zoo:start -->`` and ``<!-- leaderboard:start -->`` blocks.
         info: `collect`'s record of the hub folders.
         results_dir: the leaderboard's results files.
-        costs: what ConvTwist costs against each control (`_onnx_costs`); None reads ``bench/results/onnx.json``.
+        bench: the ONNX benchmark's figures (`read_onnx_bench`); None reads ``bench/results/onnx.json``.
 
     Returns:
         The new text; everything outside the two blocks is kept.
@@ -694,8 +727,9 @@ def render_readme(readme: str, info: dict, results_dir: Path, costs: dict | None
     Example:
         >>> text = render_readme(Path("README.md").read_text(), collect(Path("hub")), RESULTS_DIR)  # doctest: +SKIP
     """
-    readme = _replace_block(readme, "zoo", render_zoo_table(info, results_dir))
-    return _replace_block(readme, "leaderboard", "\n".join(_leaderboard_sections(results_dir, costs)).strip())
+    bench = read_onnx_bench() if bench is None else bench
+    readme = _replace_block(readme, "zoo", render_zoo_table(info, results_dir, bench.latency_ms))
+    return _replace_block(readme, "leaderboard", "\n".join(_leaderboard_sections(results_dir, bench.costs)).strip())
 
 
 def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
@@ -715,19 +749,19 @@ def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
     root = Path(model_cards).parent
     info = collect(Path(hub_root))
     results_dir = root / "results" / "leaderboard"
-    costs = _onnx_costs()  # one read of bench/results/onnx.json for every card and table
+    bench = read_onnx_bench()  # one reading for every card and table
     written = _robustness_plots(info, root / "docs")
     for name, entry in info.items():
         path = Path(hub_root) / name / "README.md"
-        write_text_atomic(path, render_hub_readme(name, entry, info, results_dir, costs))
+        write_text_atomic(path, render_hub_readme(name, entry, info, results_dir, bench.costs))
         written.append(path)
     extra = collect_extra_runs(root / "docs" / "runs")
-    write_text_atomic(Path(model_cards), render_model_cards(info, extra, results_dir, costs))
+    write_text_atomic(Path(model_cards), render_model_cards(info, extra, results_dir, bench.costs))
     (root / "docs").mkdir(exist_ok=True)
     write_text_atomic(root / "docs" / "recipe-history.md", render_recipe_history(info, extra))
     written += [Path(model_cards), root / "docs" / "recipe-history.md"]
     readme = root / "README.md"
     if readme.exists():  # the repository's README holds the zoo and leaderboard tables
-        write_text_atomic(readme, render_readme(readme.read_text(), info, results_dir, costs))
+        write_text_atomic(readme, render_readme(readme.read_text(), info, results_dir, bench))
         written.append(readme)
     return written
