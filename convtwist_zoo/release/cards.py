@@ -442,7 +442,8 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
               "xresnet18/34/50 and their ConvTwist twins (`convtwist-zoo leaderboard run`), one row per finished run "
               "in `results/leaderboard/`; xresnet34 is the compute-matched control of convtwist_xresnet18 (about "
               "as many parameters and MACs). An arm marked `fp32 training` ran the recipe without bf16 autocast, at "
-              "its bf16 arm's learning rate, and is compared only with fp32 arms.", ""]
+              "its bf16 arm's learning rate, and is compared only with fp32 arms. The Imagenette and 20-epoch arms "
+              "train at the peak lr their model's Imagewoof 5-epoch probe chose (`--lr-from`).", ""]
     lines += _leaderboard_sections(results_dir or RESULTS_DIR, costs)
     fp32_sweeps = any(e.get("robustness") and not e["robustness"].get("amp", True) for e in info.values())
     lines += [f"## Robustness: rotated and rescaled validation images (top-1 %, 128px, "
