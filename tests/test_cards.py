@@ -367,3 +367,16 @@ def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_co
     assert read_onnx_bench(path).costs == {("convtwist_xresnet18", "xresnet34", "maxblur=true"): {"macs": 0.91, "ort": 0.98},
                                  ("convtwist_resnet18", "resnet18", ""): {"macs": 1.82, "ort": 2.05}}
     assert read_onnx_bench(tmp_path / "missing.json").costs == {}
+
+
+def test_the_probed_protocol_leads_the_leaderboard_sections_and_the_others_follow_by_name(tmp_path):
+    # every arm's lr comes from the Imagewoof 5-epoch probes, so that table comes first whatever the file names
+    from convtwist_zoo import leaderboard
+    from convtwist_zoo.release.cards import _leaderboard_sections
+    for dataset, epochs in (("imagewoof", 20), ("imagenette", 5), ("imagewoof", 5)):
+        leaderboard.append_row(tmp_path / f"{leaderboard.protocol_name(dataset, 128, epochs)}.jsonl", {
+            "model": "xresnet18", "model_args": "", "dataset": dataset, "image_size": 128, "epochs": epochs,
+            "seed": 0, "lr": 8e-3, "top1": 70.0, "recipe": {"amp": True}})
+    heads = [line.split(" (")[0] for line in _leaderboard_sections(tmp_path, costs={}) if line.startswith("**")]
+    assert heads == ["**imagewoof, 128px, 5 epochs**", "**imagenette, 128px, 5 epochs**",
+                     "**imagewoof, 128px, 20 epochs**"]

@@ -38,6 +38,7 @@ FASTAI_LEADERBOARD = {"imagenette": {5: 85.77, 20: 91.57, 80: 93.55, 200: 94.24}
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "results" / "leaderboard"
+PROBED_PROTOCOL = "imagewoof-128px-5ep"  # its lr probes choose every arm's peak lr (`leaderboard run --lr-from`)
 DATA_NOTES = {
     "imagenette": "imagenette2-160sq: the official Imagenette2 file list and 70/30 split, rebuilt from a public copy in "
                   "which every image was squashed to 224x224 (aspect ratio not kept), resized to 160x160, JPEG q80",
@@ -400,7 +401,8 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
 
 
 def _leaderboard_sections(results_dir: Path, costs: dict | None = None) -> list[str]:
-    files = sorted(Path(results_dir).glob("*.jsonl"))
+    # the protocol whose probes set every arm's lr leads; the others follow by name
+    files = sorted(Path(results_dir).glob("*.jsonl"), key=lambda f: (f.stem != PROBED_PROTOCOL, f.name))
     if not files:
         return ["No leaderboard run has finished yet: `convtwist-zoo leaderboard run` fills `results/leaderboard/`."]
     out, costs = [], read_onnx_bench().costs if costs is None else costs
