@@ -38,7 +38,8 @@ FASTAI_LEADERBOARD = {"imagenette": {5: 85.77, 20: 91.57, 80: 93.55, 200: 94.24}
                       "imagewoof": {5: 76.61, 20: 86.27, 80: 87.83, 200: 87.20}}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "results" / "leaderboard"
-PROBED_PROTOCOL = "imagewoof-128px-5ep"  # its lr probes choose every arm's peak lr (`leaderboard run --lr-from`)
+# its lr probes choose every arm's peak lr (`leaderboard run --lr-from`)
+PROBED_PROTOCOL = leaderboard.protocol_name("imagewoof", 128, 5)
 DATA_NOTES = {
     "imagenette": "imagenette2-160sq: the official Imagenette2 file list and 70/30 split, rebuilt from a public copy in "
                   "which every image was squashed to 224x224 (aspect ratio not kept), resized to 160x160, JPEG q80",
