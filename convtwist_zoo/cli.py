@@ -293,11 +293,11 @@ def _cmd_leaderboard(args) -> int:
     leaderboard.check_protocol(args.models, args.data, args.epochs, lr, **common)  # before any run, or detaching
     if args.background:
         return _run_in_background(args)
-    if args.probe:  # seed 0 of each model at every rate the probes compare, a model's runs together
+    if args.probe:  # the probe seed of each model at every rate of its grid, a model's runs together
         for model in args.models:
-            for probe_lr in leaderboard.PROBE_LRS:
-                leaderboard.run_protocol([model], args.data, args.epochs, [0], args.runs, results, lr=probe_lr,
-                                         checked=True, **common)
+            while plan := leaderboard.probe_plan(results, model, args.model_args):
+                leaderboard.run_protocol([model], args.data, args.epochs, [leaderboard.PROBE_SEED], args.runs,
+                                         results, lr=plan[0], checked=True, **common)
         return 0
     if isinstance(lr, dict):
         print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
@@ -491,12 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--lr", nargs="+", help="peak lr for all models, or MODEL=LR per model (default 4e-3)")
     p.add_argument("--lr-from", metavar="RESULTS",
-                   help="each model's peak lr from its probes in this results file: the better of 4e-3 and 8e-3 "
-                        "at seed 0 (bf16), with the same --model-args; an fp32 arm (--no-amp) takes its bf16 "
-                        "arm's rate")
+                   help="each model's peak lr from its probes in this results file: the best of its probe grid "
+                        "(4e-3 and 8e-3, then one step past the better one's edge) at seed 0 (bf16), with the same "
+                        "--model-args; an fp32 arm (--no-amp) takes its bf16 arm's rate")
     p.add_argument("--probe", action="store_true",
-                   help="run the lr probes: seed 0 of each model at 4e-3 and at 8e-3 in bf16, what --lr-from "
-                        "reads (--seeds and --first-seed do not apply)")
+                   help="run the lr probes: seed 0 of each model at 4e-3 and 8e-3 in bf16, then one step (x2 or /2) "
+                        "past the edge the better one sits at; what --lr-from reads (--seeds and --first-seed do not "
+                        "apply)")
     p.add_argument("--model-args", default="", help="builder options for every model, key=value[,key=value]")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast in training (the recipe; fast on CPUs with bf16 instructions, AMX or "

@@ -32,7 +32,7 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, is_high_bit
 
 __all__ = ["DatasetInfo", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetNotFoundError", "find_archive",
            "prepare_dataset", "build_datasets", "train_transform", "eval_transform", "SeededTransformDataset",
-           "cache_dir", "read_image", "val_split"]
+           "cache_dir", "read_image", "val_split", "dataset_sha256"]
 
 FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{}.tgz"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -167,6 +167,23 @@ def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
             shutil.rmtree(target)
         os.replace(extracted, target)
     return target
+
+
+def dataset_sha256(data: str, data_dir: str | os.PathLike | None = None) -> str | None:
+    """The sha256 of the archive a named dataset is extracted from, part of a run's identity; None for a folder (or an
+    extracted fast.ai folder), which has no one file to hash.
+
+    Example:
+        >>> dataset_sha256("imagewoof", "/data/fastai")  # doctest: +SKIP
+        '3f2c...'
+    """
+    if data not in DATASETS:
+        return None
+    source = find_archive(DATASETS[data], data_dir)
+    if source.is_dir():
+        return None
+    from .hub import sha256_file
+    return sha256_file(source)
 
 
 def read_image(path: str) -> torch.Tensor:

@@ -15,16 +15,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import statistics
 from pathlib import Path
 
+from .run_identity import describe_differences, differences, protocol_differences, row_identity
+
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
            "difference_cells", "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES",
-           "DATASET_CAVEATS", "LeaderboardBusyError"]
+           "DATASET_CAVEATS", "LeaderboardBusyError", "ResultsFileError", "duplicate_of", "protocol_mismatch",
+           "probe_grid", "probe_plan", "probe_choice", "PROBE_STEP", "PROBE_SEED"]
 
-# The peak learning rates every arm is probed at (one seed each); the better one is the arm's.
+# The peak learning rates every arm is probed at first (one seed each), and the factor of the one step the grid then
+# takes past the edge the better of them sits at (`probe_grid`); the grid's best point is the arm's rate.
 PROBE_LRS = (4e-3, 8e-3)
+PROBE_STEP = 2.0
+# The probes' seed: an arm's reported runs are the other seeds, so a probe picked for scoring high never counts.
+PROBE_SEED = 0
 
 # ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
 CONTROLS = {"convtwist_xresnet18": ("xresnet18", "xresnet34"), "convtwist_xresnet34": ("xresnet34",),
@@ -61,8 +69,28 @@ def protocol_name(dataset: str, image_size: int, epochs: int) -> str:
     return f"{Path(dataset).name}-{image_size}px-{epochs}ep"
 
 
+class ResultsFileError(ValueError):
+    """A results file (or a row for it) that the tables cannot count: unreadable, a duplicate, another protocol."""
+
+
+def _check_row(row, where: str) -> None:
+    """Refuse a row the tables cannot read, naming it (``where``: ``file:line``)."""
+    if not isinstance(row, dict):
+        raise ResultsFileError(f"{where} is not a JSON object; fix or remove that line")
+    if "recipe" in row or "top1" in row:  # a leaderboard run's row (robustness rows have their own fields)
+        missing = [k for k in ("model", "seed", "lr", "top1", "recipe") if k not in row]
+        if missing:
+            raise ResultsFileError(f"{where} lacks {', '.join(missing)}; fix or remove that line")
+        top1 = row["top1"]
+        if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not math.isfinite(top1):
+            raise ResultsFileError(f"{where}: top1 {top1!r} is not a finite number; fix or remove that line")
+        if not isinstance(row["recipe"], dict):
+            raise ResultsFileError(f"{where}: recipe is not a JSON object; fix or remove that line")
+
+
 def read_rows(path: str | os.PathLike) -> list[dict]:
-    """The rows of a results file (none when it does not exist yet)."""
+    """The rows of a results file (none when it does not exist yet); a row that is not valid JSON, or a run's row
+    without its model, seed, lr, finite top-1 or recipe, is refused with its file and line."""
     path = Path(path)
     if not path.exists():
         return []
@@ -70,27 +98,58 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not a JSON row ({e}); fix or remove that line") from e
+                raise ResultsFileError(f"{path}:{n} is not a JSON row ({e}); fix or remove that line") from e
+            _check_row(row, f"{path}:{n}")
+            rows.append(row)
     return rows
 
 
+@contextlib.contextmanager
+def _results_lock(path: Path):
+    """One writer at a time per results file: read, check and rewrite happen under it, so no row is lost."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def append_row(path: str | os.PathLike, row: dict) -> None:
-    """Add one row to a results file atomically (the file is rewritten beside itself, then renamed)."""
+    """Add one row to a results file atomically (the file is rewritten beside itself, then renamed) under the file's
+    lock, so that concurrent writers never drop each other's rows. A run's row (one with a recipe) is refused where
+    the file already holds the same run (`duplicate_of`) or runs of another protocol (`protocol_mismatch`)."""
     from .atomic import write_text_atomic
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else ""
-    write_text_atomic(path, old + json.dumps(row, sort_keys=True) + "\n")
+    with _results_lock(path):
+        rows = read_rows(path)
+        if "recipe" in row:
+            if (same := duplicate_of(rows, row)) is not None:
+                raise ResultsFileError(f"{path} already holds this run ({same['model']} seed {same['seed']}, lr "
+                                       f"{same['lr']:g}, top-1 {same['top1']}): a run is counted once; nothing added")
+            if why := protocol_mismatch(rows, row, path):
+                raise ResultsFileError(why + "; nothing added")
+        old = path.read_text() if path.exists() else ""
+        if old and not old.endswith("\n"):
+            old += "\n"
+        write_text_atomic(path, old + json.dumps(row, sort_keys=True) + "\n")
 
 
-def _key(model: str, model_args: str, seed: int, lr: float, amp: bool) -> tuple:
-    return model, model_args, int(seed), float(lr), bool(amp)
+def duplicate_of(rows: list[dict], row: dict) -> dict | None:
+    """The first of ``rows`` that is the same run as ``row`` (the same whole identity, `run_identity`), or None."""
+    identity = row_identity(row)
+    return next((r for r in rows if "recipe" in r and not differences(row_identity(r), identity)), None)
 
 
-def _row_key(row: dict) -> tuple:
-    return _key(row["model"], row.get("model_args", ""), row["seed"], row["lr"], row["recipe"].get("amp", True))
+def protocol_mismatch(rows: list[dict], row: dict, path) -> str | None:
+    """Why ``row`` cannot join the runs in ``rows`` (another protocol: epochs, size, data, label smoothing...), or
+    None. A results file holds one protocol, so that no table averages runs of two."""
+    for n, other in enumerate(rows, start=1):
+        if "recipe" in other and (diffs := protocol_differences(row_identity(other), row_identity(row))):
+            return (f"{path} holds runs of another protocol than this one (" +
+                    describe_differences(diffs, f"its row {n}", "this run") +
+                    "); give this protocol a results file of its own (--results)")
+    return None
 
 
 def _run_name(model: str, model_args: str, lr: float, seed: int, amp: bool = True) -> str:
@@ -144,7 +203,8 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "paused_seconds": round(sum(h["paused_seconds"] for h in history), 1) if timed else None,
             "train_images_per_s": round(sum(h["samples_per_s"] * h["seconds"] for h in history)
                                         / sum(h["seconds"] for h in history), 2) if timed else None,
-            "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name}
+            "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name,
+            **({"provenance": config["provenance"]} if config.get("provenance") else {})}
 
 
 def _peak_lrs(models, lr: dict | float) -> dict[str, float]:
@@ -217,34 +277,61 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
         >>> run_protocol(["xresnet18", "convtwist_xresnet18"], "imagewoof", 5, range(5),
         ...              "~/.cache/convtwist-zoo/runs/leaderboard", "results/leaderboard/imagewoof-128px-5ep.jsonl")
     """
+    from dataclasses import asdict
+
+    from .data import dataset_sha256
+    from .run_identity import recipe_of
     from .training import TrainConfig, train
 
     runs_dir, results = Path(runs_dir).expanduser(), Path(results)
     lrs = _peak_lrs(models, lr) if checked else check_protocol(
         models, dataset, epochs, lr, model_args, image_size=image_size, data_dir=data_dir, workers=workers,
         progress=progress, **train_kwargs)
+    data_sha256 = dataset_sha256(dataset, data_dir)
+    amp = train_kwargs.get("amp", True)
+
+    def planned(model, seed):
+        cfg = TrainConfig(model=model, model_args=model_args, data=dataset, data_dir=data_dir, epochs=epochs,
+                          image_size=image_size, seed=seed, lr=lrs[model], workers=workers, progress=progress,
+                          **train_kwargs)
+        cfg.out = str(runs_dir / protocol_name(dataset, image_size, epochs) / _run_name(model, model_args, cfg.lr,
+                                                                                        seed, amp))
+        row = {"recipe": recipe_of(asdict(cfg)), "provenance": {"data_sha256": data_sha256}}
+        return cfg, row
+
+    seeds = list(seeds)
+    for model in models:  # another protocol's file fails now, not after the first run's hours
+        if why := protocol_mismatch(read_rows(results), planned(model, seeds[0] if seeds else 0)[1], results):
+            raise ResultsFileError(why)
     new_rows = []
     with _exclusive(runs_dir):
         for seed in seeds:
             for model in models:
-                model_lr = lrs[model]
-                done = {_row_key(r) for r in read_rows(results)}
-                if _key(model, model_args, seed, model_lr, train_kwargs.get("amp", True)) in done:
-                    continue
-                run_dir = runs_dir / protocol_name(dataset, image_size, epochs) / _run_name(
-                    model, model_args, model_lr, seed, train_kwargs.get("amp", True))
-                cfg = TrainConfig(model=model, model_args=model_args, data=dataset, data_dir=data_dir,
-                                  out=str(run_dir), epochs=epochs, image_size=image_size, seed=seed, lr=model_lr,
-                                  workers=workers, progress=progress, resume=(run_dir / "last.pt").exists(),
-                                  **train_kwargs)
+                cfg, intended = planned(model, seed)
+                if duplicate_of(read_rows(results), intended) is not None:
+                    continue  # this whole recipe has its row already
+                run_dir = Path(cfg.out)
+                cfg.resume = (run_dir / "last.pt").exists()
                 log(f"{run_dir.name}: {'resuming' if cfg.resume else 'training'} ({dataset}, {epochs} epochs)")
-                if not (run_dir / "model.safetensors").exists():
+                if (run_dir / "model.safetensors").exists():
+                    _check_finished_run(run_dir, intended)
+                else:
                     train(cfg)
                 row = _final_row(run_dir, cfg, image_size, workers, progress)
                 append_row(results, row)
                 new_rows.append(row)
                 log(f"{run_dir.name}: top-1 {row['top1']:.2f}% (fp32, {image_size}px) -> {results}")
     return new_rows
+
+
+def _check_finished_run(run_dir: Path, intended: dict) -> None:
+    """A finished run folder's weights count for a row only where its config.json records the intended recipe."""
+    config = json.loads((run_dir / "config.json").read_text())
+    recorded = {"recipe": config.get("recipe", {}), "provenance": config.get("provenance")}
+    if diffs := differences(row_identity(recorded), row_identity(intended)):
+        raise ResultsFileError(f"{run_dir} holds a finished run of another recipe (" +
+                               describe_differences(diffs, "its config.json", "this protocol") +
+                               "); move it away or point --runs elsewhere")
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -342,13 +429,57 @@ def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
     return best
 
 
+def _probe_results(rows: list[dict], model: str, model_args: str) -> dict[float, float]:
+    """``{lr: top-1}`` of a model's probes (seed 0, bf16) among ``rows``."""
+    return {float(r["lr"]): r["top1"] for r in rows
+            if r["model"] == model and arm_options(r) == model_args and r["seed"] == PROBE_SEED}
+
+
+def _best_lr(found: dict[float, float]) -> float:
+    """The rate whose probe scored the higher top-1 (ties: the lower rate)."""
+    return max(found, key=lambda lr: (found[lr], -lr))
+
+
+def probe_grid(found: dict[float, float]) -> tuple[float, ...]:
+    """The rates a model is probed at, given the probes it has (``{lr: top-1}``): `PROBE_LRS`, and once both are in,
+    one step (a factor `PROBE_STEP`) past the edge the better of them sits at. Every model follows this one
+    procedure; its rate is then the best of the grid's points, interior unless the extension won too.
+
+    Example:
+        >>> probe_grid({4e-3: 70.0, 8e-3: 72.0})
+        (0.004, 0.008, 0.016)
+        >>> probe_grid({4e-3: 75.0, 8e-3: 73.0})
+        (0.002, 0.004, 0.008)
+    """
+    grid = tuple(PROBE_LRS)
+    if not all(lr in found for lr in grid):
+        return grid
+    best = _best_lr({lr: found[lr] for lr in grid})
+    edge = max(grid) * PROBE_STEP if best == max(grid) else min(grid) / PROBE_STEP
+    return tuple(sorted({*grid, round(edge, 12)}))
+
+
+def probe_plan(path: str | os.PathLike, model: str, model_args: str = "") -> list[float]:
+    """The probe rates ``model`` still needs in the results file ``path``, in the order to run them (`probe_grid`)."""
+    found = _probe_results(read_rows(path), model, model_args)
+    return [lr for lr in probe_grid(found) if lr not in found]
+
+
+def probe_choice(found: dict[float, float]) -> dict:
+    """A model's probes read together: ``{"lr": chosen, "grid": rates, "interior": bool}``; the grid must be complete
+    (`probe_grid`)."""
+    grid = probe_grid(found)
+    lr = _best_lr({g: found[g] for g in grid})
+    return {"lr": lr, "grid": grid, "interior": min(grid) < lr < max(grid)}
+
+
 def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str, float]:
-    """Each model's peak learning rate from its one-seed probes in ``path``: the `PROBE_LRS` value whose seed-0 run
-    scored the higher top-1 (ties: the lower rate). The probes train the recipe, in bf16; an arm trained in fp32
-    takes its bf16 arm's rate, so that the two differ in precision alone.
+    """Each model's peak learning rate from its one-seed probes in ``path``: the best of its `probe_grid`. The
+    probes train the recipe, in bf16, at seed `PROBE_SEED`, which no arm reports; an arm trained in fp32 takes its
+    bf16 arm's rate, so that the two differ in precision alone.
 
     Args:
-        path: a results file holding the probes (seed 0 of each model at every rate of `PROBE_LRS`).
+        path: a results file holding the probes.
         models: model names.
         model_args: the architecture options the probes were run with.
 
@@ -356,25 +487,28 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
         ``{model: lr}``.
 
     Raises:
-        ValueError: a model lacks a probe; the message names the runs to make.
+        FileNotFoundError: no such results file.
+        ValueError: a model lacks a probe of its grid; the message names the runs to make.
 
     Example:
         >>> probe_lrs("results/leaderboard/imagewoof-128px-5ep.jsonl", ["xresnet18"], "maxblur=true")  # doctest: +SKIP
-        {'xresnet18': 0.008}
+        {'xresnet18': 0.016}
     """
-    rows = read_rows(path) if Path(path).is_file() else []
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--lr-from {path}: no such results file; give the results file that holds the lr "
+                                "probes (convtwist-zoo leaderboard run --probe writes them)")
+    rows = read_rows(path)
     chosen = {}
     for model in models:  # bf16 rows only: an fp32 row's options end in "fp32 training"
-        found = {float(r["lr"]): r["top1"] for r in rows
-                 if r["model"] == model and arm_options(r) == model_args and r["seed"] == 0}
-        missing = [lr for lr in PROBE_LRS if lr not in found]
+        found = _probe_results(rows, model, model_args)
+        missing = [lr for lr in probe_grid(found) if lr not in found]
         if missing:
             raise ValueError(f"{path} has no probe of {model}{' ' + model_args if model_args else ''} at lr "
                              f"{', '.join(f'{lr:g}' for lr in missing)}; run the probes first: convtwist-zoo "
                              f"leaderboard run --models {model} --probe"
                              f"{' --model-args ' + model_args if model_args else ''} "
                              f"--results {path} (and the same --data and --epochs)")
-        chosen[model] = max(PROBE_LRS, key=lambda lr: (found[lr], -lr))
+        chosen[model] = probe_choice(found)["lr"]
     return chosen
 
 

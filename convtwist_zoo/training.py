@@ -29,6 +29,8 @@ from .evaluate import autocast_for, evaluate
 from .host import ActiveClock, cpu_name, cpuinfo_fields, has_native_bf16
 from .hub import sha256_file
 from .factory import create_model
+from .provenance import add_segment, segment
+from .run_identity import describe_differences, differences, recipe_of
 from .registry import get_builder, parse_model_args, split_model_name
 from .transforms import normalize_batch
 from .sync_batchnorm import convert_to_global_batchnorm
@@ -153,24 +155,25 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-# What makes two runs the same recipe, as against where, how fast or under which name they ran.
+# The knobs of a recipe that the cards compare between checkpoints (what trained them, not which model or data).
 RECIPE_KNOBS = ("epochs", "image_size", "train_image_size", "batch_size", "optimizer", "lookahead", "lookahead_alpha",
                 "lr", "momentum", "weight_decay", "schedule", "warmup_epochs", "flat_fraction", "label_smoothing",
                 "min_scale", "augment", "ema", "noise", "amp", "crop_pct", "pretrained", "freeze_epochs",
                 "backbone_lr_mult", "max_steps_per_epoch")
 
 
-def _check_resumable(saved: dict, cfg: TrainConfig, class_ids) -> None:
-    """Refuse to resume a run whose model, data, classes or schedule differ from the one on disk: a resumed run must
-    end with the weights an uninterrupted one would have. A knob the checkpoint predates cannot be compared."""
-    keys = ("model", "model_args", "data", "image_size", "train_image_size", "noise", "seed", "batch_size", "epochs",
-            "optimizer", "lookahead", "lr", "schedule")
-    diffs = [f"{k}: checkpoint {saved[k]!r}, now {getattr(cfg, k)!r}" for k in keys
-             if k in saved and saved[k] != getattr(cfg, k)]
+def _check_resumable(saved: dict, cfg: TrainConfig, class_ids, data_sha256: str | None) -> None:
+    """Refuse to resume a run whose recipe (`run_identity`), data or classes differ from the one on disk: a resumed
+    run must end with the weights an uninterrupted one would have, and its config.json must record the recipe that
+    trained it."""
+    recorded = {**recipe_of(saved), "data_sha256": (saved.get("provenance") or {}).get("data_sha256")}
+    now = {**recipe_of(asdict(cfg)), "data_sha256": data_sha256}
+    diffs = differences(recorded, now)
+    problems = [describe_differences(diffs, "the checkpoint", "this command")] if diffs else []
     if list(saved.get("class_ids", [])) != list(class_ids):
-        diffs.append(f"classes: checkpoint {saved.get('class_ids')}, now {list(class_ids)}")
-    if diffs:
-        raise CheckpointError("cannot resume: the checkpoint belongs to another run (" + "; ".join(diffs) +
+        problems.append(f"classes: {saved.get('class_ids')} in the checkpoint, {list(class_ids)} now")
+    if problems:
+        raise CheckpointError("cannot resume: the checkpoint belongs to another run (" + "; ".join(problems) +
                               "). Use a new --out folder, or the original settings")
 
 
@@ -279,17 +282,18 @@ def hardware_name(device: torch.device) -> str:
 
 
 def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | None = None,
-                    trained_on: str | None = None) -> dict:
-    """The ``config.json`` that travels with final weights (run folder and Hub repo alike)."""
+                    trained_on: str | None = None, provenance: dict | None = None) -> dict:
+    """The ``config.json`` that travels with final weights (run folder and Hub repo alike); ``provenance``: the data
+    archive's sha256 and the code/torch/machine segments that trained it (`convtwist_zoo.provenance`)."""
     arch, _ = split_model_name(cfg.model)
     return {
         "architecture": arch, "num_classes": len(class_ids), "class_ids": list(class_ids),
         "class_names": list(class_names), "input_size": [3, cfg.image_size, cfg.image_size],
         "mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD), "crop_pct": cfg.crop_pct,
         "interpolation": "bilinear", "dataset": cfg.data if cfg.data in data_lib.DATASETS else Path(cfg.data).name,
-        "recipe": {k: v for k, v in asdict(cfg).items()
-                   if k not in ("out", "data_dir", "resume", "progress", "workers", "max_steps_per_epoch")},
+        "recipe": recipe_of(asdict(cfg)),
         "metrics": metrics or {}, **({"trained_on": trained_on} if trained_on else {}),
+        **({"provenance": provenance} if provenance else {}),
         # the builder options the weights need (also what timm's hf-hub: loader passes to the entrypoint)
         **({"model_args": parse_model_args(cfg.model_args)} if cfg.model_args else {}),
     }
@@ -340,10 +344,11 @@ def _optimizer(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int):
     return optimizer, scheduler, ema
 
 
-def _resume(ckpt_path: Path, cfg: TrainConfig, class_ids, model, optimizer, scheduler, ema) -> tuple[int, list]:
-    """Restore a run from its ``last.pt``: (epochs done, per-epoch history)."""
+def _resume(ckpt_path: Path, cfg: TrainConfig, class_ids, data_sha256, model, optimizer, scheduler,
+            ema) -> tuple[int, list, list]:
+    """Restore a run from its ``last.pt``: (epochs done, per-epoch history, provenance segments)."""
     ckpt = load_checkpoint(ckpt_path)
-    _check_resumable(ckpt["config"], cfg, class_ids)
+    _check_resumable(ckpt["config"], cfg, class_ids, data_sha256)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
@@ -353,7 +358,8 @@ def _resume(ckpt_path: Path, cfg: TrainConfig, class_ids, model, optimizer, sche
     if ema is not None and ckpt.get("ema") is not None:
         ema.load_state_dict(ckpt["ema"])
     _set_rng_state(ckpt["rng"])
-    return ckpt["epoch"], json.loads(ckpt.get("history", "[]"))
+    segments = (ckpt["config"].get("provenance") or {}).get("segments", [])
+    return ckpt["epoch"], json.loads(ckpt.get("history", "[]")), segments
 
 
 def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, cfg: TrainConfig, device,
@@ -392,9 +398,10 @@ def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, 
     return {"loss": loss_sum / steps, "seen": seen, "seconds": clock.seconds(), "paused_seconds": clock.paused}
 
 
-def _save_checkpoint(path: Path, cfg: TrainConfig, class_ids, model, optimizer, scheduler, ema, epoch: int,
-                     history: list) -> None:
-    save_atomic({"format": CHECKPOINT_FORMAT, "config": {**asdict(cfg), "class_ids": list(class_ids)},
+def _save_checkpoint(path: Path, cfg: TrainConfig, class_ids, provenance: dict, model, optimizer, scheduler, ema,
+                     epoch: int, history: list) -> None:
+    save_atomic({"format": CHECKPOINT_FORMAT,
+                 "config": {**asdict(cfg), "class_ids": list(class_ids), "provenance": provenance},
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                  "epoch": epoch, "rng": _rng_state(), "history": json.dumps(history)}, path)
@@ -439,6 +446,7 @@ def train(cfg: TrainConfig) -> dict:
 
     train_set, sampler, train_loader, val_loader, class_ids, class_names, steps_per_epoch = _data(
         cfg, world, rank, pin=device.type == "cuda")
+    data_sha256 = data_lib.dataset_sha256(cfg.data, cfg.data_dir)
     model = _build_model(cfg, len(class_ids)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -446,13 +454,21 @@ def train(cfg: TrainConfig) -> dict:
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     out.mkdir(parents=True, exist_ok=True)
 
-    start_epoch, history = 0, []
+    start_epoch, history, segments = 0, [], []
     if cfg.resume and ckpt_path.exists():
-        start_epoch, history = _resume(ckpt_path, cfg, class_ids, model, optimizer, scheduler, ema)
+        start_epoch, history, segments = _resume(ckpt_path, cfg, class_ids, data_sha256, model, optimizer,
+                                                 scheduler, ema)
+        if start_epoch >= cfg.epochs and (out / "model.safetensors").exists():
+            if is_main:
+                print(f"{out} finished all {cfg.epochs} epochs already: nothing to resume, nothing rewritten",
+                      flush=True)
+            return history[-1] if history else {}
         if is_main:
             print(f"resumed {ckpt_path} after epoch {start_epoch}/{cfg.epochs}", flush=True)
     elif ckpt_path.exists() and is_main and not cfg.resume:
         raise CheckpointError(f"{ckpt_path} exists: pass --resume to continue that run, or use another --out")
+    provenance = {"data_sha256": data_sha256,
+                  "segments": add_segment(segments, segment(start_epoch + 1, hardware_name(device)))}
 
     train_model = model
     if world > 1:  # normalise over the global batch, so N processes train like one
@@ -482,7 +498,8 @@ def train(cfg: TrainConfig) -> dict:
                      "paused_seconds": round(stats["paused_seconds"], 1),
                      "samples_per_s": stats["seen"] / stats["seconds"]}
             history.append(final)
-            _save_checkpoint(ckpt_path, cfg, class_ids, model, optimizer, scheduler, ema, epoch + 1, history)
+            _save_checkpoint(ckpt_path, cfg, class_ids, provenance, model, optimizer, scheduler, ema, epoch + 1,
+                             history)
             # the log is rewritten from the checkpoint's history: it never lists an epoch the checkpoint lacks
             write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
             print(json.dumps(final), flush=True)
@@ -492,14 +509,14 @@ def train(cfg: TrainConfig) -> dict:
     if is_main:
         final = final or (history[-1] if history else {})  # resumed after the last epoch: finish from its log
         write_final(out, ema.module if ema is not None else model, cfg, class_ids, class_names, final,
-                    hardware_name(device))
+                    hardware_name(device), provenance)
     if world > 1:
         dist.barrier()
     return final
 
 
 def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_names, metrics: dict,
-                trained_on: str | None = None) -> None:
+                trained_on: str | None = None, provenance: dict | None = None) -> None:
     """``model.safetensors`` (fp32) and ``config.json`` (with the weights' sha256, checked when they are loaded) in
     ``out``: the form `hub` publishes."""
     from safetensors.torch import save_file
@@ -508,5 +525,5 @@ def write_final(out: Path, model: nn.Module, cfg: TrainConfig, class_ids, class_
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": split_model_name(cfg.model)[0]})
         digest = sha256_file(tmp)
-    config = run_config_json(cfg, class_ids, class_names, metrics, trained_on)
+    config = run_config_json(cfg, class_ids, class_names, metrics, trained_on, provenance)
     write_text_atomic(out / "config.json", json.dumps({**config, "weights_sha256": digest}, indent=2) + "\n")

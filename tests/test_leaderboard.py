@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import asdict
 
 import pytest
 from scipy import stats
@@ -12,11 +13,18 @@ from conftest import ROOT, make_image_folder
 from convtwist_zoo import leaderboard
 from convtwist_zoo.cli import main
 from convtwist_zoo.hub import sha256_file
+from convtwist_zoo.run_identity import recipe_of
+from convtwist_zoo.training import TrainConfig
 
 
 def _row(model, seed, top1, lr=4e-3, **extra):
-    return {"model": model, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5, "seed": seed,
-            "lr": lr, "top1": top1, "top5": 99.0, "recipe": {"amp": True}, **extra}
+    """A results row whose recipe says what its fields say (the run's identity), ``recipe=`` overriding knobs."""
+    row = {"model": model, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5, "seed": seed,
+           "lr": lr, "top1": top1, "top5": 99.0, **extra}
+    row["recipe"] = {"model": model, "model_args": row["model_args"], "data": row["dataset"], "seed": seed, "lr": lr,
+                     "epochs": row["epochs"], "image_size": row["image_size"], "amp": True, "label_smoothing": 0.1,
+                     **extra.get("recipe", {})}
+    return row
 
 
 def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, capsys):
@@ -48,14 +56,19 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
     assert main(["leaderboard", "table", "--results", str(results), "--results-dir", str(tmp_path / "none")]) == 0
     table = capsys.readouterr().out
     assert table.startswith("**") and out.endswith(table)
-    # the probes: seed 0 at each rate; the one already run (4e-3) is skipped, 8e-3 trains, and --lr-from can read them
+    # the probes: seed 0 at each rate; the one already run (4e-3) is skipped, 8e-3 trains, then the grid steps past
+    # the better one's edge (a tie goes to the lower rate, 4e-3, so 2e-3), and --lr-from can read them
     probe = ["leaderboard", "run", "--models", "xresnet18", "--probe", "--data", str(data), "--epochs", "1",
              "--image-size", "32", "--runs", str(tmp_path / "runs"), "--results", str(results), "--workers", "0",
              "--batch-size", "4", "--no-progress"]
     assert main(probe) == 0
     rows = leaderboard.read_rows(results)
-    assert [(r["model"], r["seed"], r["lr"]) for r in rows[4:]] == [("xresnet18", 0, 8e-3)]
-    assert set(leaderboard.probe_lrs(results, ["xresnet18"])) == {"xresnet18"}
+    found = {r["lr"]: r["top1"] for r in rows if r["seed"] == 0 and r["model"] == "xresnet18"}
+    extension = 2e-3 if found[4e-3] >= found[8e-3] else 1.6e-2
+    assert [(r["model"], r["seed"], r["lr"]) for r in rows[4:]] == [("xresnet18", 0, 8e-3), ("xresnet18", 0, extension)]
+    assert leaderboard.probe_plan(results, "xresnet18") == []
+    assert main(probe) == 0 and len(leaderboard.read_rows(results)) == 6  # the grid is complete: nothing runs
+    assert leaderboard.probe_lrs(results, ["xresnet18"]) == {"xresnet18": max(found, key=lambda lr: (found[lr], -lr))}
 
 
 def test_unknown_model_fails_before_any_training(tmp_path, capsys):
@@ -68,17 +81,21 @@ def test_the_cli_checks_each_model_once_and_skips_what_the_results_hold(tmp_path
     built, create = [], factory.create_model
     monkeypatch.setattr(factory, "create_model", lambda name, **kw: built.append(name) or create(name, **kw))
     results = tmp_path / "rows.jsonl"
-    for r in [_row("xresnet18", 0, 70.0), _row("convtwist_xresnet18", 0, 74.0, lr=8e-3), _row("xresnet18", 0, 71.0,
-                                                                                                lr=8e-3)]:
-        leaderboard.append_row(results, r)
     data = make_image_folder(tmp_path / "imgs", per_class=(2, 1), size=(40, 40))
+
+    def done(model, top1, lr):  # a row whose recipe is the one the command below would train
+        recipe = recipe_of(asdict(TrainConfig(model=model, data=str(data), epochs=5, lr=lr, batch_size=4, seed=0)))
+        return _row(model, 0, top1, lr=lr, recipe=recipe)
+    for r in [done("xresnet18", 70.0, 4e-3), done("convtwist_xresnet18", 74.0, 8e-3), done("xresnet18", 71.0, 8e-3),
+              done("xresnet18", 70.5, 1.6e-2)]:
+        leaderboard.append_row(results, r)
     base = ["leaderboard", "run", "--models", "xresnet18", "convtwist_xresnet18", "--runs", str(tmp_path / "runs"),
             "--results", str(results), "--data", str(data), "--batch-size", "4", "--seeds", "1", "--no-progress"]
     assert main(base + ["--lr", "xresnet18=4e-3", "convtwist_xresnet18=8e-3"]) == 0
     assert built == ["xresnet18", "convtwist_xresnet18"] and "training" not in capsys.readouterr().out
     built.clear()
-    assert main(base[:4] + base[5:] + ["--probe"]) == 0  # xresnet18's two probes are in the file
-    assert built == ["xresnet18"] and len(leaderboard.read_rows(results)) == 3
+    assert main(base[:4] + base[5:] + ["--probe"]) == 0  # xresnet18's grid (4e-3, 8e-3, 1.6e-2) is in the file
+    assert built == ["xresnet18"] and len(leaderboard.read_rows(results)) == 4
 
 
 def test_a_second_runner_on_the_same_runs_folder_is_refused(tmp_path):
@@ -160,7 +177,9 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
               _row("xresnet18", 2, 72.2, lr=8e-3, **mb, **there, train_images_per_s=90.0),
               _row("xresnet18", 3, 72.27, lr=8e-3, **mb, **here, train_images_per_s=20.0),
               _row("convtwist_xresnet18", 0, 74.85, **mb), _row("convtwist_xresnet18", 0, 74.85, lr=8e-3, **mb),
-              _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88)]:
+              _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88),
+              # each grid's step past its edge: 8e-3 stays xresnet18's best, 4e-3 convtwist_xresnet18's (interior)
+              _row("xresnet18", 0, 72.0, lr=1.6e-2, **mb), _row("convtwist_xresnet18", 0, 74.0, lr=2e-3, **mb)]:
         leaderboard.append_row(path, r)
     fp32 = {"recipe": {"amp": False}, **mb}  # trained without bf16 autocast: an arm of its own, never mixed in
     for r in [_row("xresnet18", 0, 71.9, lr=8e-3, **fp32, **there, train_images_per_s=12.0),
@@ -179,8 +198,10 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
         leaderboard.probe_lrs(path, ["xresnet18"])
     # one seed at each rate: the table shows convtwist_xresnet18 at its probe's pick; speeds from one machine only
     table = leaderboard.render_table(path)
-    assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.008: 74.85 |" in table
-    assert "| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73 |" in table
+    assert ("| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.002: 74.00, "
+            "0.008: 74.85 |") in table
+    assert ("| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73, "
+            "0.016: 72.00 |") in table
     assert "median over the arm's runs on CPU (A, 2 cores), a machine shared with others" in table
     assert "| convtwist_xresnet18 − xresnet18 | maxblur=true | same recipe | +2.58 |" in table  # one run: no interval
     # an arm never timed on the table's machine: its own machine's speed, marked and named below the table

@@ -141,12 +141,12 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
 def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
     out = tmp_path / "run"
     train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, **{**TINY, "epochs": 1}))
-    with pytest.raises(CheckpointError, match="belongs to another run.*model: checkpoint 'resnet18', now "
-                                              "'convtwist_resnet18'"):
+    with pytest.raises(CheckpointError, match="belongs to another run.*model: 'resnet18' in the checkpoint, "
+                                              "'convtwist_resnet18' in this command"):
         train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
     # another schedule would not end with the weights of an uninterrupted run
-    with pytest.raises(CheckpointError, match=r"belongs to another run \(epochs: checkpoint 1, now 3; lookahead: "
-                                              r"checkpoint 0, now 6\)"):
+    with pytest.raises(CheckpointError, match=r"belongs to another run \(epochs: 1 in the checkpoint, 3 in this "
+                                              r"command; lookahead: 0 in the checkpoint, 6 in this command\)"):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, lookahead=6,
                           **{**TINY, "epochs": 3}))
     (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:5000])
@@ -157,14 +157,56 @@ def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), resume=True, **TINY))
 
 
-def test_resume_compares_the_knobs_a_checkpoint_has():
+def test_resume_compares_the_whole_recipe_a_checkpoint_has():
     from convtwist_zoo.training import _check_resumable
     saved = asdict(TrainConfig(model="resnet18", data="imagewoof", lookahead=0))
-    _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [])
-    with pytest.raises(CheckpointError, match=r"\(lookahead: checkpoint 0, now 6\)"):
-        _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=6), [])
+    _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [], None)
+    with pytest.raises(CheckpointError, match=r"\(lookahead: 0 in the checkpoint, 6 in this command\)"):
+        _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=6), [], None)
+    # every knob of the recipe, not a chosen few: each of these once resumed silently and config.json lied
+    for knob, value in [("amp", False), ("label_smoothing", 0.0), ("augment", "trivial"), ("crop_pct", 1.0),
+                        ("ema", 0.9), ("weight_decay", 0.0), ("min_scale", 0.08), ("pretrained", "imagenette")]:
+        with pytest.raises(CheckpointError, match=rf"\({knob}: .* in the checkpoint, .* in this command\)"):
+            _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0, **{knob: value}),
+                             [], None)
+    # where and how verbosely a run goes is no part of it
+    _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0, workers=3, progress=False,
+                                        compile=True, out="elsewhere", data_dir="/data"), [], None)
+    # the data archive's hash, where both sides know it
+    hashed = {**saved, "provenance": {"data_sha256": "a" * 64}}
+    _check_resumable(hashed, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [], "a" * 64)
+    with pytest.raises(CheckpointError, match="data_sha256"):
+        _check_resumable(hashed, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [], "b" * 64)
     older = {k: v for k, v in saved.items() if k != "model_args"}  # written before the knob existed
-    _check_resumable(older, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [])
+    _check_resumable(older, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [], None)
+
+
+def test_resuming_a_finished_run_is_a_no_op_that_says_so(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, **{**TINY, "epochs": 1}))
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, resume=True,
+                      **{**TINY, "epochs": 1}))
+    assert "finished all 1 epochs already: nothing to resume, nothing rewritten" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    # an EMA that never trained must not replace the finished weights
+    with pytest.raises(CheckpointError, match=r"ema: 0.0 in the checkpoint, 0.9 in this command"):
+        train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, resume=True, ema=0.9,
+                          **{**TINY, "epochs": 1}))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_a_run_records_its_provenance(image_folder, tmp_path):
+    import torch as _torch
+    out = tmp_path / "run"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), lookahead=0, **{**TINY, "epochs": 1}))
+    config = json.loads((out / "config.json").read_text())
+    (segment,) = config["provenance"]["segments"]
+    assert segment["from_epoch"] == 1 and segment["torch"] == str(_torch.__version__)
+    assert segment["hardware"] == config["trained_on"]
+    assert config["provenance"]["data_sha256"] is None  # a folder has no archive to hash
+    assert set(segment) >= {"code_commit", "code_dirty", "package_version"}
 
 
 def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(image_folder, tmp_path, monkeypatch):
@@ -184,7 +226,7 @@ def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(ima
     assert seen == {True: {(32, 32)}, False: {(64, 64)}}
     config = json.loads((out / "config.json").read_text())
     assert config["input_size"] == [3, 64, 64] and config["recipe"]["train_image_size"] == 32
-    with pytest.raises(CheckpointError, match="train_image_size: checkpoint 32, now 48"):
+    with pytest.raises(CheckpointError, match="train_image_size: 32 in the checkpoint, 48 in this command"):
         train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), train_image_size=48, resume=True,
                           **{**cfg, "epochs": 2}))
 

@@ -2,13 +2,18 @@
 # The leaderboard plan, one run at a time; every line skips what its results file already holds, so starting this
 # again after a stop resumes where it was (a killed run continues from its last epoch). Run from the repository root:
 #   CONVTWIST_DATA=/path/to/archives setsid nohup tools/leaderboard_queue.sh >> ~/.cache/convtwist-zoo/queue.log 2>&1 &
-# STAGES picks parts of the plan (default: all, in this order):
-#   probes  the xresnet18 architecture options (none, sa, MODEL_ARGS plus wide_stem, plus sa), then one seed per
-#           model at each peak lr in {4e-3, 8e-3} (a model's two runs together, in PROBE_MODELS order)
-#   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, 5 seeds
-#   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, 5 seeds
-#   c       Imagenette, 5 epochs: the five models, 3 seeds
-#   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, 3 seeds
+# RESULTS_DIR: where the rows go (default results/leaderboard); give an absolute path when the queue runs from a
+# snapshot of the code (a git worktree), so the rows land in the checkout you commit from.
+# STAGES picks parts of the plan (default: probes b a d d50, in this order):
+#   probes  the xresnet18 architecture options (none, sa, MODEL_ARGS plus wide_stem, plus sa), then seed 0 of each
+#           model at 4e-3 and 8e-3, then one step past the edge the better one sits at (x2 above, /2 below), a
+#           model's runs together, in PROBE_MODELS order; its rate is the best of the three
+#   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, seeds 1-5 at the probes' rates (a probe,
+#           seed 0, is never a reported run)
+#   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, seeds 1-5
+#   c       Imagenette, 5 epochs: the five models, 3 seeds (0-2)
+#   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, seeds 1-3
+#   d50     Imagewoof, 20 epochs: convtwist_xresnet50 and xresnet50, seeds 1-3
 #   fp32    not in the default plan, for a CPU without bf16 instructions: the recipe in fp32 (--no-amp) on
 #           Imagewoof, 5 epochs, at the bf16 arms' rates, 5 seeds: convtwist_xresnet18 and xresnet18, then the
 #           compute-matched control xresnet34 (arms of their own, compared only with each other)
@@ -16,21 +21,21 @@
 #           xresnet34, then convtwist_xresnet50 and xresnet50
 #   fp32d   stage d the same way: Imagewoof, 20 epochs, fp32, 3 seeds: convtwist_xresnet18 and xresnet18, then
 #           xresnet34
-# Each model's peak lr comes from its probes (--lr-from PROBES: the better of 4e-3 and 8e-3 at seed 0); a probe's
-# seed-0 run at the chosen lr is that arm's seed 0. MODEL_ARGS are the architecture options of every arm
-# (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option probes
-# run once each.
+# Each model's peak lr comes from its probes (--lr-from PROBES). MODEL_ARGS are the architecture options of every
+# arm (default maxblur=true: the MaxBlurPool probe gained about 6 points on xresnet18 at 5 epochs); the option
+# probes run once each.
 set -eu
 PY=${PYTHON:-python}
 ARGS=${MODEL_ARGS-maxblur=true}
-LB="$PY -m convtwist_zoo leaderboard run --no-progress ${EXTRA:-}"
+RESULTS_DIR=${RESULTS_DIR:-results/leaderboard}
+LB="$PY -m convtwist_zoo leaderboard run --no-progress --results-dir $RESULTS_DIR ${EXTRA:-}"
 LBA="$LB --model-args $ARGS"
 MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
-# the probes' order: the 18-layer pair (cheapest), then the 50-layer pair (stage a's arms), then the control
-PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet50 convtwist_xresnet50 xresnet34}
-PROBES=${PROBES:-results/leaderboard/imagewoof-128px-5ep.jsonl}
+# the probes' order: the cheaper 18/34-layer models first, then the 50-layer pair
+PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50}
+PROBES=${PROBES:-$RESULTS_DIR/imagewoof-128px-5ep.jsonl}
 # the recipe trains in bf16: a CPU that emulates it would take many times longer (bench/precision.py)
-STAGES=${STAGES:-probes a b c d}
+STAGES=${STAGES:-probes b a d d50}
 HAS_BF16="import sys, torch; from convtwist_zoo.host import cpuinfo_fields, has_native_bf16
 sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"
 NEEDS_BF16=
@@ -50,12 +55,15 @@ for stage in $STAGES; do
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,wide_stem=true"
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true"
       $LBA --data imagewoof --epochs 5 --probe --models $PROBE_MODELS ;;
-    a) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet50 xresnet50 --lr-from "$PROBES" ;;
-    b) $LBA --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
+    a) $LBA --data imagewoof --epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet50 xresnet50 \
+         --lr-from "$PROBES" ;;
+    b) $LBA --data imagewoof --epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
          --lr-from "$PROBES" ;;
     c) $LBA --data imagenette --epochs 5 --seeds 3 --models $MODELS --lr-from "$PROBES" ;;
-    d) $LBA --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
+    d) $LBA --data imagewoof --epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34 \
          --lr-from "$PROBES" ;;
+    d50) $LBA --data imagewoof --epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet50 xresnet50 \
+           --lr-from "$PROBES" ;;
     fp32) $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 \
             --lr-from "$PROBES"
           $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models xresnet34 --lr-from "$PROBES" ;;
@@ -67,7 +75,7 @@ for stage in $STAGES; do
     fp32d) $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 \
              --lr-from "$PROBES"
            $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models xresnet34 --lr-from "$PROBES" ;;
-    *) echo "unknown stage $stage (probes a b c d fp32 fp32c fp32d)"; exit 2 ;;
+    *) echo "unknown stage $stage (probes a b c d d50 fp32 fp32c fp32d)"; exit 2 ;;
   esac
 done
 echo "$(date -Is) queue done"
