@@ -230,6 +230,18 @@ def _parse_lrs(values: list[str], models: list[str]):
     return lrs  # a model left without a rate is check_protocol's to refuse
 
 
+def _time_matched_to(spec: str | None) -> dict | None:
+    """``--time-matched-to MODEL:EPOCHS`` as ``{"model": MODEL, "epochs": EPOCHS}`` (None: not given)."""
+    if spec is None:
+        return None
+    model, sep, epochs = spec.partition(":")
+    if not sep or not epochs.isdigit() or int(epochs) < 1:
+        raise ValueError(f"--time-matched-to {spec!r}: give MODEL:EPOCHS, e.g. convtwist_xresnet50:5")
+    from .registry import get_builder
+    get_builder(model)
+    return {"model": model, "epochs": int(epochs)}
+
+
 def _run_in_background(args) -> int:
     """Start this same `leaderboard run` as a detached process (it survives the terminal) logging to
     RUNS/leaderboard.log; the runner's lock keeps a second one from sharing the machine."""
@@ -303,7 +315,7 @@ def _cmd_leaderboard(args) -> int:
         print("peak lr: " + ", ".join(f"{m} {v:g}" for m, v in lr.items()))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     leaderboard.run_protocol(args.models, args.data, args.epochs, seeds, args.runs, results, lr=lr, checked=True,
-                             **common)
+                             time_matched_to=_time_matched_to(args.time_matched_to), **common)
     return 0
 
 
@@ -502,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast in training (the recipe; fast on CPUs with bf16 instructions, AMX or "
                         "AVX512-BF16). --no-amp trains in fp32, as an arm of its own")
+    p.add_argument("--time-matched-to", metavar="MODEL:EPOCHS",
+                   help="run: these runs are the time-matched control of MODEL at EPOCHS epochs (their --epochs take "
+                        "its step time; python bench/run_time.py gives them); MODEL's table shows them")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--runs", default=os.path.join("~", ".cache", "convtwist-zoo", "runs", "leaderboard"),
                    help="run folders (outside the work tree)")

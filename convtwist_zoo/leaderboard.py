@@ -25,7 +25,8 @@ from .run_identity import describe_differences, differences, protocol_difference
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
            "difference_cells", "p_value", "arms", "mean_std", "probe_lrs", "CONTROLS", "PROBE_LRS", "REFERENCES",
            "DATASET_CAVEATS", "LeaderboardBusyError", "ResultsFileError", "duplicate_of", "protocol_mismatch",
-           "probe_grid", "probe_plan", "probe_choice", "PROBE_STEP", "PROBE_SEED"]
+           "probe_grid", "probe_plan", "probe_choice", "PROBE_STEP", "PROBE_SEED", "PROBE_PROTOCOL", "is_probe",
+           "unique_rows", "holm"]
 
 # The peak learning rates every arm is probed at first (one seed each), and the factor of the one step the grid then
 # takes past the edge the better of them sits at (`probe_grid`); the grid's best point is the arm's rate.
@@ -33,6 +34,8 @@ PROBE_LRS = (4e-3, 8e-3)
 PROBE_STEP = 2.0
 # The probes' seed: an arm's reported runs are the other seeds, so a probe picked for scoring high never counts.
 PROBE_SEED = 0
+# The protocol the probes run on (dataset, image size, epochs): every other protocol takes its rates from it.
+PROBE_PROTOCOL = ("imagewoof", 128, 5)
 
 # ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
 CONTROLS = {"convtwist_xresnet18": ("xresnet18", "xresnet34"), "convtwist_xresnet34": ("xresnet34",),
@@ -184,6 +187,7 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
     from .evaluate import evaluate
     from .hub import sha256_file
     from .factory import create_model
+    from .host import ActiveClock
     from .transforms import eval_transform
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -193,7 +197,8 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
     _, val, class_ids, _ = data_lib.build_datasets(cfg.data, cfg.data_dir, 0)
     val.transform = eval_transform(image_size, crop_pct=cfg.crop_pct)
     loader = DataLoader(val, batch_size=100, num_workers=workers)
-    result = evaluate(model, loader, len(class_ids), torch.device("cpu"), amp=False, progress=progress)
+    with ActiveClock() as clock:
+        result = evaluate(model, loader, len(class_ids), torch.device("cpu"), amp=False, progress=progress)
     return {"model": cfg.model, "model_args": cfg.model_args, "dataset": cfg.data, "image_size": image_size,
             "epochs": cfg.epochs, "seed": cfg.seed, "lr": cfg.lr, "top1": round(result["top1"], 4),
             "top5": round(result["top5"], 4), "top1_train_log": history[-1]["top1"] if history else None,
@@ -203,6 +208,10 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             "paused_seconds": round(sum(h["paused_seconds"] for h in history), 1) if timed else None,
             "train_images_per_s": round(sum(h["samples_per_s"] * h["seconds"] for h in history)
                                         / sum(h["seconds"] for h in history), 2) if timed else None,
+            # where the run's time went besides the train steps (None: a run older than these records)
+            **{key: round(sum(h[key] for h in history), 1) if all(key in h for h in history) else None
+               for key in ("data_wait_seconds", "eval_seconds")},
+            "final_eval_seconds": round(clock.seconds(), 1),
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name,
             **({"provenance": config["provenance"]} if config.get("provenance") else {})}
 
@@ -249,7 +258,7 @@ def check_protocol(models, dataset: str, epochs: int, lr: dict | float, model_ar
 def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.PathLike,
                  results: str | os.PathLike, lr: dict | float = 4e-3, model_args: str = "", image_size: int = 128,
                  data_dir: str | None = None, workers: int = 1, progress: bool = True, log=print,
-                 checked: bool = False, **train_kwargs):
+                 checked: bool = False, time_matched_to: dict | None = None, **train_kwargs):
     """Train and evaluate every (model, seed) of one protocol that ``results`` lacks, one at a time.
 
     Args:
@@ -268,6 +277,8 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
         log: where one line per run goes.
         checked: the caller has already passed these arguments through `check_protocol` (which builds every
             model once), so it is not run again.
+        time_matched_to: ``{"model": M, "epochs": E}``: these runs are the time-matched control of M at E epochs
+            (their epochs take M's E epochs' step time); recorded in each row, where M's table finds them.
         **train_kwargs: other `TrainConfig` fields, the same for every run.
 
     Returns:
@@ -318,6 +329,8 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
                 else:
                     train(cfg)
                 row = _final_row(run_dir, cfg, image_size, workers, progress)
+                if time_matched_to:
+                    row["time_matched_to"] = time_matched_to
                 append_row(results, row)
                 new_rows.append(row)
                 log(f"{run_dir.name}: top-1 {row['top1']:.2f}% (fp32, {image_size}px) -> {results}")
@@ -396,37 +409,6 @@ def mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
-def _seed0_top1(group: list[dict]) -> float:
-    return next((r["top1"] for r in group if r["seed"] == 0), float("-inf"))
-
-
-def options_of(model_args: str, amp: bool) -> str:
-    """An arm's options from its architecture options and precision: ``model_args``, plus ``fp32 training`` for a run
-    trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
-    if amp:
-        return model_args
-    return f"{model_args}, fp32 training" if model_args else "fp32 training"
-
-
-def arm_options(row: dict) -> str:
-    """What sets a row's arm apart besides its model and lr (`options_of` its options and precision)."""
-    return options_of(row.get("model_args", ""), row["recipe"].get("amp", True))
-
-
-def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """``{(model, options): rows}`` (options: `arm_options`): each model's arm, the learning rate with the most
-    seeds; on a tie, the one whose seed-0 run scored higher (the probe's pick), then the lower."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], arm_options(r), float(r["lr"])), []).append(r)
-    best: dict[tuple, list[dict]] = {}
-    for (model, args, _), group in sorted(groups.items()):
-        held = best.get((model, args), [])
-        if (len(group), _seed0_top1(group)) > (len(held), _seed0_top1(held)):
-            best[(model, args)] = group
-    return best
 
 
 def _probe_results(rows: list[dict], model: str, model_args: str) -> dict[float, float]:
@@ -512,34 +494,208 @@ def probe_lrs(path: str | os.PathLike, models, model_args: str = "") -> dict[str
     return chosen
 
 
-def _speed_host(rows: list[dict]) -> str | None:
-    """The machine most of the timed runs trained on: speeds are compared on one machine only."""
-    hosts = [r.get("trained_on") for r in rows if r.get("train_images_per_s")]
-    return max(sorted(set(hosts)), key=hosts.count) if hosts else None
+def options_of(model_args: str, amp: bool) -> str:
+    """An arm's options from its architecture options and precision: ``model_args``, plus ``fp32 training`` for a run
+    trained without the recipe's bf16 autocast (``"maxblur=true"``, ``"maxblur=true, fp32 training"``)."""
+    if amp:
+        return model_args
+    return f"{model_args}, fp32 training" if model_args else "fp32 training"
 
 
-def _speed_cell(group: list[dict], host: str | None, elsewhere: dict[str, str]) -> str:
-    """An arm's median train img/s on ``host``; an arm never timed there shows its own machine's median with a mark,
-    which ``elsewhere`` ({machine: mark}) gains for the table's footnote."""
-    def median_on(machine):
-        speeds = [r["train_images_per_s"] for r in group
-                  if r.get("train_images_per_s") and r.get("trained_on") == machine]
-        return f"{statistics.median(speeds):.1f}" if speeds else None
+def arm_options(row: dict) -> str:
+    """What sets a row's arm apart besides its model and lr (`options_of` its options and precision)."""
+    return options_of(row.get("model_args", ""), row["recipe"].get("amp", True))
 
-    if cell := median_on(host):
-        return cell
-    if not (other := _speed_host(group)):
-        return "–"
-    mark = elsewhere.setdefault(other, "†" * (len(elsewhere) + 1))
-    return median_on(other) + mark
+
+def is_probe(row: dict) -> bool:
+    """Whether a row is an lr probe: the probe seed of a bf16 run on the protocol the probes run on
+    (`PROBE_PROTOCOL`). A probe chooses its arm's rate and is never one of the arm's reported runs."""
+    return ((row.get("dataset"), row.get("image_size"), row.get("epochs")) == PROBE_PROTOCOL
+            and row["seed"] == PROBE_SEED and row["recipe"].get("amp", True))
+
+
+def _probe_choices(rows: list[dict]) -> dict[tuple, dict]:
+    """``{(model, options): probe_choice}`` for every arm whose probe grid is complete in ``rows``."""
+    found: dict[tuple, dict] = {}
+    for r in rows:
+        if is_probe(r):
+            found.setdefault((r["model"], arm_options(r)), {})[float(r["lr"])] = r["top1"]
+    return {arm: probe_choice(f) for arm, f in found.items()
+            if all(lr in f for lr in probe_grid(f))}
+
+
+def arms(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """``{(model, options): rows}`` (options: `arm_options`): each model's reported runs (probes left out, a
+    duplicated run counted once) at its rate: the best point of its complete probe grid, else the rate with the most
+    runs (ties: the better probe, then the lower rate)."""
+    rows = unique_rows(rows)
+    chosen = _probe_choices(rows)
+    probe_top1 = {(r["model"], arm_options(r), float(r["lr"])): r["top1"] for r in rows if is_probe(r)}
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if not is_probe(r):
+            groups.setdefault((r["model"], arm_options(r), float(r["lr"])), []).append(r)
+    best: dict[tuple, tuple] = {}
+    for (model, args, lr), group in sorted(groups.items()):
+        if (model, args) in chosen and chosen[(model, args)]["lr"] != lr:
+            continue
+        rank = (len(group), probe_top1.get((model, args, lr), float("-inf")), -lr)
+        if (model, args) not in best or rank > best[(model, args)][0]:
+            best[(model, args)] = (rank, group)
+    return {arm: group for arm, (_, group) in best.items()}
+
+
+def unique_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` with each run once: a later row of the same identity (`duplicate_of`) is left out."""
+    kept: list[dict] = []
+    for r in rows:
+        if duplicate_of(kept, r) is None:
+            kept.append(r)
+    return kept
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (one family of comparisons), in their order.
+
+    Example:
+        >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
+        [0.03, 0.06, 0.06]
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _machines(row: dict) -> list[str]:
+    """The machines that trained a run: each provenance segment's, else the row's ``trained_on``."""
+    segments = (row.get("provenance") or {}).get("segments") or []
+    names = [s["hardware"] for s in segments if s.get("hardware")]
+    return list(dict.fromkeys(names)) or ([row["trained_on"]] if row.get("trained_on") else [])
+
+
+def _speed_host(by_arm: dict[tuple, list[dict]]) -> str | None:
+    """The one machine a table's speeds come from: the one that timed the most arms of the recipe's precision (bf16),
+    then the most arms, then the most runs (runs trained wholly there)."""
+    arms_on: dict[str, set] = {}
+    runs_on: dict[str, int] = {}
+    for arm, group in by_arm.items():
+        for r in group:
+            if r.get("train_images_per_s") and len(machines := _machines(r)) == 1:
+                arms_on.setdefault(machines[0], set()).add(arm)
+                runs_on[machines[0]] = runs_on.get(machines[0], 0) + 1
+
+    def rank(m):
+        return (sum(1 for _, options in arms_on[m] if "fp32 training" not in options), len(arms_on[m]), runs_on[m])
+    return max(sorted(arms_on), key=rank) if arms_on else None
+
+
+def _speed_cell(group: list[dict], host: str | None) -> str:
+    """An arm's median train img/s over its runs trained wholly on ``host``, with their n; '–' where it has none."""
+    speeds = [r["train_images_per_s"] for r in group if r.get("train_images_per_s") and _machines(r) == [host]]
+    return f"{statistics.median(speeds):.1f} ({len(speeds)})" if speeds else "–"
+
+
+def _seed_list(seeds) -> str:
+    return ", ".join(str(s) for s in sorted(seeds))
+
+
+def _mixed_machines_note(model: str, args: str, group: list[dict]) -> str | None:
+    """A footnote where an arm's runs trained on more than one machine, naming which seeds ran where."""
+    where: dict[str, list[int]] = {}
+    for r in group:
+        for m in _machines(r) or ["an unrecorded machine"]:
+            where.setdefault(m, []).append(r["seed"])
+    if len(where) < 2:
+        return None
+    return (f"{model}{' (' + args + ')' if args else ''} ran on more than one machine: " +
+            "; ".join(f"seeds {_seed_list(s)} on {m}" for m, s in where.items()) + ".")
 
 
 def _cost_cells(cost: dict | None) -> str:
     return f"{cost['macs']:.2f}x | {cost['ort']:.2f}x" if cost else "– | –"
 
 
+def _check_one_protocol(path: Path, rows: list[dict]) -> None:
+    """Refuse a results file whose runs are of more than one protocol: no arm averages two."""
+    for n, r in enumerate(rows[1:], start=2):
+        if diffs := protocol_differences(row_identity(rows[0]), row_identity(r)):
+            raise ResultsFileError(f"{path}:{n} is a run of another protocol than {path}:1 (" +
+                                   describe_differences(diffs, "line 1", f"line {n}") +
+                                   "); move it to a results file of its own")
+
+
+def _time_matched_rows(path: Path, first: dict) -> list[dict]:
+    """Rows beside ``path`` (same dataset and size, other epochs) recorded as the time-matched control of a model of
+    this protocol (`run_protocol`'s ``time_matched_to``)."""
+    rows = []
+    for other in sorted(path.parent.glob(f"{Path(first['dataset']).name}-{first['image_size']}px-*ep.jsonl")):
+        if other != path:
+            rows += [r for r in read_rows(other)
+                     if (r.get("time_matched_to") or {}).get("epochs") == first["epochs"]]
+    return rows
+
+
+def _time_matched_arms(path: Path, first: dict) -> dict[tuple, list[float]]:
+    """``{(control, options, epochs): top-1s}`` of the time-matched controls of this protocol's models."""
+    by_epochs: dict[int, list[dict]] = {}
+    for r in _time_matched_rows(path, first):
+        by_epochs.setdefault(r["epochs"], []).append(r)
+    return {(model, args, epochs): [r["top1"] for r in group]
+            for epochs, rows in sorted(by_epochs.items()) for (model, args), group in arms(rows).items()}
+
+
+def _time_matched_twist(path: Path, first: dict, control: str) -> str | None:
+    """The ConvTwist model whose time ``control``'s time-matched runs match."""
+    return next((r["time_matched_to"]["model"] for r in _time_matched_rows(path, first) if r["model"] == control),
+                None)
+
+
+def _probe_lines(rows: list[dict]) -> list[str]:
+    """The probes' table: every probe of every arm, the rate chosen and whether it is interior to the grid."""
+    probes: dict[tuple, dict] = {}
+    reported = set(arms(rows))
+    options_probes = []  # an architecture option tried once, or an arm with no reported run yet
+    for r in rows:
+        if is_probe(r):
+            if (r["model"], arm_options(r)) in reported:
+                probes.setdefault((r["model"], arm_options(r)), {})[float(r["lr"])] = r["top1"]
+            else:
+                options_probes.append(r)
+    lines = []
+    if options_probes:
+        lines += ["", "Probes of no reported arm (seed 0; architecture options tried once, or an arm not run yet): "
+                  + "; ".join(
+            f"{r['model']} {arm_options(r) or 'without options'} at lr {float(r['lr']):g}: {r['top1']:.2f}"
+            for r in options_probes) + "."]
+    if not probes:
+        return lines
+    lines += ["", f"Learning-rate probes (seed {PROBE_SEED}, never a reported run): each arm at "
+             f"{' and '.join(f'{lr:g}' for lr in PROBE_LRS)}, then one step past the edge the better one sits at; "
+             "its rate is the best point of the grid.", "",
+             "| model | options | probes (lr: top-1) | chosen lr | where in the grid |", "|---|---|---|---|---|"]
+    for (model, args), found in sorted(probes.items()):
+        complete = all(lr in found for lr in probe_grid(found))
+        if complete:
+            choice = probe_choice(found)
+            first = _best_lr({lr: found[lr] for lr in PROBE_LRS})
+            where = "interior" if choice["interior"] else "at the grid's edge"
+            if choice["lr"] != first:
+                where += f" (moved from {first:g})"
+            chosen = f"{choice['lr']:g}"
+        else:
+            chosen, where = "–", "grid incomplete: " + ", ".join(f"{lr:g}" for lr in probe_grid(found)
+                                                                  if lr not in found) + " to run"
+        cells = ", ".join(f"{lr:g}: {t:.2f}" for lr, t in sorted(found.items()))
+        lines.append(f"| {model} | {args or '–'} | {cells} | {chosen} | {where} |")
+    return lines
+
+
 def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
-    """Markdown for one results file: per model, then ConvTwist minus its baselines, then published figures.
+    """Markdown for one results file: per model, then ConvTwist minus its controls (Welch intervals, Holm-adjusted
+    p over the table's comparisons), the lr probes where the file holds them, then published figures.
 
     Args:
         path: a results file (`run_protocol`'s rows).
@@ -550,57 +706,79 @@ def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
     Returns:
         The markdown (a line saying so where the file holds no rows).
 
+    Raises:
+        ResultsFileError: the file mixes protocols, or a row is unreadable (named by file and line).
+
     Example:
         >>> print(render_table("results/leaderboard/imagewoof-128px-5ep.jsonl"))  # doctest: +SKIP
     """
     path = Path(path)
-    rows = read_rows(path)
-    if not rows:
+    all_rows = read_rows(path)
+    if not all_rows:
         return f"No finished runs in {path} yet."
+    _check_one_protocol(path, all_rows)
+    rows = unique_rows(all_rows)
     first = rows[0]
     by_arm = arms(rows)
-    host = _speed_host(rows)
+    host = _speed_host(by_arm)
     lines = [f"**{first['dataset']}, {first['image_size']}px, {first['epochs']} epochs** (`{path.name}`): top-1 %, "
              "fp32 evaluation of the final weights; mean ± sample std over seeds"
              + (f"; {DATASET_CAVEATS[first['dataset']]}" if first["dataset"] in DATASET_CAVEATS else "")
-             + (f"; train img/s: training speed (bf16 autocast unless the options say fp32), median over the "
-                f"arm's runs on {host}, a machine shared with others whose speed varies from run to run, "
-                "so compare costs with the benchmarks' step times, measured in turns" if host else "") + ".", "",
-             "| model | options | peak lr | n | top-1 | min | max | train img/s | other lr (seed 0) |",
+             + (f"; train img/s: training speed (bf16 autocast unless the options say fp32), median over the arm's "
+                f"runs on {host} (n in brackets; runs on other machines are left out), a machine shared with others "
+                "whose speed varies from run to run, so compare costs with the benchmarks' step times, measured in "
+                "turns" if host else "") + ".", "",
+             "| model | options | peak lr | n | seeds | top-1 | min | max | train img/s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    by_model, elsewhere, model_args = {}, {}, {}
+    by_model, model_args, notes = {}, {}, []
     for (model, args), group in by_arm.items():
         model_args[args] = group[0].get("model_args", "")
         top1 = [r["top1"] for r in group]
-        lr = float(group[0]["lr"])
-        others = sorted({(float(r["lr"]), r["top1"]) for r in rows if r["model"] == model
-                         and arm_options(r) == args and float(r["lr"]) != lr and r["seed"] == 0})
-        lines.append(f"| {model} | {args or '–'} | {lr:g} | {len(top1)} | {mean_std(top1)} | {min(top1):.2f} | "
-                     f"{max(top1):.2f} | {_speed_cell(group, host, elsewhere)} | "
-                     f"{', '.join(f'{o:g}: {t:.2f}' for o, t in others) or '–'} |")
+        lines.append(f"| {model} | {args or '–'} | {float(group[0]['lr']):g} | {len(top1)} | "
+                     f"{_seed_list(r['seed'] for r in group)} | {mean_std(top1)} | {min(top1):.2f} | "
+                     f"{max(top1):.2f} | {_speed_cell(group, host)} |")
         by_model.setdefault(args, {})[model] = top1
-    if elsewhere:
-        lines += [""] + [f"{mark} median over the arm's runs on {other}, not comparable with the other arms' speeds."
-                         for other, mark in elsewhere.items()]
-    diffs = []
+        if note := _mixed_machines_note(model, args, group):
+            notes.append(note)
+    if len(rows) < len(all_rows):
+        notes.append(f"{len(all_rows) - len(rows)} duplicated row(s) of the same run counted once.")
+    if notes:
+        lines += [""] + notes
+    comparisons = []
     for args, models in by_model.items():
         for twist, controls in CONTROLS.items():
             for control in controls:
                 if twist in models and control in models:
                     kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
-                    cost = "" if costs is None else " | " + _cost_cells(costs.get((twist, control, model_args[args])))
-                    diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
-                                 f"{difference_cells(models[twist], models[control])}{cost} |")
+                    comparisons.append((args, twist, control, kind, models[control]))
+    for (control, args, epochs), control_top1 in _time_matched_arms(path, first).items():
+        if control_top1 and (twist := _time_matched_twist(path, first, control)) in by_model.get(args, {}):
+            comparisons.append((args, twist, f"{control} ({epochs} epochs)", "time-matched", control_top1))
+    comparisons = [(args, twist, control, kind, by_model[args][twist], theirs,
+                    welch(by_model[args][twist], theirs)) for args, twist, control, kind, theirs in comparisons]
+    adjusted = iter(holm([w["p"] for *_, w in comparisons if w]))
+    diffs = []
+    for args, twist, control, kind, ours, theirs, w in comparisons:
+        holm_cells = "– | –"
+        if w:
+            p = next(adjusted)
+            holm_cells = f"{p_value(p)} | {'yes' if p < 0.05 else 'no'}"
+        cost = "" if costs is None else " | " + _cost_cells(costs.get((twist, control, model_args[args])))
+        diffs.append(f"| {twist} − {control} | {args or '–'} | {kind} | "
+                     f"{difference_cells(ours, theirs)} | {holm_cells}{cost} |")
     if diffs:
-        header = "| difference | options | control | top-1 points | 95% CI (Welch) | p | reading |"
+        header = ("| difference | options | control | top-1 points | 95% CI (Welch) | p | reading | Holm p | "
+                  "survives |")
         lines += ["", header + (" MACs ratio | ORT time ratio |" if costs is not None else ""),
-                  "|---|---|---|---|---|---|---|" + ("---|---|" if costs is not None else ""), *diffs]
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if costs is not None else ""), *diffs,
+                  "", "Holm p: the p-value adjusted for this table's comparisons together (Holm's step-down); "
+                  "survives: below 0.05 after that adjustment."]
         if costs is not None:
             lines += ["", "MACs ratio and ORT time ratio: the ConvTwist model's multiply-adds and ONNX Runtime time per image "
                       "(batch 1, 128px, all cores, timed in turns with its control) as multiples of the control's, "
                       "from `python bench/onnx.py` (`bench/results/onnx.json`)."]
+    lines += _probe_lines(rows)
     refs = REFERENCES.get((first["dataset"], first["image_size"], first["epochs"]))
     if refs:
         lines += ["", "Published on this protocol: " + "; ".join(f"{name}: {value}%" for name, value in refs) + "."]
     return "\n".join(lines)
-

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -368,13 +369,15 @@ def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, 
     multipliers, optimizer and schedule steps, EMA. Returns the mean loss, images seen (all processes), and the
     seconds it ran and sat paused."""
     model.train()
-    seen, loss_sum = 0, 0.0
+    seen, loss_sum, data_wait = 0, 0.0, 0.0
     # the bar closes (ends its line) when a step fails, so an error message starts on a line of its own
     with tqdm(total=steps, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True) as bar, \
             ActiveClock() as clock:
-        for step, (images, targets) in enumerate(loader):
-            if step >= steps:
-                break
+        batches = iter(loader)
+        for _ in range(steps):
+            waited = time.perf_counter()  # time the step waits for its batch: the input pipeline's cost
+            images, targets = next(batches)
+            data_wait += time.perf_counter() - waited
             images = images.to(device, non_blocking=True)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -395,7 +398,8 @@ def train_one_epoch(step_model, model, loader, optimizer, scheduler, criterion, 
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
                             img_s=f"{seen / clock.seconds():.0f}")
             bar.update()
-    return {"loss": loss_sum / steps, "seen": seen, "seconds": clock.seconds(), "paused_seconds": clock.paused}
+    return {"loss": loss_sum / steps, "seen": seen, "seconds": clock.seconds(), "paused_seconds": clock.paused,
+            "data_wait_seconds": data_wait}
 
 
 def _save_checkpoint(path: Path, cfg: TrainConfig, class_ids, provenance: dict, model, optimizer, scheduler, ema,
@@ -491,12 +495,16 @@ def train(cfg: TrainConfig) -> dict:
         if not math.isfinite(stats["loss"]):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower --lr")
         if is_main:
-            val = evaluate(ema.module if ema is not None else model, val_loader, len(class_ids), device, cfg.amp,
-                           progress=cfg.progress)
+            with ActiveClock() as eval_clock:
+                val = evaluate(ema.module if ema is not None else model, val_loader, len(class_ids), device, cfg.amp,
+                               progress=cfg.progress)
             final = {"epoch": epoch + 1, "train_loss": stats["loss"], "val_loss": val["loss"], "top1": val["top1"],
                      "top5": val["top5"], "lr": scheduler.get_last_lr()[0], "seconds": stats["seconds"],
                      "paused_seconds": round(stats["paused_seconds"], 1),
-                     "samples_per_s": stats["seen"] / stats["seconds"]}
+                     "samples_per_s": stats["seen"] / stats["seconds"],
+                     # where the epoch's time went: waiting for batches (inside seconds), then the evaluation
+                     "data_wait_seconds": round(stats["data_wait_seconds"], 2),
+                     "eval_seconds": round(eval_clock.seconds(), 2)}
             history.append(final)
             _save_checkpoint(ckpt_path, cfg, class_ids, provenance, model, optimizer, scheduler, ema, epoch + 1,
                              history)

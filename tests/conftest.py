@@ -34,6 +34,17 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
     return folder
 
 
+def result_row(model: str, seed: int, top1: float, lr: float = 4e-3, model_args: str = "", dataset: str = "imagewoof",
+               epochs: int = 5, image_size: int = 128, amp: bool = True, recipe: dict | None = None, **extra) -> dict:
+    """A leaderboard results row whose recipe says what its fields say (the run's identity); ``recipe`` overrides
+    knobs of it."""
+    return {"model": model, "model_args": model_args, "dataset": dataset, "image_size": image_size, "epochs": epochs,
+            "seed": seed, "lr": lr, "top1": top1, "top5": 99.0, **extra,
+            "recipe": {"model": model, "model_args": model_args, "data": dataset, "seed": seed, "lr": lr,
+                       "epochs": epochs, "image_size": image_size, "amp": amp, "label_smoothing": 0.1,
+                       **(recipe or {})}}
+
+
 def seed_and_ours(ni, nf, stride, seed=0, dtype=torch.float32):
     """The seed's reference module with random kernels, and a ConvTwist loaded from its state dict."""
     import copy

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_run_dir
+from conftest import make_run_dir, result_row
 from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme,
                                          render_model_cards, render_readme, render_recipe_history, write_cards)
 from convtwist_zoo.release.run_records import record_run, retire_checkpoint
@@ -197,30 +197,26 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     hub, results = tmp_path / "hub", tmp_path / "results"
     seeds = {"convtwist_xresnet18": [75.4, 75.0, 74.6], "xresnet18": [72.6, 72.0, 72.3]}
     for arch, top1s in seeds.items():
-        for seed, top1 in enumerate(top1s):
-            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-                "model": arch, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
-                "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": True}})
-        run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof", seed=1)
+        for seed, top1 in enumerate(top1s, start=1):  # seed 0 would be an lr probe, never a reported run
+            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", result_row(arch, seed, top1, 8e-3))
+        run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof", seed=2)
         (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
-        pick = {"seed": 1, "mean": round(sum(top1s) / 3, 2), "n": 3, "std": 0.4, "results": "imagewoof-128px-5ep.jsonl"}
+        pick = {"seed": 2, "mean": round(sum(top1s) / 3, 2), "n": 3, "std": 0.4, "results": "imagewoof-128px-5ep.jsonl"}
         stage_run(run, hub, extra_meta={"leaderboard": pick})
         (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1s[1])))
     control = [72.9, 72.5]  # xresnet34, the compute-matched control: rows only, no published weights
-    for seed, top1 in enumerate(control):
-        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-            "model": "xresnet34", "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
-            "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": True}})
+    for seed, top1 in enumerate(control, start=1):
+        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", result_row("xresnet34", seed, top1, 8e-3))
     info = collect(hub)
     table = render_zoo_table(info, results)
     # a model's own arm and its baseline's arm, over seeds: 75.00 ± 0.40 vs 72.30 ± 0.30, Welch's interval
     w = leaderboard.welch(seeds["convtwist_xresnet18"], seeds["xresnet18"])
-    assert (f"| convtwist_xresnet18.imagewoof | 75.00 (seed 1; 3 seeds: 75.00 ± 0.40) | xresnet18.imagewoof | "
+    assert (f"| convtwist_xresnet18.imagewoof | 75.00 (seed 2; 3 seeds: 75.00 ± 0.40) | xresnet18.imagewoof | "
             f"72.30 ± 0.30 (3 seeds) | +2.70 [{w['low']:+.2f}, {w['high']:+.2f}] | 123 |") in table
-    assert "| xresnet18.imagewoof | 72.00 (seed 1; 3 seeds: 72.30 ± 0.30) | – | – | – |" in table
+    assert "| xresnet18.imagewoof | 72.00 (seed 2; 3 seeds: 72.30 ± 0.30) | – | – | – |" in table
     assert table.count("\n") == 3  # checkpoints only: a leaderboard arm without weights is not a row
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert "These weights are seed 1 of 3 runs of the fast.ai leaderboard protocol" in card
+    assert "These weights are seed 2 of 3 runs of the fast.ai leaderboard protocol" in card
     assert "Its arm now has" not in card  # no seed finished after the pick
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.30 ± 0.30 (3 seeds) |" in card
     assert "convtwist_xresnet18 trained from scratch on imagewoof at 128px with convtwist-zoo (every 3x3 " \
@@ -238,10 +234,10 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     sweep = [{"kind": "rotation", "value": 0, "top1": 75.0}, {"kind": "rotation", "value": 30, "top1": 60.0},
              {"kind": "scale", "value": 0.75, "top1": 67.5}]
     leaderboard.append_row(robustness_results(results / "imagewoof-128px-5ep.jsonl"), {
-        "model": "xresnet18", "options": "", "seed": 0, "dataset": "imagewoof", "image_size": 128, "epochs": 5,
+        "model": "xresnet18", "options": "", "seed": 2, "dataset": "imagewoof", "image_size": 128, "epochs": 5,
         "sweep": sweep})
     cards = render_model_cards(info, [], results)
-    assert "| xresnet18 | – | 1 | 0 | 75.00 | 80.00 | 90.00 |" in cards and "compares whole arms" in cards
+    assert "| xresnet18 | – | 1 | 2 | 75.00 | 80.00 | 90.00 |" in cards and "compares whole arms" in cards
     assert cards.index("**imagewoof, 128px, 5 epochs**") < cards.index("**Robustness over seeds, imagewoof")
 
 
@@ -250,24 +246,23 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     from convtwist_zoo.release.cards import render_zoo_table
     hub, results = tmp_path / "hub", tmp_path / "results"
     for arch, top1 in (("convtwist_xresnet18", 74.7), ("xresnet18", 73.5)):
-        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-            "model": arch, "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
-            "seed": 0, "lr": 4e-3, "top1": top1, "recipe": {"amp": True}})
-    run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=10, data="imagewoof")
+        leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
+                               result_row(arch, 1, top1, 4e-3, model_args="maxblur=true"))
+    run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=10, data="imagewoof", seed=1)
     (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
     config = json.loads((run / "config.json").read_text())
     config["model_args"], config["recipe"]["model_args"] = {"maxblur": True}, "maxblur=true"
     (run / "config.json").write_text(json.dumps(config))
-    pick = {"seed": 0, "mean": 74.7, "n": 1, "std": None, "results": "imagewoof-128px-5ep.jsonl"}
+    pick = {"seed": 1, "mean": 74.7, "n": 1, "std": None, "results": "imagewoof-128px-5ep.jsonl"}
     stage_run(run, hub, extra_meta={"leaderboard": pick})
     (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(74.73)))
     info = collect(hub)
-    assert ("| convtwist_xresnet18.imagewoof | 74.73 (seed 0; 1 seed: 74.70) | xresnet18.imagewoof | 73.50 (1 seed) "
+    assert ("| convtwist_xresnet18.imagewoof | 74.73 (seed 1; 1 seed: 74.70) | xresnet18.imagewoof | 73.50 (1 seed) "
             "| +1.20 (means) |") in render_zoo_table(info, results)
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert card.count("convtwist_xresnet18 (maxblur=true) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card
-    assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
+    assert ("These weights are seed 1 of the fast.ai leaderboard protocol, its only finished run when they were picked "
             "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`): no spread over seeds yet.") in card
     assert "+1.20 points against xresnet18 (1 seed against 1 seed): no interval yet, one run on a side." in card
     # MODEL_CARDS' checkpoint table compares arm with arm too, though xresnet18 has no published weights
@@ -275,18 +270,16 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
     assert "| xresnet18.imagewoof | 73.50 (1 seed) | +1.20 (means) | +1.20 points against xresnet18" in row
     # a seed finished after the pick: the card keeps the pick and gives the arm as it stands now
-    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-        "model": "convtwist_xresnet18", "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128,
-        "epochs": 5, "seed": 1, "lr": 4e-3, "top1": 75.3, "recipe": {"amp": True}})
+    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
+                           result_row("convtwist_xresnet18", 2, 75.3, 4e-3, model_args="maxblur=true"))
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert ("These weights are seed 0 of the fast.ai leaderboard protocol, its only finished run when they were picked "
+    assert ("These weights are seed 1 of the fast.ai leaderboard protocol, its only finished run when they were picked "
             "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`). Its arm now has 2 "
-            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30. Seed 0 scored 74.70, the arm's lowest.") in card
-    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-        "model": "convtwist_xresnet18", "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128,
-        "epochs": 5, "seed": 2, "lr": 4e-3, "top1": 74.1, "recipe": {"amp": True}})
+            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30. Seed 1 scored 74.70, the arm's lowest.") in card
+    leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
+                           result_row("convtwist_xresnet18", 3, 74.1, 4e-3, model_args="maxblur=true"))
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert "Its arm now has 3 finished runs: 74.70 ± 0.60, min 74.10, max 75.30. Seed 0 scored 74.70, 2 of 3 from " \
+    assert "Its arm now has 3 finished runs: 74.70 ± 0.60, min 74.10, max 75.30. Seed 1 scored 74.70, 2 of 3 from " \
            "the top." in card
 
 
@@ -299,9 +292,8 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
             ("convtwist_xresnet18", False): [74.3, 75.6, 75.1], ("xresnet18", False): [71.8, 72.5]}
     for (arch, amp), top1s in arms.items():
         for seed, top1 in enumerate(top1s):
-            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl", {
-                "model": arch, "model_args": "maxblur=true", "dataset": "imagewoof", "image_size": 128, "epochs": 5,
-                "seed": seed, "lr": 8e-3, "top1": top1, "recipe": {"amp": amp}})
+            leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
+                                   result_row(arch, seed, top1, 8e-3, model_args="maxblur=true", amp=amp))
     run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=10, data="imagewoof", seed=2)
     (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
     config = json.loads((run / "config.json").read_text())
@@ -374,9 +366,8 @@ def test_the_probed_protocol_leads_the_leaderboard_sections_and_the_others_follo
     from convtwist_zoo import leaderboard
     from convtwist_zoo.release.cards import _leaderboard_sections
     for dataset, epochs in (("imagewoof", 20), ("imagenette", 5), ("imagewoof", 5)):
-        leaderboard.append_row(tmp_path / f"{leaderboard.protocol_name(dataset, 128, epochs)}.jsonl", {
-            "model": "xresnet18", "model_args": "", "dataset": dataset, "image_size": 128, "epochs": epochs,
-            "seed": 0, "lr": 8e-3, "top1": 70.0, "recipe": {"amp": True}})
+        leaderboard.append_row(tmp_path / f"{leaderboard.protocol_name(dataset, 128, epochs)}.jsonl",
+                               result_row("xresnet18", 1, 70.0, 8e-3, dataset=dataset, epochs=epochs))
     heads = [line.split(" (")[0] for line in _leaderboard_sections(tmp_path, costs={}) if line.startswith("**")]
     assert heads == ["**imagewoof, 128px, 5 epochs**", "**imagenette, 128px, 5 epochs**",
                      "**imagewoof, 128px, 20 epochs**"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from dataclasses import asdict
 
 import pytest
 from scipy import stats
 
-from conftest import ROOT, make_image_folder
+from conftest import ROOT, make_image_folder, result_row
 from convtwist_zoo import leaderboard
 from convtwist_zoo.cli import main
 from convtwist_zoo.hub import sha256_file
@@ -18,13 +19,9 @@ from convtwist_zoo.training import TrainConfig
 
 
 def _row(model, seed, top1, lr=4e-3, **extra):
-    """A results row whose recipe says what its fields say (the run's identity), ``recipe=`` overriding knobs."""
-    row = {"model": model, "model_args": "", "dataset": "imagewoof", "image_size": 128, "epochs": 5, "seed": seed,
-           "lr": lr, "top1": top1, "top5": 99.0, **extra}
-    row["recipe"] = {"model": model, "model_args": row["model_args"], "data": row["dataset"], "seed": seed, "lr": lr,
-                     "epochs": row["epochs"], "image_size": row["image_size"], "amp": True, "label_smoothing": 0.1,
-                     **extra.get("recipe", {})}
-    return row
+    if "recipe" in extra and "amp" in extra["recipe"]:
+        extra["amp"] = extra["recipe"]["amp"]
+    return result_row(model, seed, top1, lr, **extra)
 
 
 def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, capsys):
@@ -140,21 +137,92 @@ def test_difference_cells_write_the_interval_or_say_why_there_is_none():
     assert tied == "+1.00 | – | – | no spread on a side (its runs all scored alike): no interval"
 
 
-def test_table_reads_within_noise_and_names_the_other_lr(tmp_path):
-    path = tmp_path / "imagewoof-128px-5ep.jsonl"
-    for r in ([_row("xresnet18", s, t) for s, t in enumerate([70.0, 71.0, 72.0])] +
-              [_row("convtwist_xresnet18", s, t) for s, t in enumerate([70.5, 71.5, 71.0])] +
-              [_row("convtwist_xresnet18", 0, 69.0, lr=8e-3)] +
-              [_row("xresnet34", s, t) for s, t in enumerate([60.0, 61.0, 60.5])]):
+def test_table_reads_within_noise_and_counts_only_reported_runs(tmp_path):
+    path = tmp_path / "imagenette-128px-5ep.jsonl"  # no probes on this protocol: seed 0 is a reported run
+    nette = {"dataset": "imagenette"}
+    for r in ([_row("xresnet18", s, t, **nette) for s, t in enumerate([70.0, 71.0, 72.0])] +
+              [_row("convtwist_xresnet18", s, t, **nette) for s, t in enumerate([70.5, 71.5, 71.0])] +
+              [_row("xresnet34", s, t, **nette) for s, t in enumerate([60.0, 61.0, 60.5])]):
         leaderboard.append_row(path, r)
     table = leaderboard.render_table(path)
-    assert "| convtwist_xresnet18 | – | 0.004 | 3 | 71.00 ± 0.50 | 70.50 | 71.50 | – | 0.008: 69.00 |" in table
-    assert "convtwist_xresnet18 − xresnet18 | – | same recipe | +0.00 |" in table and "within noise" in table
-    assert "convtwist_xresnet18 − xresnet34 | – | compute-matched | +10.50 |" in table and "ConvTwist ahead" in table
-    assert "76.61" in table  # the published figures on this protocol
+    assert "| convtwist_xresnet18 | – | 0.004 | 3 | 0, 1, 2 | 71.00 ± 0.50 | 70.50 | 71.50 | – |" in table
+    same = leaderboard.welch([70.5, 71.5, 71.0], [70.0, 71.0, 72.0])
+    matched = leaderboard.welch([70.5, 71.5, 71.0], [60.0, 61.0, 60.5])
+    holm = leaderboard.holm([same["p"], matched["p"]])
+    assert (f"convtwist_xresnet18 − xresnet18 | – | same recipe | +0.00 | [{same['low']:+.2f}, {same['high']:+.2f}] "
+            f"| {leaderboard.p_value(same['p'])} | within noise (the interval holds 0) | "
+            f"{leaderboard.p_value(holm[0])} | no |") in table
+    assert (f"convtwist_xresnet18 − xresnet34 | – | compute-matched | +10.50 | [{matched['low']:+.2f}, "
+            f"{matched['high']:+.2f}] | {leaderboard.p_value(matched['p'])} | ConvTwist ahead | "
+            f"{leaderboard.p_value(holm[1])} | yes |") in table
     path.write_text(path.read_text() + "{not json\n")
-    with pytest.raises(ValueError, match=r"imagewoof-128px-5ep.jsonl:11 is not a JSON row"):
+    with pytest.raises(ValueError, match=r"imagenette-128px-5ep.jsonl:10 is not a JSON row"):
         leaderboard.read_rows(path)
+
+
+def test_holm_adjusts_a_family_of_p_values_step_down():
+    assert leaderboard.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert leaderboard.holm([0.001, 0.5]) == pytest.approx([0.002, 0.5])
+    assert leaderboard.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1, never below a smaller p's
+    assert leaderboard.holm([]) == []
+
+
+def test_a_duplicated_row_is_refused_and_counted_once_if_it_slips_in(tmp_path):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    runs = [_row("xresnet18", s, 72.0 + s / 10) for s in range(1, 4)]
+    for r in runs:
+        leaderboard.append_row(path, r)
+    with pytest.raises(leaderboard.ResultsFileError, match="already holds this run .xresnet18 seed 2"):
+        leaderboard.append_row(path, dict(runs[1], top1=99.0))
+    assert len(leaderboard.read_rows(path)) == 3
+    # a row appended by hand (or by an older runner) is counted once, and the table says so
+    path.write_text(path.read_text() + json.dumps(runs[1]) + "\n")
+    table = leaderboard.render_table(path)
+    assert "| xresnet18 | – | 0.004 | 3 | 1, 2, 3 | 72.20 ± 0.10 |" in table
+    assert "1 duplicated row(s) of the same run counted once." in table
+
+
+def test_a_row_of_another_protocol_never_joins_an_arm(tmp_path):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    for s in range(1, 3):
+        leaderboard.append_row(path, _row("xresnet18", s, 72.0))
+    for knob, value in [("epochs", 20), ("label_smoothing", 0.0), ("image_size", 160)]:
+        other = _row("xresnet18", 3, 80.0, recipe={knob: value})
+        with pytest.raises(leaderboard.ResultsFileError, match=rf"holds runs of another protocol .*{knob}"):
+            leaderboard.append_row(path, other)
+    # one that slipped in is refused by the table, named by its line
+    path.write_text(path.read_text() + json.dumps(_row("xresnet18", 3, 80.0, recipe={"epochs": 20})) + "\n")
+    with pytest.raises(leaderboard.ResultsFileError, match=r"imagewoof-128px-5ep.jsonl:3 is a run of another "
+                                                           r"protocol .*epochs: 5 in line 1, 20 in line 3"):
+        leaderboard.render_table(path)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"model": "xresnet18", "seed": 1, "lr": 0.004, "top1": 72.0}', "lacks recipe"),
+    ('{"model": "xresnet18", "seed": 1, "lr": 0.004, "top1": NaN, "recipe": {}}', "top1 nan is not a finite number"),
+    ('{"model": "xresnet18", "seed": 1, "lr": 0.004, "top1": "72", "recipe": {}}', "top1 '72' is not a finite"),
+    ('[1, 2]', "is not a JSON object"),
+])
+def test_a_bad_row_is_named_by_file_and_line(tmp_path, line, message, capsys):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    leaderboard.append_row(path, _row("xresnet18", 1, 72.0))
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(leaderboard.ResultsFileError, match=rf"imagewoof-128px-5ep.jsonl:2.*{message}"):
+        leaderboard.read_rows(path)
+    assert main(["leaderboard", "table", str(path)]) == 2  # the CLI: one line, no traceback
+    err = capsys.readouterr().err
+    assert "imagewoof-128px-5ep.jsonl:2" in err and "Traceback" not in err
+
+
+def test_concurrent_writers_keep_every_row(tmp_path):
+    path = tmp_path / "imagewoof-128px-5ep.jsonl"
+    script = ("import sys; from convtwist_zoo import leaderboard; k = int(sys.argv[1]); [leaderboard.append_row("
+              f"{str(path)!r}, {{'model': 'm', 'seed': k * 100 + i, 'top1': 1.0, 'lr': 0.004, 'recipe': "
+              "{'model': 'm', 'seed': k * 100 + i, 'lr': 0.004}}) for i in range(40)]")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(k)]) for k in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    assert sorted(r["seed"] for r in leaderboard.read_rows(path)) == sorted(k * 100 + i for k in range(3)
+                                                                           for i in range(40))
 
 
 def test_imagenette_table_says_it_is_the_squashed_variant_beside_the_leaderboards_figure(tmp_path):
@@ -171,12 +239,12 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
     mb = {"model_args": "maxblur=true"}
     here, there = {"trained_on": "CPU (A, 2 cores)"}, {"trained_on": "CPU (B, 2 cores)"}
-    for r in [_row("xresnet18", 0, 70.73, **mb), _row("xresnet18", 0, 72.61, lr=8e-3, **mb, **here,
-                                                         train_images_per_s=49.5),
+    for r in [_row("xresnet18", 0, 70.73, **mb), _row("xresnet18", 0, 72.61, lr=8e-3, **mb),
               _row("xresnet18", 1, 72.0, lr=8e-3, **mb, **here, train_images_per_s=48.5),
               _row("xresnet18", 2, 72.2, lr=8e-3, **mb, **there, train_images_per_s=90.0),
               _row("xresnet18", 3, 72.27, lr=8e-3, **mb, **here, train_images_per_s=20.0),
               _row("convtwist_xresnet18", 0, 74.85, **mb), _row("convtwist_xresnet18", 0, 74.85, lr=8e-3, **mb),
+              _row("convtwist_xresnet18", 1, 74.5, **mb, **here, train_images_per_s=30.0),
               _row("xresnet34", 0, 71.0, **mb), _row("xresnet18", 0, 64.88),
               # each grid's step past its edge: 8e-3 stays xresnet18's best, 4e-3 convtwist_xresnet18's (interior)
               _row("xresnet18", 0, 72.0, lr=1.6e-2, **mb), _row("convtwist_xresnet18", 0, 74.0, lr=2e-3, **mb)]:
@@ -196,29 +264,34 @@ def test_probes_pick_each_arms_lr_and_the_table_follows_them(tmp_path, capsys):
         leaderboard.probe_lrs(path, ["xresnet34"], "maxblur=true")
     with pytest.raises(ValueError, match="no probe of xresnet18 at lr 0.008"):
         leaderboard.probe_lrs(path, ["xresnet18"])
-    # one seed at each rate: the table shows convtwist_xresnet18 at its probe's pick; speeds from one machine only
+    with pytest.raises(FileNotFoundError, match="--lr-from .*nofile.jsonl: no such results file"):
+        leaderboard.probe_lrs(tmp_path / "nofile.jsonl", ["xresnet18"])
     table = leaderboard.render_table(path)
-    assert ("| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 74.85 | 74.85 | 74.85 | – | 0.002: 74.00, "
-            "0.008: 74.85 |") in table
-    assert ("| xresnet18 | maxblur=true | 0.008 | 4 | 72.27 ± 0.25 | 72.00 | 72.61 | 48.5 | 0.004: 70.73, "
-            "0.016: 72.00 |") in table
-    assert "median over the arm's runs on CPU (A, 2 cores), a machine shared with others" in table
-    assert "| convtwist_xresnet18 − xresnet18 | maxblur=true | same recipe | +2.58 |" in table  # one run: no interval
-    # an arm never timed on the table's machine: its own machine's speed, marked and named below the table
-    assert "| xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 71.70 ± 0.28 | 71.50 | 71.90 | 12.0† | – |" in table
-    assert "| convtwist_xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 75.30 ± 0.28 | 75.10 | 75.50 | – |" in table
-    assert "|\n\n† median over the arm's runs on CPU (B, 2 cores), not comparable with the other arms' speeds.\n" in table
+    # reported runs only: the probes (seed 0, bf16) choose the rate and are listed apart; the fp32 arm's seed 0 is
+    # one of its runs; speeds from one named machine only, with their n
+    assert "| convtwist_xresnet18 | maxblur=true | 0.004 | 1 | 1 | 74.50 | 74.50 | 74.50 | 30.0 (1) |" in table
+    assert "| xresnet18 | maxblur=true | 0.008 | 3 | 1, 2, 3 | 72.16 ± 0.14 | 72.00 | 72.27 | 34.2 (2) |" in table
+    assert "median over the arm's runs on CPU (A, 2 cores) (n in brackets" in table
+    assert "| xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 0, 1 | 71.70 ± 0.28 | 71.50 | 71.90 | – |" in table
+    assert "| convtwist_xresnet18 | maxblur=true, fp32 training | 0.008 | 2 | 0, 1 | 75.30 ± 0.28 |" in table
+    assert ("xresnet18 (maxblur=true) ran on more than one machine: seeds 1, 3 on CPU (A, 2 cores); seeds 2 on CPU "
+            "(B, 2 cores).") in table
+    assert "| convtwist_xresnet18 − xresnet18 | maxblur=true | same recipe | +2.34 | – | – | one run" in table
     assert "| convtwist_xresnet18 − xresnet18 | maxblur=true, fp32 training | same recipe | +3.60 | [" in table
+    assert ("| convtwist_xresnet18 | maxblur=true | 0.002: 74.00, 0.004: 74.85, 0.008: 74.85 | 0.004 | interior |"
+            in table)
+    assert "| xresnet18 | maxblur=true | 0.004: 70.73, 0.008: 72.61, 0.016: 72.00 | 0.008 | interior |" in table
+    assert "| xresnet34 | maxblur=true | 0.004: 71.00 | – | grid incomplete: 0.008 to run |" not in table  # no arm
+    assert ("Probes of no reported arm (seed 0; architecture options tried once, or an arm not run yet): xresnet34 "
+            "maxblur=true at lr 0.004: 71.00; xresnet18 without options at lr 0.004: 64.88.") in table
     assert "MACs ratio" not in table
     # with the benchmark's costs: two more columns, by the arm's architecture options (both precisions share them)
     costs = {("convtwist_xresnet18", "xresnet18", "maxblur=true"): {"macs": 1.7257, "ort": 1.7634}}
     costed = leaderboard.render_table(path, costs)
-    assert "| reading | MACs ratio | ORT time ratio |\n|---|---|---|---|---|---|---|---|---|\n" in costed
-    assert "| maxblur=true | same recipe | +2.58 | – | – | one run on a side: no interval | 1.73x | 1.76x |" in costed
-    assert "| maxblur=true, fp32 training | same recipe | +3.60 | [" in costed
+    assert "| Holm p | survives | MACs ratio | ORT time ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n" in costed
+    assert "| maxblur=true | same recipe | +2.34 | – | – | one run on a side: no interval | – | – | 1.73x | 1.76x |" \
+        in costed
     assert costed.count("| 1.73x | 1.76x |") == 2 and "from `python bench/onnx.py`" in costed
-    matched = next(line for line in costed.splitlines() if line.startswith("| convtwist_xresnet18 − xresnet34 |"))
-    assert matched.endswith("no interval | – | – |")  # a pair the benchmark has not timed
     costs = {("convtwist_xresnet18", "xresnet18", ""): {"macs": 1.7, "ort": 1.8}}  # other options: no figure
     assert "1.70x" not in leaderboard.render_table(path, costs)
     # through the CLI: a missing probe stops the runner before any training
@@ -334,3 +407,26 @@ def test_queue_refuses_a_bf16_stage_on_a_cpu_without_bf16_and_says_what_to_do(tm
     assert done.returncode == 2 and "leaderboard run" not in done.stdout
     assert "no bf16 instructions" in done.stderr and 'STAGES="fp32 fp32c fp32d"' in done.stderr
     assert _queue(tmp_path, "c", has_bf16=True).stdout.count("--data imagenette --epochs 5 --seeds 3") == 1
+
+
+def test_a_time_matched_control_joins_its_models_table_from_a_file_of_its_own(tmp_path):
+    five, six = tmp_path / "imagewoof-128px-5ep.jsonl", tmp_path / "imagewoof-128px-6ep.jsonl"
+    twist, plain, matched = [76.0, 76.4, 75.8], [74.0, 74.5, 74.2], [74.9, 75.3, 75.0]
+    for s in range(3):
+        leaderboard.append_row(five, _row("convtwist_xresnet50", s + 1, twist[s]))
+        leaderboard.append_row(five, _row("xresnet50", s + 1, plain[s]))
+        leaderboard.append_row(six, _row("xresnet50", s + 1, matched[s], epochs=6,
+                                         time_matched_to={"model": "convtwist_xresnet50", "epochs": 5}))
+    table = leaderboard.render_table(five)
+    w = leaderboard.welch(twist, matched)
+    same = leaderboard.welch(twist, plain)
+    holm = leaderboard.holm([same["p"], w["p"]])
+    assert (f"| convtwist_xresnet50 − xresnet50 (6 epochs) | – | time-matched | {w['diff']:+.2f} | [{w['low']:+.2f}, "
+            f"{w['high']:+.2f}] | {leaderboard.p_value(w['p'])} | ConvTwist ahead | {leaderboard.p_value(holm[1])} |"
+            ) in table
+    assert "| convtwist_xresnet50 − xresnet50 | – | same recipe |" in table
+    # its own file's table is a plain table of its runs
+    assert "| xresnet50 | – | 0.004 | 3 | 1, 2, 3 | 75.07 ± 0.21 |" in leaderboard.render_table(six)
+    # the CLI refuses a malformed spec before any training
+    assert main(["leaderboard", "run", "--models", "xresnet50", "--time-matched-to", "convtwist_xresnet50",
+                 "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "x.jsonl")]) == 2

@@ -4,7 +4,7 @@
 #   CONVTWIST_DATA=/path/to/archives setsid nohup tools/leaderboard_queue.sh >> ~/.cache/convtwist-zoo/queue.log 2>&1 &
 # RESULTS_DIR: where the rows go (default results/leaderboard); give an absolute path when the queue runs from a
 # snapshot of the code (a git worktree), so the rows land in the checkout you commit from.
-# STAGES picks parts of the plan (default: probes b a d d50, in this order):
+# STAGES picks parts of the plan (default: probes b a d t d50, in this order):
 #   probes  the xresnet18 architecture options (none, sa, MODEL_ARGS plus wide_stem, plus sa), then seed 0 of each
 #           model at 4e-3 and 8e-3, then one step past the edge the better one sits at (x2 above, /2 below), a
 #           model's runs together, in PROBE_MODELS order; its rate is the best of the three
@@ -14,6 +14,9 @@
 #   c       Imagenette, 5 epochs: the five models, 3 seeds (0-2)
 #   d       Imagewoof, 20 epochs: convtwist_xresnet18, xresnet18, xresnet34, seeds 1-3
 #   d50     Imagewoof, 20 epochs: convtwist_xresnet50 and xresnet50, seeds 1-3
+#   t       the time-matched control: xresnet50 on Imagewoof for the epochs whose step time equals
+#           convtwist_xresnet50's 5 (bench/results/run_time.json, from python bench/run_time.py), seeds 1-5, a results
+#           file of its own, shown in the 5-epoch table as "time-matched"
 #   fp32    not in the default plan, for a CPU without bf16 instructions: the recipe in fp32 (--no-amp) on
 #           Imagewoof, 5 epochs, at the bf16 arms' rates, 5 seeds: convtwist_xresnet18 and xresnet18, then the
 #           compute-matched control xresnet34 (arms of their own, compared only with each other)
@@ -35,7 +38,7 @@ MODELS="xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50"
 PROBE_MODELS=${PROBE_MODELS:-xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50}
 PROBES=${PROBES:-$RESULTS_DIR/imagewoof-128px-5ep.jsonl}
 # the recipe trains in bf16: a CPU that emulates it would take many times longer (bench/precision.py)
-STAGES=${STAGES:-probes b a d d50}
+STAGES=${STAGES:-probes b a d t d50}
 HAS_BF16="import sys, torch; from convtwist_zoo.host import cpuinfo_fields, has_native_bf16
 sys.exit(not (torch.cuda.is_available() or has_native_bf16(cpuinfo_fields())))"
 NEEDS_BF16=
@@ -64,6 +67,9 @@ for stage in $STAGES; do
          --lr-from "$PROBES" ;;
     d50) $LBA --data imagewoof --epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet50 xresnet50 \
            --lr-from "$PROBES" ;;
+    t) E=$($PY -c "import json; print(json.load(open('bench/results/run_time.json'))['time_matched']['control_epochs'])")
+       $LBA --data imagewoof --epochs "$E" --first-seed 1 --seeds 5 --models xresnet50 --lr-from "$PROBES" \
+         --time-matched-to convtwist_xresnet50:5 ;;
     fp32) $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 \
             --lr-from "$PROBES"
           $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models xresnet34 --lr-from "$PROBES" ;;
@@ -75,7 +81,7 @@ for stage in $STAGES; do
     fp32d) $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 \
              --lr-from "$PROBES"
            $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models xresnet34 --lr-from "$PROBES" ;;
-    *) echo "unknown stage $stage (probes a b c d d50 fp32 fp32c fp32d)"; exit 2 ;;
+    *) echo "unknown stage $stage (probes a b c d d50 t fp32 fp32c fp32d)"; exit 2 ;;
   esac
 done
 echo "$(date -Is) queue done"
