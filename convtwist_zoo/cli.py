@@ -59,8 +59,9 @@ def _cmd_finetune(args) -> int:
     from .training import TrainConfig, train
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**values)
-    if not cfg.pretrained:
-        raise ValueError("finetune needs --pretrained TAG (e.g. imagenette) or a run folder")
+    if not cfg.pretrained and not cfg.checkpoint:
+        raise ValueError("finetune needs --pretrained TAG (e.g. imagenette), a tagged --model "
+                         "(e.g. convtwist_resnet50.imagenette), or --checkpoint RUN (a run folder of yours)")
     print(json.dumps(train(cfg)))
     return 0
 
@@ -78,7 +79,10 @@ def _cmd_predict(args) -> int:
             model = _demo_default()
         except FileNotFoundError:
             model = DEMO_PREFERENCE[0]
-    clf = load_classifier(model, args.pretrained)
+    if args.checkpoint and args.pretrained:
+        raise ValueError("give --pretrained TAG (a zoo checkpoint) or --checkpoint RUN (a run folder of yours), not both")
+    from pathlib import Path
+    clf = load_classifier(model, Path(args.checkpoint) if args.checkpoint else args.pretrained)
     results = clf.predict(args.images, topk=args.topk)
     if args.json:
         print(json.dumps({str(p): [{"class_id": c, "class_name": n, "probability": round(pr, 6)}
@@ -95,13 +99,22 @@ def _cmd_export(args) -> int:
     from .onnx_export import FP16_TOLERANCE, check_output_path, export_onnx, run_onnx
     from .factory import create_model
     from .registry import split_model_name
-    if len(args.image_size) not in (1, 2) or min(args.image_size) < 32:
+    if args.image_size and (len(args.image_size) not in (1, 2) or min(args.image_size) < 32):
         raise ValueError(f"--image-size takes S or H W, each at least 32 (a multiple of 32), got "
                          f"{' '.join(map(str, args.image_size))}")
     check_output_path(args.output)
     arch, tag = split_model_name(args.model)
-    pretrained = args.pretrained or tag or False
+    if args.checkpoint and (args.pretrained or tag):
+        raise ValueError("give a tag (--pretrained TAG or MODEL.TAG) or --checkpoint RUN, not both")
+    if args.pretrained and tag and args.pretrained != tag:
+        raise ValueError(f"{args.model} names the {tag} weights but --pretrained {args.pretrained} asks for others; "
+                         "give one")
+    from pathlib import Path
+    pretrained = Path(args.checkpoint) if args.checkpoint else args.pretrained or tag or False
     model = create_model(arch, pretrained=pretrained).eval()
+    if not args.image_size:  # the size the weights were trained at
+        from .run_config import image_size
+        args.image_size = [image_size(getattr(model, "pretrained_config", None) or {})]
     size = args.image_size if len(args.image_size) == 2 else args.image_size * 2
     report = export_onnx(model, args.output, tuple(size), dynamic_batch=args.dynamic_batch, opset=args.opset,
                          optimize=args.optimize, fp16=args.fp16)
@@ -135,17 +148,15 @@ def _load_for_eval(args):
     from .factory import create_model
     from .registry import split_model_name
     if args.checkpoint:
-        import json as _json
         from pathlib import Path
-        path = Path(args.checkpoint) / "config.json"
-        if not path.is_file():
+
+        from .run_config import read_run_config
+        config = read_run_config(args.checkpoint, required=("architecture", "class_ids", "mean", "std", "crop_pct",
+                                                            "dataset"))
+        if not config:
             raise FileNotFoundError(f"{args.checkpoint} is not a run folder (no config.json): give the --out folder of "
                                     "a finished `convtwist-zoo train`")
-        config = _json.loads(path.read_text())
-        missing = [k for k in ("architecture", "class_ids", "mean", "std", "crop_pct", "dataset") if k not in config]
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(missing)}: it was not written by `convtwist-zoo train`")
-        model = create_model(config["architecture"], pretrained=str(args.checkpoint))
+        model = create_model(config["architecture"], pretrained=Path(args.checkpoint))
         return model.eval(), config, f"{config['architecture']} ({args.checkpoint})"
     arch, tag = split_model_name(args.model)
     model = create_model(args.model if tag else arch, pretrained=True if not tag else False).eval()
@@ -153,21 +164,42 @@ def _load_for_eval(args):
     return model, spec.to_dict() | {"dataset": spec.meta.get("dataset", spec.tag)}, spec.name
 
 
-def _val_dir(args, dataset: str):
-    from .data import val_split
-    return val_split(args.data or dataset, args.data_dir)
+def _val_dir(args, config: dict):
+    """The validation folder: ``--data``, else the run's own data (the folder it recorded, or its named dataset)."""
+    from .data import data_of_run, val_split
+    return val_split(args.data or data_of_run(config, args.checkpoint or "the model"), args.data_dir)
+
+
+def _image_sizes(args, config: dict) -> list[int]:
+    """``--image-size``, else the size the run or checkpoint was trained at."""
+    from .run_config import image_size
+    return args.image_size or [image_size(config)]
+
+
+def _check_json_output(path) -> None:
+    """Refuse an output file that cannot be written, before the work that fills it."""
+    from pathlib import Path
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--json {path} is a folder; give a file name, e.g. {path / 'eval.json'}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise PermissionError(f"--json {path}: cannot write into {parent}")
 
 
 def _cmd_eval(args) -> int:
     if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
         raise ValueError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+    _check_json_output(args.json)
     from .evaluate import count_macs, evaluate_on_folder
     from .transforms import eval_transform
     model, config, name = _load_for_eval(args)
-    val_dir = _val_dir(args, config["dataset"])
+    val_dir = _val_dir(args, config)
     result = {"model": name, "dataset": config["dataset"], "params": sum(p.numel() for p in model.parameters()),
               "sizes": {}}
-    for size in args.image_size:
+    for size in _image_sizes(args, config):
         tf = eval_transform(size, config["mean"], config["std"], args.crop_pct or config["crop_pct"])
         r = evaluate_on_folder(model, val_dir, tf, config["class_ids"], amp=args.amp, workers=args.workers,
                                progress=not args.no_progress, desc=f"eval {size}px")
@@ -186,7 +218,7 @@ def _cmd_robustness(args) -> int:
     for model_name in args.models:
         args.model, args.checkpoint = model_name, None
         model, config, name = _load_for_eval(args)
-        rows = robustness_sweep(model, _val_dir(args, config["dataset"]), config["class_ids"], args.image_size,
+        rows = robustness_sweep(model, _val_dir(args, config), config["class_ids"], _image_sizes(args, config)[0],
                                 config["mean"], config["std"], config["crop_pct"], amp=args.amp,
                                 workers=args.workers, progress=not args.no_progress)
         rows_by_model[name] = rows
@@ -264,6 +296,8 @@ def _cmd_leaderboard(args) -> int:
     from pathlib import Path
 
     from . import leaderboard
+    from .cache import cache_dir
+    args.runs = args.runs or str(cache_dir() / "runs" / "leaderboard")
     results_dir = Path(args.results_dir)
     if args.action == "table":
         named = [*args.files, *([args.results] if args.results else [])]  # `run --results FILE` reads back here
@@ -443,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--model", help="arch.tag, or arch with --pretrained (default: first of "
                    f"{', '.join(DEMO_PREFERENCE)} in hub/, else {DEMO_PREFERENCE[0]} from the Hub)")
-    p.add_argument("--pretrained", help="tag, or a local run folder / model.safetensors")
+    p.add_argument("--pretrained", help="a tag of --model's checkpoints (e.g. imagewoof)")
+    p.add_argument("--checkpoint", help="a run folder of yours (or its model.safetensors) instead of a zoo checkpoint")
     p.add_argument("--topk", type=_positive_int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_predict)
@@ -451,8 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX with the twist folded in")
     p.add_argument("model", help="registry name, optionally arch.tag")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--image-size", type=int, nargs="+", default=[128], help="S or H W (multiples of 32)")
-    p.add_argument("--pretrained", help="tag or local run folder (default: the name's tag, else random weights)")
+    p.add_argument("--image-size", type=int, nargs="+",
+                   help="S or H W (multiples of 32; default: the size the weights were trained at, else 128)")
+    p.add_argument("--pretrained", help="a tag of the model's checkpoints (default: the name's tag, else random "
+                   "weights)")
+    p.add_argument("--checkpoint", help="a run folder of yours (or its model.safetensors) to export")
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} or newer")
     p.add_argument("--optimize", action="store_true", help="also write an ORT-optimised *.ort.onnx")
@@ -466,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", help="a run folder from `train`/`finetune`")
     p.add_argument("--data", help="imagenette | imagewoof | folder with val/ (default: the checkpoint's dataset)")
     p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
-    p.add_argument("--image-size", type=int, nargs="+", default=[128])
+    p.add_argument("--image-size", type=int, nargs="+",
+                   help="one or more sizes (default: the size the checkpoint was trained at)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (default: fp32)")
     p.add_argument("--crop-pct", type=float, help="centre-crop share of the resized image (default: the checkpoint's, "
                    "0.875; 1.0 resizes straight to the image size)")
@@ -518,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run: these runs are the time-matched control of MODEL at EPOCHS epochs (their --epochs take "
                         "its step time; python bench/run_time.py gives them); MODEL's table shows them")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--runs", default=os.path.join("~", ".cache", "convtwist-zoo", "runs", "leaderboard"),
-                   help="run folders (outside the work tree)")
+    p.add_argument("--runs", default=None,
+                   help="where run folders go, outside the work tree (default: CACHE/runs/leaderboard, CACHE being "
+                        "$CONVTWIST_ZOO_CACHE, else $XDG_CACHE_HOME/convtwist-zoo, else ~/.cache/convtwist-zoo)")
     p.add_argument("--results-dir", default=os.path.join("results", "leaderboard"))
     p.add_argument("--results", help="results file (run: default RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl; table: "
                                      "this file instead of every file in RESULTS_DIR)")

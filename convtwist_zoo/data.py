@@ -28,11 +28,14 @@ try:  # TorchCodec's image decoders replace torchvision.io's (deprecated in torc
 except (ImportError, OSError, RuntimeError):  # not installed, or built for another torch: PIL decodes
     _decode_image = None
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, is_high_bit_depth_png, load_rgb, train_transform
+from .cache import cache_dir
+from .locks import hold_lock
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, ImageError, eval_transform, is_high_bit_depth_png, load_rgb,
+                         train_transform)
 
 __all__ = ["DatasetInfo", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "DatasetNotFoundError", "find_archive",
            "prepare_dataset", "build_datasets", "train_transform", "eval_transform", "SeededTransformDataset",
-           "cache_dir", "read_image", "val_split", "dataset_sha256"]
+           "cache_dir", "read_image", "val_split", "dataset_sha256", "class_balanced_subset", "data_of_run"]
 
 FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{}.tgz"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -72,11 +75,6 @@ DATASETS = {
          "golden retriever", "Old English sheepdog", "Samoyed", "dingo"),
         {"train": 9025, "val": 3929}),
 }
-
-
-def cache_dir() -> Path:
-    """Root of the project's caches: ``$CONVTWIST_ZOO_CACHE`` or ``~/.cache/convtwist-zoo``."""
-    return Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
 
 
 def _search_dirs(data: str | os.PathLike | None) -> list[Path]:
@@ -146,7 +144,19 @@ def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # one extraction at a time (two torchrun ranks, two commands): a second waits, then finds the first's folder
+    with hold_lock(target.parent / f".{target.name}.lock", wait=True):
+        if marker.exists():
+            return target
+        for stale in target.parent.glob(f".{target.name}.*"):  # a killed extraction's; none is live under the lock
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        _extract(source, target, info)
+    return target
+
+
+def _extract(source: Path, target: Path, info: DatasetInfo) -> None:
+    """Extract ``source`` into ``target`` through a temporary folder renamed once its file counts are right."""
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
         try:
             with tarfile.open(source, "r:gz") as tar:
@@ -166,7 +176,6 @@ def prepare_dataset(name: str, data: str | os.PathLike | None = None) -> Path:
         if target.exists():  # a stale, incomplete folder from an older layout
             shutil.rmtree(target)
         os.replace(extracted, target)
-    return target
 
 
 def dataset_sha256(data: str, data_dir: str | os.PathLike | None = None) -> str | None:
@@ -184,6 +193,50 @@ def dataset_sha256(data: str, data_dir: str | os.PathLike | None = None) -> str 
         return None
     from .hub import sha256_file
     return sha256_file(source)
+
+
+def read_class_names(path: Path, class_ids) -> dict[str, str]:
+    """``{class id: name}`` from a ``classes.txt`` of ``id<TAB>name`` lines (blank lines and ``#`` comments
+    skipped); a line without a tab, an id given twice or an id that is no class folder is refused with its line.
+
+    Example:
+        >>> read_class_names(Path("data/classes.txt"), ("c0", "c1"))  # doctest: +SKIP
+        {'c0': 'cat', 'c1': 'dog'}
+    """
+    names: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "\t" not in line:
+            raise ValueError(f"{path}:{n}: {line!r} has no tab between the class id and its name; write "
+                             "id<TAB>name, one class a line")
+        key, name = (part.strip() for part in line.split("\t", 1))
+        if key in names:
+            raise ValueError(f"{path}:{n}: class id {key!r} is named twice ({names[key]!r}, then {name!r})")
+        if key not in class_ids:
+            raise ValueError(f"{path}:{n}: {key!r} is no class folder of {path.parent / 'train'} "
+                             f"({', '.join(class_ids)})")
+        names[key] = name
+    return names
+
+
+def data_of_run(config: dict, where: str = "the run") -> str:
+    """Where a run's data is, from its ``config.json``: a named dataset (``imagewoof``), or the folder it recorded
+    (``data_path``), which must still be there.
+
+    Example:
+        >>> data_of_run({"dataset": "imagewoof"})
+        'imagewoof'
+    """
+    if config.get("dataset") in DATASETS:
+        return config["dataset"]
+    if path := config.get("data_path"):
+        if not Path(path).is_dir():
+            raise DatasetNotFoundError(f"{where} was trained on {path}, which is not there any more; pass --data "
+                                       "FOLDER")
+        return path
+    raise DatasetNotFoundError(f"{where} was trained on a folder named {config.get('dataset')!r} whose location it "
+                               "does not record; pass --data FOLDER")
 
 
 def read_image(path: str) -> torch.Tensor:
@@ -227,8 +280,29 @@ class SeededTransformDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             # the CPU generator alone: torch.manual_seed also queues a CUDA seeding with a captured stack trace,
             # which made up about a third of a worker's time per image
-            torch.default_generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            # within the generator's 64 bits whatever the seed (values below 2**64, every earlier run's, unchanged)
+            torch.default_generator.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index) % 2 ** 64)
             return self.transform(image), target
+
+
+def class_balanced_subset(dataset, size: int) -> Dataset:
+    """A fixed subset of about ``size`` images of an ImageFolder, each class in its share of the whole (its first
+    images in file order: no randomness, so every run and every epoch sees the same ones); the whole dataset where
+    ``size`` is not smaller.
+
+    Example:
+        >>> len(class_balanced_subset(val, 1000))  # doctest: +SKIP
+        1000
+    """
+    from torch.utils.data import Subset
+    if size >= len(dataset):
+        return dataset
+    by_class: dict[int, list[int]] = {}
+    for index, target in enumerate(dataset.targets):
+        by_class.setdefault(target, []).append(index)
+    share = size / len(dataset)
+    picked = [i for indices in by_class.values() for i in indices[:max(1, round(len(indices) * share))]]
+    return Subset(dataset, sorted(picked))
 
 
 class _NoisyImageFolder(tv_datasets.ImageFolder):
@@ -303,12 +377,7 @@ def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):
                 f"{data!r} is neither a known dataset ({', '.join(DATASETS)}) nor a folder with train/ and val/ "
                 "sub-folders holding one folder of images per class")
         class_ids = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
-        names = {}
-        if (root / "classes.txt").exists():
-            for line in (root / "classes.txt").read_text().splitlines():
-                if "\t" in line:
-                    k, v = line.split("\t", 1)
-                    names[k] = v
+        names = read_class_names(root / "classes.txt", class_ids) if (root / "classes.txt").exists() else {}
         class_names = tuple(names.get(c, c) for c in class_ids)
     if noise:
         csv_files = sorted(root.glob("noisy_*.csv"))
@@ -321,4 +390,8 @@ def build_datasets(data: str, data_dir: str | None = None, noise: int = 0):
     for split, ds in (("train", train), ("val", val)):
         if tuple(ds.classes) != tuple(class_ids):
             raise ValueError(f"{root / split} has classes {ds.classes}, expected {list(class_ids)}")
+        # an empty file fails only when a loader reaches it, an epoch in: find it now (a stat per file, no decoding)
+        if empty := [p for p, _ in ds.samples if os.path.getsize(p) == 0]:
+            raise ImageError(f"{len(empty)} empty image file(s) in {root / split}, e.g. {empty[0]}; remove or "
+                             "replace them")
     return train, val, tuple(class_ids), tuple(class_names)

@@ -21,8 +21,9 @@ def create_model(name: str, pretrained=False, num_classes: int | None = None, fe
     Args:
         name: an architecture (``convtwist_resnet50``), or ``arch.tag`` for a checkpoint
             (``convtwist_resnet50.imagewoof``, which implies ``pretrained=True``).
-        pretrained: False, True (the architecture's default checkpoint), a tag, or a local file/folder holding
-            ``model.safetensors`` (a run of `train`).
+        pretrained: False, True (the architecture's default checkpoint), a tag (a string is always a tag, even where
+            a folder of that name exists), or a path object (``pathlib.Path``) to a run folder of `train` or its
+            ``model.safetensors``.
         num_classes: a classifier size other than the checkpoint's replaces its head (for fine-tuning).
         features_only: return the stage feature maps (strides 4-32) instead of logits.
         out_indices: with ``features_only``: 0 = the stem, 1-4 = the stages.

@@ -17,6 +17,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .cache import cache_dir
+
 import torch
 
 from .host import cpuinfo_fields
@@ -42,7 +44,7 @@ def _build_dir() -> Path:
     torch_install = f"{torch.__version__} {Path(torch.__file__).resolve().parent}"
     key = hashlib.sha256(platform.machine().encode() + flags.encode() + torch_install.encode()
                          + b"".join(sources.values())).hexdigest()[:12]
-    base = Path(os.environ.get("CONVTWIST_ZOO_CACHE", Path.home() / ".cache" / "convtwist-zoo"))
+    base = cache_dir()
     path = base / "ext" / key
     path.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():

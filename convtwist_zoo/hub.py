@@ -13,7 +13,6 @@ NaN or infinity are refused.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -148,8 +147,8 @@ def resolve_weights(spec: PretrainedSpec, local: str | os.PathLike | None = None
 
 
 def _read_local_config(path: Path) -> dict:
-    config = path.parent / "config.json" if path.is_file() else path / "config.json"
-    return json.loads(config.read_text()) if config.exists() else {}
+    from .run_config import read_run_config
+    return read_run_config(path, required=())
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -174,6 +173,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "") -> N
     infinite weights are refused."""
     state = _read_safetensors(Path(path))
     check_finite(state, path)
+    state = _adapt_input_convs(model, state)
+    own = model.state_dict()
+    mismatched = [f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model" for k, v in state.items()
+                  if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise WeightsError(f"{path} does not fit {what or type(model).__name__}: {len(mismatched)} tensor(s) of "
+                           f"another shape (e.g. {'; '.join(mismatched[:2])}); the file holds another architecture "
+                           "or class count than its metadata says, so replace it with an intact copy or rebuild "
+                           "its config.json")
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
@@ -182,6 +190,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "") -> N
         problems.append(f"unexpected {len(result.unexpected_keys)} keys (e.g. {result.unexpected_keys[:3]})")
     if problems:
         raise WeightsError(f"{path} does not fit {what or type(model).__name__}: " + "; ".join(problems))
+
+
+def _adapt_input_convs(model: nn.Module, state: dict) -> dict:
+    """The RGB input convolution's weights adapted to a model built with other input channels (``in_chans``), as
+    timm does (`timm.models.adapt_input_conv`: summed for one channel, repeated and rescaled for more)."""
+    from timm.models import adapt_input_conv
+    own = model.state_dict()
+    for key, weight in state.items():
+        target = own.get(key)
+        if (target is not None and weight.ndim == 4 and weight.shape[1] == 3 and target.shape[1] != 3
+                and weight.shape[0] == target.shape[0] and weight.shape[2:] == target.shape[2:]):
+            state = {**state, key: adapt_input_conv(target.shape[1], weight)}
+    return state
 
 
 def _verify_local(path: Path, config: dict) -> None:
@@ -202,9 +223,9 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
     other than the checkpoint's replaces the classifier (fine-tuning) and says so."""
     builder = get_builder(arch)
     spec = None
-    local = pretrained if not isinstance(pretrained, (bool, str)) or (
-        isinstance(pretrained, str) and (os.sep in pretrained or pretrained.endswith(".safetensors")
-                                         or Path(pretrained).exists())) else None
+    local = pretrained if isinstance(pretrained, os.PathLike) else None
+    if isinstance(pretrained, str):
+        _check_tag_spelling(arch, pretrained)
     if local is not None:
         path = Path(local)
         path = path / "model.safetensors" if path.is_dir() else path
@@ -218,7 +239,7 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
                      parse_model_args(((config.get("recipe") or {}).get("model_args")) or "")), **kwargs}
         if config.get("architecture") not in (None, arch):
             raise WeightsError(f"{path} holds a {config['architecture']}, not a {arch}; use "
-                               f"create_model({config['architecture']!r}, pretrained={str(local)!r})")
+                               f"create_model({config['architecture']!r}, pretrained=pathlib.Path({str(local)!r}))")
         ckpt_classes = config.get("num_classes") or _classes_in_file(path)
     else:
         spec = get_pretrained(arch, pretrained)
@@ -234,6 +255,18 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
     model.pretrained_spec = spec
     model.pretrained_config = spec.to_dict() if spec else config
     return model
+
+
+def _check_tag_spelling(arch: str, tag: str) -> None:
+    """A string is a tag, never a path: refuse one that is no tag of ``arch`` but names a file or folder, saying how
+    to pass a local checkpoint (a folder that happens to carry a tag's name never shadows the tag)."""
+    from .specs import list_pretrained
+    if f"{arch}.{tag}" in list_pretrained():
+        return
+    if os.sep in tag or tag.endswith(".safetensors") or Path(tag).exists():
+        raise WeightsError(f"pretrained={tag!r} is not a tag of {arch} but a path: a local run folder or weights file "
+                           f"is passed as a path object, pretrained=pathlib.Path({tag!r}) (on the command line: "
+                           f"--checkpoint {tag})")
 
 
 def _classes_in_file(path: Path) -> int:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .factory import create_model
 
 from .registry import split_model_name
-from .transforms import ImageError, eval_transform, load_rgb
+from .transforms import ImageError, eval_transform, load_rgb, to_rgb
 
 __all__ = ["Classifier", "load_classifier", "open_image", "ImageError", "MIN_IMAGE_SIDE"]
 
@@ -28,20 +28,31 @@ class Classifier:
     name: str
 
     @torch.no_grad()
-    def predict(self, images, topk: int = 5) -> list[list[tuple[str, str, float]]]:
-        """Top-k (class id, class name, probability) for each PIL image or path."""
+    def predict(self, images, topk: int = 5, batch_size: int = 32) -> list[list[tuple[str, str, float]]]:
+        """Top-k (class id, class name, probability) for each PIL image or path, ``batch_size`` images at a time.
+
+        A path and the PIL image opened from it give the same answer: both go through the one decoder (upright,
+        any bit depth to 8-bit RGB: `transforms.to_rgb`)."""
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
-        batch = torch.stack([self.transform(open_image(im) if isinstance(im, (str, os.PathLike)) else im)
-                             for im in images])
-        logits = self.model(batch).float()
-        if not bool(torch.isfinite(logits).all()):
-            raise FloatingPointError(f"{self.name} produced NaN or infinite scores; its weights are damaged or the "
-                                     "input is not an image it can read")
-        probs = logits.softmax(dim=1)
-        top = probs.topk(min(topk, probs.shape[1]), dim=1)
-        return [[(self.class_ids[i], self.class_names[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
-                for ps, idx in zip(top.values, top.indices)]
+        for im in images:  # every file checked before any work
+            if isinstance(im, (str, os.PathLike)):
+                open_image(im)
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([self.transform(open_image(im) if isinstance(im, (str, os.PathLike))
+                                                else to_rgb(ImageOps.exif_transpose(im)))
+                                 for im in images[start:start + batch_size]])
+            with torch.no_grad():
+                logits = self.model(batch).float()
+            if not bool(torch.isfinite(logits).all()):
+                raise FloatingPointError(f"{self.name} produced NaN or infinite scores; its weights are damaged or "
+                                         "the input is not an image it can read")
+            probs = logits.softmax(dim=1)
+            top = probs.topk(min(topk, probs.shape[1]), dim=1)
+            out += [[(self.class_ids[i], self.class_names[i], p) for p, i in zip(ps.tolist(), idx.tolist())]
+                    for ps, idx in zip(top.values, top.indices)]
+        return out
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -55,12 +66,12 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def load_classifier(model: str, pretrained: str | None = None) -> Classifier:
+def load_classifier(model: str, pretrained: str | os.PathLike | None = None) -> Classifier:
     """A model with its eval transform and class names, ready to classify image files.
 
     Args:
         model: ``arch.tag`` (a zoo checkpoint), or ``arch`` with ``pretrained``.
-        pretrained: a tag, or a local run folder / ``model.safetensors`` of your own.
+        pretrained: a tag, or a path (``pathlib.Path``) to a run folder / ``model.safetensors`` of your own.
 
     Returns:
         A `Classifier`; ``.predict(paths_or_images, topk=5)`` gives (class id, class name, probability) lists.
@@ -71,7 +82,10 @@ def load_classifier(model: str, pretrained: str | None = None) -> Classifier:
         ('n03028079', 'church', 0.97...)
     """
     arch, tag = split_model_name(model)
-    net = create_model(model if pretrained is None else arch, pretrained=pretrained if pretrained else (tag or True))
+    if tag is not None and pretrained is not None and pretrained != tag:
+        raise ValueError(f"{model} names the {tag} weights but pretrained={pretrained!r} asks for others; give "
+                         f"{arch} with pretrained=..., or {model} alone")
+    net = create_model(arch, pretrained=pretrained if pretrained else (tag or True))
     net.eval()
     spec = getattr(net, "pretrained_spec", None)
     if spec is not None:

@@ -12,14 +12,14 @@ same-recipe baseline and minus its compute-matched control, each with a Welch 95
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
 import statistics
 from pathlib import Path
 
+from .locks import BusyError, hold_lock
+from .run_config import read_run_config
 from .run_identity import describe_differences, differences, protocol_differences, row_identity
 
 __all__ = ["protocol_name", "read_rows", "append_row", "run_protocol", "render_table", "welch", "why_no_interval",
@@ -34,6 +34,9 @@ PROBE_LRS = (4e-3, 8e-3)
 PROBE_STEP = 2.0
 # The probes' seed: an arm's reported runs are the other seeds, so a probe picked for scoring high never counts.
 PROBE_SEED = 0
+# The learning curve's validation images per epoch (a fixed, class-balanced subset: `data.class_balanced_subset`); a
+# row's top-1 is the final weights' on the whole validation split, in fp32.
+LEARNING_CURVE_IMAGES = 1000
 # The protocol the probes run on (dataset, image size, epochs): every other protocol takes its rates from it.
 PROBE_PROTOCOL = ("imagewoof", 128, 5)
 
@@ -63,13 +66,14 @@ DATASET_CAVEATS = {
 }
 
 
-class LeaderboardBusyError(RuntimeError):
-    """Another runner holds the runs folder."""
+LeaderboardBusyError = BusyError  # another runner holds the runs folder
 
 
 def protocol_name(dataset: str, image_size: int, epochs: int) -> str:
     """``imagewoof-128px-5ep``: the results file's stem and the runs' parent folder (a folder dataset: its name)."""
-    return f"{Path(dataset).name}-{image_size}px-{epochs}ep"
+    from .data import DATASETS
+    name = dataset if dataset in DATASETS else Path(dataset).resolve().name  # "." is a folder too
+    return f"{name}-{image_size}px-{epochs}ep"
 
 
 class ResultsFileError(ValueError):
@@ -109,13 +113,9 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
 def _results_lock(path: Path):
     """One writer at a time per results file: read, check and rewrite happen under it, so no row is lost."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return hold_lock(path.parent / f".{path.name}.lock", wait=True)
 
 
 def append_row(path: str | os.PathLike, row: dict) -> None:
@@ -160,22 +160,11 @@ def _run_name(model: str, model_args: str, lr: float, seed: int, amp: bool = Tru
     return f"{model}{args}-lr{lr:g}{'' if amp else '-fp32'}-seed{seed}"
 
 
-@contextlib.contextmanager
 def _exclusive(runs_dir: Path):
     """One runner per runs folder: two trainings on the same cores would each run at half speed or worse."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with open(runs_dir / ".leaderboard.lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise LeaderboardBusyError(f"another leaderboard runner (pid {lock.read().strip() or '?'}) is using "
-                                       f"{runs_dir}; wait for it to finish or stop it first") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
-        yield
+    return hold_lock(runs_dir / ".leaderboard.lock", wait=False,
+                     busy=f"another leaderboard runner (pid {{pid}}) is using {runs_dir}; wait for it to finish or "
+                          "stop it first")
 
 
 def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool) -> dict:
@@ -190,10 +179,10 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
     from .host import ActiveClock
     from .transforms import eval_transform
 
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_run_config(run_dir, required=("architecture", "recipe"))
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     timed = bool(history) and all("paused_seconds" in h for h in history)  # epoch times with pauses left out
-    model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
+    model = create_model(config["architecture"], pretrained=Path(run_dir)).eval()
     _, val, class_ids, _ = data_lib.build_datasets(cfg.data, cfg.data_dir, 0)
     val.transform = eval_transform(image_size, crop_pct=cfg.crop_pct)
     loader = DataLoader(val, batch_size=100, num_workers=workers)
@@ -300,6 +289,7 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
         progress=progress, **train_kwargs)
     data_sha256 = dataset_sha256(dataset, data_dir)
     amp = train_kwargs.get("amp", True)
+    train_kwargs.setdefault("val_subset", LEARNING_CURVE_IMAGES)
 
     def planned(model, seed):
         cfg = TrainConfig(model=model, model_args=model_args, data=dataset, data_dir=data_dir, epochs=epochs,
@@ -339,8 +329,8 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
 
 def _check_finished_run(run_dir: Path, intended: dict) -> None:
     """A finished run folder's weights count for a row only where its config.json records the intended recipe."""
-    config = json.loads((run_dir / "config.json").read_text())
-    recorded = {"recipe": config.get("recipe", {}), "provenance": config.get("provenance")}
+    config = read_run_config(run_dir, required=("architecture", "recipe"))
+    recorded = {"recipe": config["recipe"], "provenance": config.get("provenance")}
     if diffs := differences(row_identity(recorded), row_identity(intended)):
         raise ResultsFileError(f"{run_dir} holds a finished run of another recipe (" +
                                describe_differences(diffs, "its config.json", "this protocol") +

@@ -104,6 +104,8 @@ def resnet(depth: int, *, twist: bool, num_classes: int = 10, init_max: float = 
     model = ZooResNet(block, layers, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if in_chans != 3:
         model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if num_classes == 0:  # timm's convention: no head, the model returns pooled features
+        model.reset_classifier(0)
     if twist:
         twistify(model, init_max=init_max)
     return model

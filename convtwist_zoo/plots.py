@@ -19,6 +19,10 @@ def _save(fig, out: str | Path, axes=(), dpi: int = 120) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     out = Path(out)
+    if out.is_dir():  # a folder: the figure goes inside it
+        out = out / "curves.png"
+    elif not out.suffix:  # matplotlib would add .png itself; name the file it writes
+        out = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)

@@ -69,17 +69,30 @@ def split_model_name(name: str) -> tuple[str, str | None]:
 
 
 def parse_model_args(text: str) -> dict:
-    """``"maxblur=true,sa=1,act_layer=relu"`` -> ``{"maxblur": True, "sa": 1, "act_layer": "relu"}`` (JSON values,
-    else strings)."""
+    """``"maxblur=true,sa=false,act_layer=relu"`` -> ``{"maxblur": True, "sa": False, "act_layer": "relu"}``: numbers
+    and ``true``/``false`` (any case) as typed values, anything else as a string; the builder checks each option's
+    type. A key given twice is refused (which one did the user mean?).
+
+    Example:
+        >>> parse_model_args("maxblur=True,init_max=1.5")
+        {'maxblur': True, 'init_max': 1.5}
+    """
     kwargs = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or not key.strip().isidentifier():
+        key, value = key.strip(), value.strip()
+        if not eq or not key.isidentifier():
             raise ValueError(f"--model-args {text!r}: expected key=value[,key=value], got {item!r}")
+        if key in kwargs:
+            raise ValueError(f"--model-args {text!r}: {key} is given twice; give each option once")
+        if value.lower() in ("true", "false"):
+            kwargs[key] = value.lower() == "true"
+            continue
         try:
-            kwargs[key.strip()] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            kwargs[key.strip()] = value
+            parsed = value
+        kwargs[key] = parsed if isinstance(parsed, (int, float, str)) else value
     return kwargs
 
 

@@ -12,13 +12,14 @@ __all__ = ["NOT_RECIPE", "EXECUTION_ONLY", "ARM_FIELDS", "recipe_of", "row_ident
            "protocol_differences", "describe_differences"]
 
 # TrainConfig fields that say where a run's files are and how it reports, never what it learns
-NOT_RECIPE = ("out", "data_dir", "resume", "progress", "workers")
-# knobs that change how fast a run executes, not the weights it learns (beyond float rounding)
-EXECUTION_ONLY = ("compile", "channels_last")
+NOT_RECIPE = ("out", "data_dir", "resume", "overwrite", "progress", "workers")
+# knobs that change how fast a run executes or how densely it is measured, not the weights it learns (beyond float
+# rounding)
+EXECUTION_ONLY = ("compile", "channels_last", "val_subset")
 # what sets one arm of a protocol apart from another; the seed sets the runs of an arm apart
 ARM_FIELDS = ("model", "model_args", "lr", "amp")
 # a knob whose absence from an older record has one meaning; any other absent knob cannot be compared
-ABSENT_MEANS = {"max_steps_per_epoch": 0, "data_sha256": None}
+ABSENT_MEANS = {"max_steps_per_epoch": 0, "data_sha256": None, "checkpoint": None}
 
 
 def recipe_of(config: dict) -> dict:

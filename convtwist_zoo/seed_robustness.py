@@ -141,7 +141,7 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
         config = json.loads((run_dir / "config.json").read_text())
         dataset = row["dataset"]
         val_dir = val_split(dataset, data_dir)
-        model = create_model(config["architecture"], pretrained=str(run_dir)).eval()
+        model = create_model(config["architecture"], pretrained=Path(run_dir)).eval()
         sweep = robustness_sweep(model, val_dir, config["class_ids"], row["image_size"], config["mean"],
                                  config["std"], config["crop_pct"], amp=False, workers=workers, progress=progress)
         new = {"model": row["model"], "model_args": row.get("model_args", ""), "options": leaderboard.arm_options(row),

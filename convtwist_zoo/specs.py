@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .registry import UnknownModelError, get_builder
+from .run_config import RunConfigError, check_classes, read_run_config
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
 __all__ = ["PretrainedSpec", "register_pretrained", "list_pretrained", "get_pretrained", "DEFAULT_HF_ORG",
@@ -42,6 +44,9 @@ class PretrainedSpec:
     default: bool = False                  # the tag that pretrained=True picks
     metrics: dict = field(default_factory=dict, compare=False, hash=False)
     meta: dict = field(default_factory=dict, compare=False, hash=False)  # params, MACs, epochs, recipe, dataset
+
+    def __post_init__(self):
+        check_classes(self.class_ids, self.class_names, self.num_classes, f"checkpoint spec {self.name}")
 
     @property
     def name(self) -> str:
@@ -88,9 +93,12 @@ def _load_specs_file() -> None:
     extra = os.environ.get("CONVTWIST_ZOO_HUB_DIR")
     if extra and Path(extra).is_dir():
         for config in sorted(Path(extra).glob("*/config.json")):
-            entry = json.loads(config.read_text()).get("pretrained_spec")
-            if entry and f"{entry['architecture']}.{entry['tag']}" not in _PRETRAINED:
-                register_pretrained(PretrainedSpec.from_dict(entry))
+            try:  # one bad folder must not break `import convtwist_zoo` (or `convtwist-zoo list`) for the rest
+                entry = read_run_config(config, required=()).get("pretrained_spec")
+                if entry and f"{entry['architecture']}.{entry['tag']}" not in _PRETRAINED:
+                    register_pretrained(PretrainedSpec.from_dict(entry))
+            except (RunConfigError, KeyError, TypeError, ValueError) as e:
+                warnings.warn(f"skipped {config} (CONVTWIST_ZOO_HUB_DIR): {e}", stacklevel=2)
 
 
 def list_pretrained(pattern: str = "") -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import timm
 from timm.models import generate_default_cfgs, register_model
@@ -56,7 +57,7 @@ def _entrypoint(arch: str):
             from huggingface_hub import hf_hub_download
             hf_hub_download(cfg.hf_hub_id, "config.json", cache_dir=cache_dir)  # read by the loader for the hash
             path = hf_hub_download(cfg.hf_hub_id, cfg.hf_hub_filename or "model.safetensors", cache_dir=cache_dir)
-            model = load_pretrained(arch, path, num_classes=num_classes, **kwargs)
+            model = load_pretrained(arch, Path(path), num_classes=num_classes, **kwargs)
         else:
             model = create_model(arch, pretrained=cfg.tag or True, num_classes=num_classes, **kwargs)
         if num_classes is not None and num_classes != cfg.num_classes:

@@ -8,6 +8,7 @@ nccl on CUDA); the global batch is ``batch_size`` whatever the number of process
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from . import data as data_lib
 from .atomic import atomic_path, write_text_atomic
+from .locks import hold_lock
 from .evaluate import autocast_for, evaluate
 from .host import ActiveClock, cpu_name, cpuinfo_fields, has_native_bf16
 from .hub import sha256_file
@@ -86,13 +88,27 @@ class TrainConfig:
     amp: bool = True                    # bf16 autocast on CPU, bf16/fp16 on CUDA
     channels_last: bool = True
     compile: bool = False
-    pretrained: str | None = None       # tag or local folder to start from (fine-tuning)
+    pretrained: str | None = None       # tag of a zoo checkpoint to start from (fine-tuning)
+    checkpoint: str | None = None       # or a run folder of your own to start from (fine-tuning)
     freeze_epochs: int = 0              # fine-tuning: train only the head this many epochs
     backbone_lr_mult: float = 1.0       # fine-tuning: discriminative lr for everything but the head
     crop_pct: float = 0.875
     max_steps_per_epoch: int = 0        # >0 truncates epochs (tests, smoke runs)
+    val_subset: int = 0                 # >0: the per-epoch evaluation uses a fixed, class-balanced subset of this
+                                        # many validation images (a cheaper learning curve; weights are unchanged)
     resume: bool = False
+    overwrite: bool = False             # replace a finished run's outputs in --out (else refused)
     progress: bool = True
+
+    def __post_init__(self):
+        # a checkpoint's name (resnet18.imagewoof) means its weights: the recipe records them as --pretrained
+        arch, tag = split_model_name(self.model)
+        if tag is not None:
+            if self.pretrained not in (None, tag) or self.checkpoint:
+                raise ValueError(f"--model {self.model} names the {tag} weights, but --"
+                                 f"{'checkpoint ' + str(self.checkpoint) if self.checkpoint else 'pretrained ' + str(self.pretrained)}"
+                                 f" asks for others; give --model {arch} with the weights you want")
+            self.model, self.pretrained = arch, tag
 
     def validate(self) -> None:
         """Refuse a knob outside its range, naming the flag and the range (before anything is built or written)."""
@@ -110,6 +126,9 @@ class TrainConfig:
             ("workers", self.workers >= 0, ">= 0"), ("freeze_epochs", self.freeze_epochs >= 0, ">= 0"),
             ("backbone_lr_mult", self.backbone_lr_mult >= 0, ">= 0"), ("crop_pct", 0 < self.crop_pct <= 1, "in (0, 1]"),
             ("max_steps_per_epoch", self.max_steps_per_epoch >= 0, ">= 0 (0 = whole epochs)"),
+            ("val_subset", self.val_subset >= 0, ">= 0 (0 = the whole validation split)"),
+            ("seed", isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32,
+             "a whole number in [0, 2**32)"),
             ("optimizer", self.optimizer in ("radam", "sgd", "adamw"), "radam, sgd or adamw"),
             ("schedule", self.schedule in ("flatcos", "onecycle"), "flatcos or onecycle"),
             ("augment", self.augment in ("crop", "trivial"), "crop or trivial"),
@@ -118,6 +137,14 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)!r}")
         parse_model_args(self.model_args)
+        if self.pretrained and self.checkpoint:
+            raise ValueError("give --pretrained TAG (a zoo checkpoint) or --checkpoint RUN (a run folder of yours), "
+                             "not both")
+        if self.pretrained and (os.sep in self.pretrained or self.pretrained.endswith(".safetensors")):
+            raise ValueError(f"--pretrained {self.pretrained!r} is a path: start from a run folder of yours with "
+                             f"--checkpoint {self.pretrained}")
+        if self.checkpoint and not Path(self.checkpoint).exists():
+            raise FileNotFoundError(f"--checkpoint {self.checkpoint}: no such run folder or weights file")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -259,9 +286,10 @@ def _distributed() -> tuple[int, int, int]:
 
 def _build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     kwargs = parse_model_args(cfg.model_args)
+    if cfg.checkpoint:
+        return create_model(cfg.model, pretrained=Path(cfg.checkpoint), num_classes=num_classes, **kwargs)
     if cfg.pretrained:
-        arch, _ = split_model_name(cfg.model)
-        return create_model(arch, pretrained=cfg.pretrained if cfg.pretrained != "True" else True,
+        return create_model(cfg.model, pretrained=cfg.pretrained if cfg.pretrained != "True" else True,
                             num_classes=num_classes, **kwargs)
     return create_model(cfg.model, num_classes=num_classes, **kwargs)
 
@@ -291,7 +319,10 @@ def run_config_json(cfg: TrainConfig, class_ids, class_names, metrics: dict | No
         "architecture": arch, "num_classes": len(class_ids), "class_ids": list(class_ids),
         "class_names": list(class_names), "input_size": [3, cfg.image_size, cfg.image_size],
         "mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD), "crop_pct": cfg.crop_pct,
-        "interpolation": "bilinear", "dataset": cfg.data if cfg.data in data_lib.DATASETS else Path(cfg.data).name,
+        "interpolation": "bilinear",
+        "dataset": cfg.data if cfg.data in data_lib.DATASETS else Path(cfg.data).resolve().name,
+        # a folder's location, so later commands evaluate this folder and not another of the same name
+        **({} if cfg.data in data_lib.DATASETS else {"data_path": str(Path(cfg.data).resolve())}),
         "recipe": recipe_of(asdict(cfg)),
         "metrics": metrics or {}, **({"trained_on": trained_on} if trained_on else {}),
         **({"provenance": provenance} if provenance else {}),
@@ -309,6 +340,8 @@ def _data(cfg: TrainConfig, world: int, rank: int, pin: bool):
                                         augment=cfg.augment, normalize=False)
     train_set = data_lib.SeededTransformDataset(train_base, train_tf, cfg.seed)
     val_base.transform = data_lib.eval_transform(cfg.image_size, crop_pct=cfg.crop_pct, normalize=False)
+    if cfg.val_subset:
+        val_base = data_lib.class_balanced_subset(val_base, cfg.val_subset)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)
     per_proc_batch = cfg.batch_size // world
@@ -430,8 +463,50 @@ def train(cfg: TrainConfig) -> dict:
         ...                   freeze_epochs=2, backbone_lr_mult=0.1, lr=0.02, out="runs/tuned"))
     """
     cfg.validate()
-    get_builder(split_model_name(cfg.model)[0])  # an unknown model fails before anything is written
+    with torch.device("meta"):  # an unknown model or option fails before any data is read or file written
+        get_builder(cfg.model)(num_classes=1, **parse_model_args(cfg.model_args))
     rank, world, local_rank = _distributed()
+    if rank == 0:
+        _check_output_folder(Path(cfg.out), cfg)
+    with contextlib.ExitStack() as owner:  # holds the run folder's lock once the folder is made
+        return _train(cfg, rank, world, local_rank, owner)
+
+
+FINISHED_OUTPUTS = ("model.safetensors", "config.json", "metrics.jsonl")
+
+
+def _check_output_folder(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to write over a run folder's finished outputs (or a Hub folder's) unless ``--overwrite`` says so; with
+    it, clear them (and a checkpoint) first, so nothing of the old run survives beside the new one."""
+    found = [name for name in FINISHED_OUTPUTS if (out / name).exists()]
+    if cfg.resume and (out / "last.pt").exists():
+        return  # _train compares the checkpoint's recipe with this one
+    if found and cfg.resume:
+        raise CheckpointError(f"{out} holds finished outputs ({', '.join(found)}) but no last.pt to resume from: "
+                              "there is nothing to continue. Use another --out, or --overwrite (without --resume) "
+                              "to train it again from scratch")
+    if (found or (out / "last.pt").exists()) and cfg.overwrite:
+        for name in (*FINISHED_OUTPUTS, "last.pt"):
+            (out / name).unlink(missing_ok=True)
+    elif found:
+        raise FileExistsError(f"{out} already holds a finished run ({', '.join(found)}); use another --out, or pass "
+                              "--overwrite to replace it")
+
+
+def _own_output_folder(out: Path, cfg: TrainConfig, owner: contextlib.ExitStack) -> None:
+    """Make the run folder and hold its lock for the run: one writer per folder, as a second `train --out` on it
+    would interleave epochs and lose one run. Its outputs are checked again under the lock (another run may have
+    finished there since)."""
+    out.mkdir(parents=True, exist_ok=True)
+    owner.enter_context(hold_lock(out / ".train.lock", wait=False,
+                                  busy=f"another process (pid {{pid}}) is training into {out}; wait for it to finish, "
+                                       "or use another --out"))
+    _check_output_folder(out, cfg)
+
+
+def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, owner: contextlib.ExitStack) -> dict:
+    """`train` after its arguments are checked; rank 0 takes the run folder (`_own_output_folder`) once the data and
+    model are built, so that bad input leaves no folder behind."""
     is_main = rank == 0
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":  # fixed input shapes: let cuDNN pick the fastest algorithms once
@@ -456,7 +531,8 @@ def train(cfg: TrainConfig) -> dict:
         model = model.to(memory_format=torch.channels_last)
     optimizer, scheduler, ema = _optimizer(cfg, model, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    out.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        _own_output_folder(out, cfg, owner)
 
     start_epoch, history, segments = 0, [], []
     if cfg.resume and ckpt_path.exists():
@@ -504,7 +580,7 @@ def train(cfg: TrainConfig) -> dict:
                      "samples_per_s": stats["seen"] / stats["seconds"],
                      # where the epoch's time went: waiting for batches (inside seconds), then the evaluation
                      "data_wait_seconds": round(stats["data_wait_seconds"], 2),
-                     "eval_seconds": round(eval_clock.seconds(), 2)}
+                     "eval_seconds": round(eval_clock.seconds(), 2), "val_images": val["images"]}
             history.append(final)
             _save_checkpoint(ckpt_path, cfg, class_ids, provenance, model, optimizer, scheduler, ema, epoch + 1,
                              history)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode, v2
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "train_transform", "eval_transform", "normalize_batch",
@@ -32,12 +32,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as 8-bit RGB (`to_rgb`), with an error that names the file: the one decoder of the
-    evaluation and prediction paths, and of training for the images TorchCodec would decode differently."""
+    """Open an image file as 8-bit RGB (`to_rgb`), upright (a JPEG's EXIF orientation applied, as TorchCodec does in
+    training), with an error that names the file: the one decoder of the evaluation and prediction paths, and of
+    training for the images TorchCodec would decode differently."""
     try:
         with Image.open(path) as image:
             image.load()
-            return to_rgb(image)
+            return to_rgb(ImageOps.exif_transpose(image))
     except (FileNotFoundError, IsADirectoryError):
         raise
     except Image.DecompressionBombError as e:

@@ -154,6 +154,13 @@ def xresnet(depth: int, *, twist: bool, num_classes: int = 10, in_chans: int = 3
     """
     if depth not in XRESNET_LAYERS:
         raise ValueError(f"unsupported xresnet depth {depth}; choose one of {sorted(XRESNET_LAYERS)}")
+    for name, value in (("maxblur", maxblur), ("sa", sa), ("wide_stem", wide_stem)):
+        if not isinstance(value, bool):  # "no" or "0" would otherwise read as switched on
+            raise ValueError(f"option {name} takes true or false, got {value!r}")
+    if not isinstance(act_layer, str):
+        raise ValueError(f"option act_layer takes an activation's name (e.g. mish, relu), got {act_layer!r}")
+    if isinstance(init_max, bool) or not isinstance(init_max, (int, float)) or not init_max > 0:
+        raise ValueError(f"option init_max takes a number above 0, got {init_max!r}")
     block, layers = XRESNET_LAYERS[depth]
     model = XResNet(block, layers, num_classes=num_classes, in_chans=in_chans, stem_width=32, stem_type="deep",
                     avg_down=True, act_layer=act_layer, zero_init_last=True, **kwargs)

@@ -4,8 +4,10 @@
     python export/classify_onnx.py MODEL.onnx IMAGE... [--topk 5] [--json]
 
 Preprocessing (input size, resize/crop ratio, mean/std) and class names come from the model's metadata, written by
-``convtwist-zoo export``; it reproduces the PyTorch eval transform (decode any bit depth to 8-bit RGB, resize the
-shortest side to size/crop_pct with bilinear filtering, centre crop, scale to [0, 1], normalise). The model file is
+``convtwist-zoo export`` (a model without it is refused unless --input-size, --crop-pct, --mean and --std are given);
+it reproduces the PyTorch eval transform (decode any bit depth to 8-bit RGB, resize the
+shortest side to size/crop_pct with bilinear filtering, centre crop, scale to [0, 1], normalise; a JPEG's EXIF
+orientation applied). The model file is
 checked against the ``MODEL.onnx.sha256`` written beside it at export. Bad input ends with one line on stderr and
 exit status 2.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 
 MIN_IMAGE_SIDE = 32  # the rule of `convtwist-zoo predict` (convtwist_zoo.inference.MIN_IMAGE_SIDE)
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -87,7 +89,7 @@ def load_image(path: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            image = to_rgb(image)
+            image = to_rgb(ImageOps.exif_transpose(image))  # upright, as every path of the zoo decodes it
     except Image.DecompressionBombError as e:
         raise InputError(f"{path} is too large to decode safely ({e}); downscale it first") from e
     except (OSError, ValueError, SyntaxError) as e:
@@ -98,11 +100,25 @@ def load_image(path: str) -> Image.Image:
     return image
 
 
+PREPROCESSING = ("input_size", "crop_pct", "mean", "std")  # what the zoo's export writes, and this script needs
+
+
+def preprocessing(meta: dict, model: str, given: dict) -> dict:
+    """The preprocessing to use: the model's metadata, with the values given on the command line over it; a model
+    without the zoo's metadata (any other ONNX export) is refused unless every value is given."""
+    chosen = {**{k: meta[k] for k in PREPROCESSING if k in meta}, **{k: v for k, v in given.items() if v is not None}}
+    if missing := [k for k in PREPROCESSING if k not in chosen]:
+        raise InputError(f"{model} does not record its preprocessing ({', '.join(missing)} missing): it was not "
+                         "exported by `convtwist-zoo export`. Export it with that, or give --input-size H W, "
+                         "--crop-pct, --mean R G B and --std R G B yourself")
+    return chosen
+
+
 def preprocess(path: str, meta: dict) -> np.ndarray:
-    """(3, H, W) float32 array, as convtwist_zoo.transforms.eval_transform makes it."""
-    _, h, w = meta.get("input_size", [3, 128, 128])
+    """(3, H, W) float32 array, as convtwist_zoo.transforms.eval_transform makes it (``meta``: `preprocessing`)."""
+    _, h, w = meta["input_size"]
     image = load_image(path)
-    short = int(round(min(h, w) / float(meta.get("crop_pct", 0.875))))
+    short = int(round(min(h, w) / float(meta["crop_pct"])))
     iw, ih = image.size
     if iw <= ih:
         size = (short, int(short * ih / iw))
@@ -113,8 +129,8 @@ def preprocess(path: str, meta: dict) -> np.ndarray:
     left, top = int(round((size[0] - w) / 2.0)), int(round((size[1] - h) / 2.0))
     image = image.crop((left, top, left + w, top + h))
     x = np.asarray(image, dtype=np.float32) / 255.0
-    mean = np.asarray(meta.get("mean", [0.485, 0.456, 0.406]), dtype=np.float32)
-    std = np.asarray(meta.get("std", [0.229, 0.224, 0.225]), dtype=np.float32)
+    mean = np.asarray(meta["mean"], dtype=np.float32)
+    std = np.asarray(meta["std"], dtype=np.float32)
     return ((x - mean) / std).transpose(2, 0, 1)
 
 
@@ -134,20 +150,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def classify(model: str, images: list[str], topk: int) -> tuple[dict, dict]:
-    """(metadata, {image: [{index, class_name, probability}, ...]}) for the top-k classes of each image."""
+BATCH = 32  # images per ONNX Runtime call: a large folder is classified in pieces, not in one batch
+
+
+def classify(model: str, images: list[str], topk: int, given: dict | None = None) -> tuple[dict, dict]:
+    """(metadata, {image: [{index, class_name, probability}, ...]}) for the top-k classes of each image; ``given``
+    overrides (or, for a model without the zoo's metadata, supplies) the preprocessing."""
     session = open_session(model)
     meta = read_metadata(session)
-    batch = np.stack([preprocess(p, meta) for p in images])
-    logits = session.run(None, {session.get_inputs()[0].name: batch})[0]
-    if not np.isfinite(logits).all():
-        raise InputError(f"{model} produced NaN or infinite scores: its weights are damaged; export it again")
-    probs = softmax(logits)
-    names = meta.get("class_names") or [str(i) for i in range(probs.shape[1])]
+    prep = preprocessing(meta, model, given or {})
+    for path in images:  # every file checked before any work
+        load_image(path)
     results = {}
-    for path, p in zip(images, probs):
-        top = np.argsort(-p)[:topk]
-        results[path] = [{"index": int(i), "class_name": names[i], "probability": float(p[i])} for i in top]
+    for start in range(0, len(images), BATCH):
+        chunk = images[start:start + BATCH]
+        logits = session.run(None, {session.get_inputs()[0].name: np.stack([preprocess(p, prep) for p in chunk])})[0]
+        if not np.isfinite(logits).all():
+            raise InputError(f"{model} produced NaN or infinite scores: its weights are damaged; export it again")
+        probs = softmax(logits)
+        names = meta.get("class_names") or [f"class {i}" for i in range(probs.shape[1])]
+        for path, p in zip(chunk, probs):
+            top = np.argsort(-p)[:topk]
+            results[path] = [{"index": int(i), "class_name": names[i], "probability": float(p[i])} for i in top]
     return meta, results
 
 
@@ -155,11 +179,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("images", nargs="+")
-    parser.add_argument("--topk", type=_positive_int, default=5)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--topk", type=_positive_int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--input-size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                        help="the model's input size (default: its metadata; needed for a model without it)")
+    parser.add_argument("--crop-pct", type=float, help="centre-crop share (default: the model's metadata)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation mean (default: the model's metadata)")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation std (default: the model's metadata)")
     args = parser.parse_args(argv)
+    given = {"input_size": [3, *args.input_size] if args.input_size else None, "crop_pct": args.crop_pct,
+             "mean": args.mean, "std": args.std}
     try:
-        meta, results = classify(args.model, args.images, args.topk)
+        if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+            raise InputError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+        meta, results = classify(args.model, args.images, args.topk, given)
     except InputError as e:
         print(f"classify_onnx: error: {e}", file=sys.stderr)
         return 2

@@ -108,13 +108,13 @@ def test_local_weights_are_hashed_and_a_missing_hash_is_said(tmp_path, capsys):
     data = bytearray((run / "model.safetensors").read_bytes())
     data[-200] ^= 0x40  # one bit of one weight
     (run / "model.safetensors").write_bytes(bytes(data))
-    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--pretrained", run)
+    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--checkpoint", run)
     assert code == 2 and "sha256" in err and "left in place" in err
     config = json.loads((run / "config.json").read_text())
     del config["weights_sha256"]
     (run / "config.json").write_text(json.dumps(config))
     with pytest.warns(UserWarning, match="no sha256 is recorded"):
-        create_model("resnet18", pretrained=str(run))
+        create_model("resnet18", pretrained=run)
 
 
 def test_the_size_is_compared_before_hashing(tiny_hub, tmp_path, monkeypatch):
@@ -134,7 +134,7 @@ def test_non_finite_weights_are_refused_and_named(tmp_path, capsys):
     state["layer1.0.bn1.running_var"][1] = float("inf")
     save_file(state, str(run / "model.safetensors"))
     rehash(run)
-    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--pretrained", run)
+    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--checkpoint", run)
     assert code == 2 and "NaN or infinite values in 2 tensor(s)" in err
     assert "fc.weight" in err and "layer1.0.bn1.running_var" in err
 
@@ -143,7 +143,7 @@ def test_non_finite_scores_are_refused_by_predict_eval_and_the_onnx_classifier(t
     from convtwist_zoo.evaluate import evaluate
     from convtwist_zoo.inference import load_classifier
     run = make_run_dir(tmp_path / "run", arch="resnet18", num_classes=3)
-    clf = load_classifier("resnet18", str(run))
+    clf = load_classifier("resnet18", run)
     with torch.no_grad():
         clf.model.fc.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="NaN or infinite scores"):
@@ -166,7 +166,7 @@ def test_a_truncated_or_oversized_header_safetensors_is_a_clear_error(tmp_path, 
     huge.write_bytes((10 ** 15).to_bytes(8, "little") + b"{}")
     for bad in (truncated, huge):
         with pytest.warns(UserWarning, match="no sha256"):
-            code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--pretrained", bad)
+            code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--checkpoint", bad)
         assert code == 2 and "not a readable safetensors file" in err and str(bad) in err
 
 
@@ -183,7 +183,7 @@ def test_16_bit_images_decode_like_8_bit_on_every_path(tmp_path, onnx_model, cap
     assert torch.equal(read_image(str(eight)), read_image(str(sixteen)))  # training
     assert torch.equal(read_image(str(sixteen)).permute(1, 2, 0), torch.from_numpy(np.array(load_rgb(sixteen))))
     run = make_run_dir(tmp_path / "run", arch="resnet18", num_classes=10)
-    code, out, _ = run_cli(capsys, "predict", eight, sixteen, "--model", "resnet18", "--pretrained", run, "--json")
+    code, out, _ = run_cli(capsys, "predict", eight, sixteen, "--model", "resnet18", "--checkpoint", run, "--json")
     result = json.loads(out)
     assert code == 0 and result[str(eight)] == result[str(sixteen)]
     code, out, _ = run_classify(capsys, onnx_model[0], eight, sixteen, "--json")
@@ -210,13 +210,13 @@ def test_the_onnx_classifier_refuses_bad_models_and_images_in_one_line(tmp_path,
                            (tmp_path / "nope.jpg", "no such image file"), (tiny, "is 8x8: too small")):
         code, _, err = run_classify(capsys, model, image)
         assert code == 2 and message in err
-        code, _, err = run_cli(capsys, "predict", image, "--model", "resnet18", "--pretrained",
+        code, _, err = run_cli(capsys, "predict", image, "--model", "resnet18", "--checkpoint",
                                make_run_dir(tmp_path / "r", arch="resnet18", num_classes=10))
         assert code == 2, image
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # CHURCH is then a decompression bomb
     code, _, err = run_classify(capsys, model, CHURCH)
     assert code == 2 and "too large to decode safely" in err
-    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--pretrained", tmp_path / "r")
+    code, _, err = run_cli(capsys, "predict", CHURCH, "--model", "resnet18", "--checkpoint", tmp_path / "r")
     assert code == 2 and "too large to decode safely" in err
     for topk in ("0", "-1"):
         assert run_classify(capsys, model, CHURCH, "--topk", topk)[0] == 2

@@ -88,7 +88,7 @@ def test_cuda_training_run_records_the_gpu(tmp_path):
 
 def test_cuda_pretrained_model_agrees_with_cpu(tmp_path):
     from conftest import make_run_dir
-    model = create_model("convtwist_resnet18", pretrained=str(make_run_dir(tmp_path / "run"))).eval()
+    model = create_model("convtwist_resnet18", pretrained=make_run_dir(tmp_path / "run")).eval()
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         cpu = model(x)

@@ -37,7 +37,7 @@ def server(spec, served_tiny_repo):
 
 
 def reference_model(tiny_hub):
-    return load_pretrained("convtwist_resnet18", str(tiny_hub[0] / NAME))
+    return load_pretrained("convtwist_resnet18", tiny_hub[0] / NAME)
 
 
 def test_spec_from_staged_folder(tiny_hub):
@@ -66,12 +66,25 @@ def test_save_fp16_in_place_halves_floats_only(tmp_path):
 
 def test_local_run_folder_loads_by_path_and_refuses_another_architecture(tmp_path):
     run = make_run_dir(tmp_path / "mine", arch="resnet18", num_classes=4)
-    model = create_model("resnet18", pretrained=str(run))
+    model = create_model("resnet18", pretrained=run)
     assert model.fc.out_features == 4
     with pytest.raises(WeightsError, match="holds a resnet18, not a resnet50"):
-        create_model("resnet50", pretrained=str(run))
+        create_model("resnet50", pretrained=run)
     with pytest.raises(WeightsError, match="does not exist"):
-        create_model("resnet18", pretrained=str(tmp_path / "nothing" / "model.safetensors"))
+        create_model("resnet18", pretrained=tmp_path / "nothing" / "model.safetensors")
+    # a string is a tag: a path given as one is refused, saying how to pass it
+    with pytest.raises(WeightsError, match=r"pretrained='.*mine' is not a tag of resnet18 but a path: .* "
+                                           r"pretrained=pathlib.Path\('.*mine'\) \(on the command line: --checkpoint"):
+        create_model("resnet18", pretrained=str(run))
+
+
+def test_a_folder_named_like_a_tag_never_shadows_the_tag(tmp_path, monkeypatch):
+    make_run_dir(tmp_path / "imagewoof", arch="resnet18", num_classes=4)  # ./imagewoof holds a run of 4 classes
+    monkeypatch.chdir(tmp_path)
+    model = create_model("resnet18", pretrained="imagewoof")
+    assert model.pretrained_spec.name == "resnet18.imagewoof" and model.fc.out_features == 10
+    assert create_model("resnet18.imagewoof").pretrained_spec.name == "resnet18.imagewoof"
+    assert create_model("resnet18", pretrained=Path("imagewoof")).fc.out_features == 4  # a path, said explicitly
 
 
 def test_hub_dir_resolution_and_name_tag(tiny_hub, spec, monkeypatch):

@@ -375,7 +375,7 @@ def test_a_run_with_architecture_options_is_evaluated_and_reloads_with_them(tmp_
     assert row["model_args"] == "maxblur=true" and row["run"] == "xresnet18+maxblur-true-lr0.004-seed0"
     run = tmp_path / "runs" / "imgs-64px-1ep" / row["run"]
     assert json.loads((run / "config.json").read_text())["model_args"] == {"maxblur": True}
-    assert isinstance(create_model("xresnet18", pretrained=str(run)).layer2[0], PoolFirst)
+    assert isinstance(create_model("xresnet18", pretrained=run).layer2[0], PoolFirst)
 
 
 def _queue(tmp_path, stages, has_bf16):
@@ -430,3 +430,20 @@ def test_a_time_matched_control_joins_its_models_table_from_a_file_of_its_own(tm
     # the CLI refuses a malformed spec before any training
     assert main(["leaderboard", "run", "--models", "xresnet50", "--time-matched-to", "convtwist_xresnet50",
                  "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "x.jsonl")]) == 2
+
+
+def test_a_run_of_another_protocol_is_never_called_done_by_a_row_of_this_one(tmp_path, capsys):
+    # a row for the same model, seed and lr at 5 epochs: asking for 20 epochs into that file trains nothing and says
+    # why, before any run (it used to exit 0 having trained nothing)
+    data = make_image_folder(tmp_path / "imgs", per_class=(2, 1), size=(40, 40))
+    results = tmp_path / "rows.jsonl"
+    recipe = recipe_of(asdict(TrainConfig(model="xresnet18", data=str(data), epochs=5, lr=4e-3, batch_size=4,
+                                          seed=0)))
+    leaderboard.append_row(results, _row("xresnet18", 0, 70.0, recipe=recipe))
+    args = ["leaderboard", "run", "--models", "xresnet18", "--runs", str(tmp_path / "runs"), "--results",
+            str(results), "--data", str(data), "--batch-size", "4", "--seeds", "1", "--lr", "4e-3", "--no-progress"]
+    assert main(args + ["--epochs", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "holds runs of another protocol" in err and "epochs: 5 in its row 1, 20 in this run" in err
+    assert not (tmp_path / "runs").exists() and len(leaderboard.read_rows(results)) == 1
+    assert main(args + ["--epochs", "5"]) == 0 and "training" not in capsys.readouterr().out  # the same: done

@@ -46,7 +46,10 @@ def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_pa
     assert weights["fc.weight"].shape == (3, 512)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["format"].startswith("convtwist-zoo/")
-    with pytest.raises(CheckpointError, match="pass --resume"):
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
+    (out / "model.safetensors").unlink()  # killed before its final weights: only --resume continues it
+    with pytest.raises(FileExistsError, match="already holds a finished run .config.json"):
         train(TrainConfig(model="convtwist_resnet18", data=str(image_folder), out=str(out), **TINY))
 
 
@@ -295,7 +298,7 @@ def test_finetune_from_a_run_gets_a_new_head(image_folder, tmp_path):
     out = tmp_path / "tuned"
     before = load_file(first / "model.safetensors")
     with pytest.warns(UserWarning, match="classifier for 3 classes dropped"):
-        train(TrainConfig(model="resnet18", data=str(other), out=str(out), pretrained=str(first), freeze_epochs=1,
+        train(TrainConfig(model="resnet18", data=str(other), out=str(out), checkpoint=str(first), freeze_epochs=1,
                           backbone_lr_mult=0.1, **{**TINY, "epochs": 1}))
     after = load_file(out / "model.safetensors")
     assert after["fc.weight"].shape == (4, 512)
@@ -341,3 +344,21 @@ def test_augmentation_changes_every_epoch_with_workers(image_folder):
     persistent = first_batches(DataLoader(ds, batch_size=4, sampler=SequentialSampler(ds), num_workers=1,
                                           persistent_workers=True))
     assert torch.equal(persistent[0], persistent[1])  # the pitfall the loader avoids
+
+
+def test_the_learning_curve_can_use_a_fixed_class_balanced_validation_subset(image_folder, tmp_path):
+    from convtwist_zoo import data as data_lib
+    _, val, _, _ = data_lib.build_datasets(str(image_folder))
+    subset = data_lib.class_balanced_subset(val, 6)
+    assert [val.targets[i] for i in subset.indices] == [0, 0, 1, 1, 2, 2]  # each class its share, first files first
+    assert data_lib.class_balanced_subset(val, 6).indices == subset.indices  # fixed: no randomness
+    assert data_lib.class_balanced_subset(val, 100) is val
+    out = tmp_path / "run"
+    train(TrainConfig(model="resnet18", data=str(image_folder), out=str(out), val_subset=6, **{**TINY, "epochs": 2}))
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["val_images"] for e in log] == [6, 6] and all(e["eval_seconds"] >= 0 for e in log)
+    assert all(0 <= e["data_wait_seconds"] <= e["seconds"] for e in log)
+    # how densely a run is measured is no part of its identity: it resumes under another subset size
+    _check = __import__("convtwist_zoo.training", fromlist=["_check_resumable"])._check_resumable
+    saved = asdict(TrainConfig(model="resnet18", data="imagewoof", val_subset=6))
+    _check(saved, TrainConfig(model="resnet18", data="imagewoof", val_subset=0), [], None)

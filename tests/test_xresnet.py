@@ -176,7 +176,7 @@ def test_a_trained_xresnet_stages_loads_by_name_and_through_timm(tmp_path, monke
     run = make_run_dir(tmp_path / "run", arch="convtwist_xresnet18", num_classes=3)
     spec = register_spec(stage_run(run, tmp_path / "hub", tag="tinyset"), monkeypatch)
     monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tmp_path / "hub"))
-    fp32 = create_model("convtwist_xresnet18", pretrained=str(run)).eval()
+    fp32 = create_model("convtwist_xresnet18", pretrained=run).eval()
     staged = create_model(spec.name).eval()  # the fp16 Hub copy, by name
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
