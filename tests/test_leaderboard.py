@@ -447,3 +447,17 @@ def test_a_run_of_another_protocol_is_never_called_done_by_a_row_of_this_one(tmp
     assert "holds runs of another protocol" in err and "epochs: 5 in its row 1, 20 in this run" in err
     assert not (tmp_path / "runs").exists() and len(leaderboard.read_rows(results)) == 1
     assert main(args + ["--epochs", "5"]) == 0 and "training" not in capsys.readouterr().out  # the same: done
+
+
+def test_queue_default_plan_is_probes_then_seeds_1_to_5_then_20_epochs_then_the_time_matched_control(tmp_path):
+    done = _queue(tmp_path, "probes b a d t d50", has_bf16=True)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "leaderboard run" in line]
+    assert "--probe --models xresnet18 convtwist_xresnet18 xresnet34 xresnet50 convtwist_xresnet50" in lines[0]
+    assert "--epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34" in lines[1]
+    assert "--epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet50 xresnet50" in lines[2]
+    assert "--epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet18 xresnet18 xresnet34" in lines[3]
+    epochs = json.loads((ROOT / "bench" / "results" / "run_time.json").read_text())["time_matched"]["control_epochs"]
+    assert (f"--epochs {epochs} --first-seed 1 --seeds 5 --models xresnet50" in lines[4]
+            and "--time-matched-to convtwist_xresnet50:5" in lines[4])
+    assert "--epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet50 xresnet50" in lines[5]

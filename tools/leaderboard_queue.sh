@@ -5,9 +5,10 @@
 # RESULTS_DIR: where the rows go (default results/leaderboard); give an absolute path when the queue runs from a
 # snapshot of the code (a git worktree), so the rows land in the checkout you commit from.
 # STAGES picks parts of the plan (default: probes b a d t d50, in this order):
-#   probes  the xresnet18 architecture options (none, sa, MODEL_ARGS plus wide_stem, plus sa), then seed 0 of each
-#           model at 4e-3 and 8e-3, then one step past the edge the better one sits at (x2 above, /2 below), a
-#           model's runs together, in PROBE_MODELS order; its rate is the best of the three
+#   options the xresnet18 architecture options at 4e-3 (none, sa, MODEL_ARGS plus wide_stem, plus sa), which chose
+#           MODEL_ARGS (done: not in the default plan)
+#   probes  seed 0 of each model at 4e-3 and 8e-3, then one step past the edge the better one sits at (x2 above,
+#           /2 below), a model's runs together, in PROBE_MODELS order; its rate is the best of the three
 #   b       Imagewoof, 5 epochs: convtwist_xresnet18, xresnet18, xresnet34, seeds 1-5 at the probes' rates (a probe,
 #           seed 0, is never a reported run)
 #   a       Imagewoof, 5 epochs: convtwist_xresnet50 and xresnet50, seeds 1-5
@@ -51,13 +52,12 @@ if [ -n "$NEEDS_BF16" ] && [ -z "${ALLOW_EMULATED_BF16:-}" ] && ! $PY -c "$HAS_B
 fi
 for stage in $STAGES; do
   case $stage in
-    probes)
-      # the architecture options first (they decide the arms), on xresnet18 at 4e-3
+    options)
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args ""
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args sa=true
       $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,wide_stem=true"
-      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true"
-      $LBA --data imagewoof --epochs 5 --probe --models $PROBE_MODELS ;;
+      $LB --data imagewoof --epochs 5 --seeds 1 --models xresnet18 --lr 4e-3 --model-args "$ARGS,sa=true" ;;
+    probes) $LBA --data imagewoof --epochs 5 --probe --models $PROBE_MODELS ;;
     a) $LBA --data imagewoof --epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet50 xresnet50 \
          --lr-from "$PROBES" ;;
     b) $LBA --data imagewoof --epochs 5 --first-seed 1 --seeds 5 --models convtwist_xresnet18 xresnet18 xresnet34 \
@@ -67,7 +67,7 @@ for stage in $STAGES; do
          --lr-from "$PROBES" ;;
     d50) $LBA --data imagewoof --epochs 20 --first-seed 1 --seeds 3 --models convtwist_xresnet50 xresnet50 \
            --lr-from "$PROBES" ;;
-    t) E=$($PY -c "import json; print(json.load(open('bench/results/run_time.json'))['time_matched']['control_epochs'])")
+    t) E=$(grep -o '"control_epochs": *[0-9]*' bench/results/run_time.json | grep -o '[0-9]*$')
        $LBA --data imagewoof --epochs "$E" --first-seed 1 --seeds 5 --models xresnet50 --lr-from "$PROBES" \
          --time-matched-to convtwist_xresnet50:5 ;;
     fp32) $LBA --no-amp --data imagewoof --epochs 5 --seeds 5 --models convtwist_xresnet18 xresnet18 \
@@ -81,7 +81,7 @@ for stage in $STAGES; do
     fp32d) $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models convtwist_xresnet18 xresnet18 \
              --lr-from "$PROBES"
            $LBA --no-amp --data imagewoof --epochs 20 --seeds 3 --models xresnet34 --lr-from "$PROBES" ;;
-    *) echo "unknown stage $stage (probes a b c d d50 t fp32 fp32c fp32d)"; exit 2 ;;
+    *) echo "unknown stage $stage (options probes a b c d d50 t fp32 fp32c fp32d)"; exit 2 ;;
   esac
 done
 echo "$(date -Is) queue done"
