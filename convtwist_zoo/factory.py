@@ -9,7 +9,7 @@ import torch.nn as nn
 from . import models
 from .hub import load_pretrained
 from .registry import get_builder, split_model_name
-from .specs import get_pretrained
+from .specs import architecture_cfg, get_pretrained
 
 __all__ = ["create_model", "get_transform"]
 
@@ -56,6 +56,10 @@ def create_model(name: str, pretrained=False, num_classes: int | None = None, fe
         options = re.search(r"kwargs: (.*?)\.?$", (builder.__doc__ or "").strip())
         raise ValueError(f"{arch} has no option {unknown[1]!r}"
                          + (f"; its options: {options[1].replace('``', '')}" if options else "")) from None
+    spec = getattr(model, "pretrained_spec", None)
+    classes = model.num_classes if hasattr(model, "num_classes") else None
+    model.pretrained_cfg = model.default_cfg = (spec.timm_cfg(classes) if spec is not None
+                                                else architecture_cfg(arch, classes if classes is not None else 10))
     if features_only:
         model = models.FeatureResNet(model, out_indices)
     return model

@@ -36,8 +36,10 @@ TWIST_TAPS = ((0, 0), (0, 1), (0, 2), (1, 0))
 def antisymmetric_kernel(taps: torch.Tensor) -> torch.Tensor:
     """Full ``(nf, ni, 3, 3)`` kernel from the 4 free taps ``(nf, ni, 4)``; row-major order makes the mirror of
     position k be position 8-k, so the kernel is ``[a0 a1 a2 a3 0 -a3 -a2 -a1 -a0]``."""
-    zero = taps.new_zeros(taps.shape[:-1] + (1,))
-    return torch.cat([taps, zero, -taps.flip(-1)], dim=-1).unflatten(-1, (3, 3))
+    zero = torch.zeros_like(taps[..., :1])
+    full = torch.cat([taps, zero, -taps.flip([-1])], dim=-1)
+    return full.reshape(full.shape[:-1] + (3, 3)) if not torch.jit.is_scripting() else \
+        full.reshape(list(full.shape[:-1]) + [3, 3])
 
 
 def twist_taps_from_kernel(kernel: torch.Tensor) -> torch.Tensor:
@@ -60,6 +62,23 @@ def coordinate_grids(h: int, w: int, dtype: torch.dtype, device: torch.device):
         gy = (torch.arange(h, dtype=torch.float64) * 2 / h - 1).to(device=device, dtype=dtype).view(1, 1, h, 1)
         grids = _GRID_CACHE[key] = (gx, gy)
     return grids
+
+
+def grids_like(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`coordinate_grids` for the size, dtype and device of ``out``, in ops that TorchScript compiles; torch.fx
+    records it as one call (its shapes are not known while tracing)."""
+    h, w = out.shape[-2], out.shape[-1]
+    gx = (torch.arange(w, dtype=torch.float64, device=out.device) * 2 / w - 1).to(out.dtype).view(1, 1, 1, w)
+    gy = (torch.arange(h, dtype=torch.float64, device=out.device) * 2 / h - 1).to(out.dtype).view(1, 1, h, 1)
+    return gx, gy
+
+
+torch.fx.wrap("grids_like")
+
+
+def fx_tracing() -> bool:
+    """Whether torch.fx's symbolic tracer is running (its proxies have no shapes or devices to branch on)."""
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
 class ConvTwist(nn.Module):
@@ -144,6 +163,25 @@ class ConvTwist(nn.Module):
                              f"channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if not fx_tracing():
+                return self._forward_eager(x)
+        return self.forward_plain(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer in standard convolutions, the seed's formula with the centres folded into the main kernel:
+        what TorchScript compiles and torch.fx traces (the fused CPU kernels are opaque to both); equal to the fused
+        path within float rounding."""
+        kx, ky = antisymmetric_kernel(self.weight_x), antisymmetric_kernel(self.weight_y)
+        main = self.weight + self.center_x.view(-1, 1, 1, 1) * kx + self.center_y.view(-1, 1, 1, 1) * ky
+        out = F.conv2d(x, main, self.bias, self.stride, 1)
+        twist = F.conv2d(x, torch.cat([kx, ky]), None, self.stride, 1)
+        gx, gy = grids_like(out)
+        return out + gx * twist[:, :self.out_channels] + gy * twist[:, self.out_channels:]
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        """The eager path: the fused CPU kernels where they are built, plain ops for tracers and torch.compile."""
         self._check_input(x)
         # plain ops for tracers (ONNX export of an unfolded model) and for torch.compile without the CPU kernels
         # (its tracer cannot follow the plain path's writes into views; it fuses the plain ops itself)
@@ -250,11 +288,11 @@ class _PreparedKernels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_kernel, grad_taps):
         # the tap path's gradients are read through their strides (no copies); the stacked kernel's must be contiguous
-        stacked = grad_kernel.shape[0] != ctx.saved_tensors[0].shape[0]
+        saved = ctx.saved_tensors  # once: activation checkpointing lets a saved tensor be unpacked only once
+        stacked = grad_kernel.shape[0] != saved[0].shape[0]
         if stacked or grad_kernel.stride(2) != 3 * grad_kernel.stride(3):
             grad_kernel = grad_kernel.contiguous()
-        grads = fused_kernels.load().twist_prepare_backward(grad_kernel, grad_taps, *ctx.saved_tensors,
-                                                            ctx.channels_last)
+        grads = fused_kernels.load().twist_prepare_backward(grad_kernel, grad_taps, *saved, ctx.channels_last)
         return (*(g if need else None for g, need in zip(grads, ctx.needs_input_grad)), None, None)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from typing import Callable
 
@@ -101,6 +102,16 @@ def _check_arch(arch: str) -> None:
         close = difflib.get_close_matches(arch, _MODELS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownModelError(f"unknown model {arch!r}.{hint} Known models: {', '.join(list_models())}")
+
+
+@functools.lru_cache(maxsize=None)
+def first_conv(arch: str) -> str:
+    """The name of ``arch``'s first convolution (``conv1``, or ``conv1.0`` for a deep stem): what timm's cfg calls
+    ``first_conv``, read from the model itself (built on the meta device, no memory)."""
+    import torch
+    with torch.device("meta"):
+        model = get_builder(arch)(num_classes=1)
+    return next(name for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
 
 
 def get_builder(arch: str) -> Callable[..., nn.Module]:

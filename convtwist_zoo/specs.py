@@ -13,12 +13,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .registry import UnknownModelError, get_builder
+from .registry import UnknownModelError, first_conv, get_builder
 from .run_config import RunConfigError, check_classes, read_run_config
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 
 __all__ = ["PretrainedSpec", "register_pretrained", "list_pretrained", "get_pretrained", "DEFAULT_HF_ORG",
-           "SPECS_FILE"]
+           "SPECS_FILE", "architecture_cfg"]
 
 DEFAULT_HF_ORG = "convtwist"
 SPECS_FILE = Path(__file__).with_name("pretrained.json")
@@ -64,6 +64,17 @@ class PretrainedSpec:
     def transforms(self):
         """The eval transform the checkpoint was measured with (resize, centre crop, normalise)."""
         return eval_transform(tuple(self.input_size[1:]), self.mean, self.std, self.crop_pct, self.interpolation)
+
+    def timm_cfg(self, num_classes: int | None = None) -> dict:
+        """This checkpoint as timm's ``pretrained_cfg`` (the keys timm's ``PretrainedCfg`` takes); with another
+        ``num_classes`` (a new head) the class names are dropped."""
+        n = self.num_classes if num_classes is None else num_classes
+        return {"hf_hub_id": self.repo_id(), "hf_hub_filename": self.filename, "num_classes": n,
+                "input_size": tuple(self.input_size), "crop_pct": self.crop_pct, "crop_mode": "center",
+                "interpolation": self.interpolation, "mean": tuple(self.mean), "std": tuple(self.std),
+                "pool_size": tuple(s // 32 for s in self.input_size[1:]), "first_conv": first_conv(self.architecture),
+                "classifier": "fc", "label_names": tuple(self.class_names) if n == self.num_classes else None,
+                "license": "mit", "notes": (f"convtwist-zoo checkpoint; sha256 {self.sha256}",)}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,3 +146,13 @@ def get_pretrained(arch: str, tag: str | bool | None = True) -> PretrainedSpec:
 
 
 _load_specs_file()
+
+
+def architecture_cfg(arch: str, num_classes: int = 10) -> dict:
+    """timm's ``pretrained_cfg`` of an architecture with no weights loaded: its default checkpoint's (as
+    ``timm.create_model(name)`` gives its default tag's), else the zoo's input conventions."""
+    if any(s.architecture == arch for s in _PRETRAINED.values()):
+        return get_pretrained(arch).timm_cfg(num_classes)
+    return {"num_classes": num_classes, "input_size": (3, 128, 128), "pool_size": (4, 4), "crop_pct": 0.875,
+            "crop_mode": "center", "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+            "first_conv": first_conv(arch), "classifier": "fc"}

@@ -24,22 +24,14 @@ from timm.models import generate_default_cfgs, register_model
 from .factory import create_model
 from .hub import load_pretrained
 from .registry import list_models
-from .specs import PretrainedSpec, get_pretrained, list_pretrained
+from .specs import PretrainedSpec, architecture_cfg, get_pretrained, list_pretrained
 
 __all__ = ["timm_pretrained_cfg", "REGISTERED"]
 
 
-def timm_pretrained_cfg(spec: PretrainedSpec, first_conv: str = "conv1") -> dict:
-    """A checkpoint's spec as timm's ``pretrained_cfg`` (the keys timm's ``PretrainedCfg`` takes)."""
-    return {"hf_hub_id": spec.repo_id(), "hf_hub_filename": spec.filename, "num_classes": spec.num_classes,
-            "input_size": tuple(spec.input_size), "crop_pct": spec.crop_pct, "crop_mode": "center",
-            "interpolation": spec.interpolation, "mean": tuple(spec.mean), "std": tuple(spec.std),
-            "first_conv": first_conv, "classifier": "fc", "label_names": tuple(spec.class_names),
-            "license": "mit", "notes": (f"convtwist-zoo checkpoint; sha256 {spec.sha256}",)}
-
-
-def _first_conv(arch: str) -> str:
-    return "conv1.0" if "xresnet" in arch else "conv1"  # the xresnets' deep stem starts with a Sequential
+def timm_pretrained_cfg(spec: PretrainedSpec) -> dict:
+    """A checkpoint's spec as timm's ``pretrained_cfg`` (`PretrainedSpec.timm_cfg`)."""
+    return spec.timm_cfg()
 
 
 def _entrypoint(arch: str):
@@ -49,6 +41,10 @@ def _entrypoint(arch: str):
 
         cfg = resolve_pretrained_cfg(arch, pretrained_cfg, pretrained_cfg_overlay)
         kwargs.pop("pretrained_model_args", None)
+        # timm's features_only: its own wrappers and index convention (0 = the stem's activation, stride 2)
+        features_only = kwargs.pop("features_only", False)
+        feature_cls = kwargs.pop("feature_cls", None)
+        out_indices = kwargs.pop("out_indices", (0, 1, 2, 3, 4))
         num_classes = kwargs.pop("num_classes", None)
         if not pretrained:
             model = create_model(arch, num_classes=num_classes if num_classes is not None else cfg.num_classes or 10,
@@ -63,6 +59,12 @@ def _entrypoint(arch: str):
         if num_classes is not None and num_classes != cfg.num_classes:
             cfg = dataclasses.replace(cfg, num_classes=num_classes, label_names=None)
         model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+        if features_only:
+            from timm.models import FeatureListNet
+            from timm.models._features_fx import FeatureGraphNet
+            wrapper = FeatureGraphNet if feature_cls == "fx" else FeatureListNet
+            model = wrapper(model, out_indices=out_indices)
+            model.pretrained_cfg = model.default_cfg = cfg.to_dict()
         return model
 
     build.__name__ = build.__qualname__ = arch
@@ -79,12 +81,11 @@ def _register() -> list[str]:
     for arch in ours:
         names = [n for n in list_pretrained() if n.split(".", 1)[0] == arch]
         if not names:  # no checkpoint yet: the architecture alone
-            cfgs[arch] = {"num_classes": 10, "input_size": (3, 128, 128), "crop_pct": 0.875,
-                          "interpolation": "bilinear", "first_conv": _first_conv(arch), "classifier": "fc"}
+            cfgs[arch] = architecture_cfg(arch)
             continue
         default = get_pretrained(arch).name
         for name in sorted(names, key=lambda n: n != default):
-            cfgs[name] = timm_pretrained_cfg(get_pretrained(arch, name.split(".", 1)[1]), _first_conv(arch))
+            cfgs[name] = get_pretrained(arch, name.split(".", 1)[1]).timm_cfg()
     sys.modules[__name__].default_cfgs = generate_default_cfgs(cfgs)  # where timm's register_model looks
     for arch in ours:
         register_model(_entrypoint(arch))

@@ -20,7 +20,7 @@ from timm.layers import BlurPool2d
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from . import fused_kernels
-from .layers import twistify
+from .layers import fx_tracing, twistify
 from .models import check_images
 
 __all__ = ["XResNet", "MaxBlurPool", "PoolFirst", "SimpleSelfAttention", "xresnet", "XRESNET_LAYERS"]
@@ -34,8 +34,10 @@ class XResNet(ResNet):
     ``reset_classifier`` and ``feature_info`` are timm's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.conv1[0].in_channels)
-        return super().forward(x)
+        if not torch.jit.is_scripting():
+            if not fx_tracing():  # input checks branch on shapes: eager only
+                check_images(x, self.conv1[0].in_channels)
+        return self.forward_head(self.forward_features(x))
 
 
 class _MaxBlurFn(torch.autograd.Function):
@@ -66,15 +68,23 @@ class MaxBlurPool(nn.Sequential):
         super().__init__(nn.MaxPool2d(3, stride=1, padding=1), BlurPool2d(channels, filt_size=3, stride=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if not fx_tracing() and self._fused_fits(x):
+                return _MaxBlurFn.apply(x)
+        for module in self:  # the two modules: TorchScript, torch.fx, tracers, torch.compile, other devices
+            x = module(x)
+        return x
+
+    @torch.jit.unused
+    def _fused_fits(self, x: torch.Tensor) -> bool:
+        """Whether the fused CPU kernels compute this call as the two modules would."""
         if (x.device.type != "cpu" or x.dim() != 4 or min(x.shape[2:]) < 2 or torch.jit.is_tracing()
                 or torch.compiler.is_compiling() or fused_kernels.load() is None):
-            return super().forward(x)
+            return False
         # the kernels compute in the input's dtype; under autocast the blur's conv2d would compute in autocast's:
         # where the two differ (an fp32 input under bf16 autocast) the modules run, so that the maxima are the same
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if x.dtype != dtype or dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            return super().forward(x)
-        return _MaxBlurFn.apply(x)
+        return x.dtype == dtype and dtype in (torch.float32, torch.bfloat16, torch.float16)
 
 
 class PoolFirst(nn.Module):

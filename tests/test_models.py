@@ -53,18 +53,18 @@ def test_features_only(name):
     torch.manual_seed(0)
     net = create_model(name, features_only=True, out_indices=(1, 2, 3, 4)).eval()
     net.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("fc.")})
-    info = net.feature_info
-    assert [i["reduction"] for i in info] == [4, 8, 16, 32]
+    info = net.feature_info  # timm's FeatureInfo
+    assert info.reduction() == [4, 8, 16, 32] and info.module_name() == ["layer1", "layer2", "layer3", "layer4"]
     expect = [64, 128, 256, 512] if "18" in name else [256, 512, 1024, 2048]
-    assert [i["num_chs"] for i in info] == expect
+    assert info.channels() == expect
     x = torch.randn(1, 3, 128, 96)
     with torch.no_grad():
         outs = net(x)
         assert torch.equal(outs[-1], full.forward_features(x))
-    for o, i, c in zip(outs, info, expect):
-        assert o.shape == (1, c, 128 // i["reduction"], 96 // i["reduction"])
+    for o, r, c in zip(outs, info.reduction(), expect):
+        assert o.shape == (1, c, 128 // r, 96 // r)
     sub = create_model(name, features_only=True, out_indices=(0, 2))
-    assert [i["reduction"] for i in sub.feature_info] == [4, 8] and len(sub(x)) == 2
+    assert sub.feature_info.reduction() == [4, 8] and len(sub(x)) == 2
     with pytest.raises(ValueError, match="out_indices"):
         create_model(name, features_only=True, out_indices=(5,))
 

@@ -157,7 +157,7 @@ def test_features_only_on_timm_trunk():
         outs = net(x)
         assert torch.equal(outs[-1], full.forward_features(x))
     assert [o.shape[1] for o in outs] == [64, 128, 256, 512]
-    assert [i["reduction"] for i in net.feature_info] == [4, 8, 16, 32]
+    assert net.feature_info.reduction() == [4, 8, 16, 32]
 
 
 def test_compiles_in_one_graph_and_matches_eager():

@@ -83,7 +83,7 @@ def hub_config_json(config: dict, spec: PretrainedSpec) -> dict:
     """A Hub folder's ``config.json``: the run's config, the weights' hash, the zoo's spec, and what timm's ``hf-hub:``
     loader reads (``architecture``, ``num_classes``, ``pretrained_cfg``, ``label_names``)."""
     from ..timm_models import timm_pretrained_cfg
-    timm_cfg = {k: v for k, v in timm_pretrained_cfg(spec, "conv1.0" if "xresnet" in spec.architecture else "conv1")
+    timm_cfg = {k: v for k, v in timm_pretrained_cfg(spec)
                 .items() if k not in ("hf_hub_id", "label_names")}  # timm fills in the repo it loads from
     return {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict(), "pretrained_cfg": timm_cfg,
             "label_names": list(spec.class_names)}
