@@ -142,7 +142,7 @@ def test_model_options_are_typed_and_unknown_spellings_refused(capsys, tmp_path,
     with pytest.raises(ValueError, match="maxblur is given twice"):
         parse_model_args("maxblur=true,maxblur=false")
     for spelling in ("no", "off", "0", "nope"):
-        with pytest.raises(ValueError, match=f"option maxblur takes true or false, got"):
+        with pytest.raises(ValueError, match="option maxblur takes true or false, got"):
             create_model("xresnet18", **parse_model_args(f"maxblur={spelling}"))
     code, _, err = run_cli(capsys, "train", "--model", "xresnet18", "--model-args", "maxblur=no", "--data",
                            image_folder, "--out", tmp_path / "o")
