@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_run_dir, result_row
+from conftest import ROOT, make_run_dir, result_row
 from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme,
                                          render_model_cards, render_readme, render_recipe_history, write_cards)
 from convtwist_zoo.release.run_records import record_run, retire_checkpoint
@@ -191,6 +191,20 @@ def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
         assert (root / "hub" / name / "README.md").read_text() == render_hub_readme(name, entry, info), name
 
 
+def _run_counts(card: str) -> set[int]:
+    """Every count of runs a card states ("of 5 runs", "has 3 finished runs"): one card, one count."""
+    import re
+    return {int(n) for n in re.findall(r"(\d+) (?:finished )?runs\b", card)}
+
+
+def test_every_published_hub_card_states_one_run_count():
+    from convtwist_zoo.release.cards import collect
+    info = collect(ROOT / "hub")
+    for name, entry in info.items():
+        card = (ROOT / "hub" / name / "README.md").read_text()
+        assert len(_run_counts(card.split("## Robustness")[0])) <= 1, name
+
+
 def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_welch(tmp_path):
     from convtwist_zoo import leaderboard
     from convtwist_zoo.release.cards import render_zoo_table
@@ -216,8 +230,10 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     assert "| xresnet18.imagewoof | 72.00 (seed 2; 3 seeds: 72.30 ± 0.30) | – | – | – |" in table
     assert table.count("\n") == 3  # checkpoints only: a leaderboard arm without weights is not a row
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert "These weights are seed 2 of 3 runs of the fast.ai leaderboard protocol" in card
-    assert "Its arm now has" not in card  # no seed finished after the pick
+    assert ("These weights are seed 2 of the fast.ai leaderboard protocol (`results/leaderboard/imagewoof-128px-5ep"
+            ".jsonl`), picked as the finished run closest to its arm's mean top-1. Its arm has 3 finished runs: "
+            "75.00 ± 0.40, min 74.60, max 75.40. Seed 2 scored 75.00, 2 of 3 from the top.") in card
+    assert _run_counts(card) == {3}
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.30 ± 0.30 (3 seeds) |" in card
     assert "convtwist_xresnet18 trained from scratch on imagewoof at 128px with convtwist-zoo (every 3x3 " \
            "convolution of its residual blocks a ConvTwist, the stem plain)." in card
@@ -262,8 +278,9 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert card.count("convtwist_xresnet18 (maxblur=true) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 73.50 (1 seed) |" in card
-    assert ("These weights are seed 1 of the fast.ai leaderboard protocol, its only finished run when they were picked "
-            "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`): no spread over seeds yet.") in card
+    assert ("These weights are seed 1 of the fast.ai leaderboard protocol (`results/leaderboard/imagewoof-128px-5ep"
+            ".jsonl`), picked as the finished run closest to its arm's mean top-1. It is its arm's only finished run "
+            "so far: no spread over seeds yet.") in card
     assert "+1.20 points against xresnet18 (1 seed against 1 seed): no interval yet, one run on a side." in card
     # MODEL_CARDS' checkpoint table compares arm with arm too, though xresnet18 has no published weights
     from convtwist_zoo.release.cards import _summary_rows
@@ -273,13 +290,12 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
                            result_row("convtwist_xresnet18", 2, 75.3, 4e-3, model_args="maxblur=true"))
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert ("These weights are seed 1 of the fast.ai leaderboard protocol, its only finished run when they were picked "
-            "(top-1 74.70, `results/leaderboard/imagewoof-128px-5ep.jsonl`). Its arm now has 2 "
-            "finished runs: 75.00 ± 0.42, min 74.70, max 75.30. Seed 1 scored 74.70, the arm's lowest.") in card
+    assert ("picked as the finished run closest to its arm's mean top-1. Its arm has 2 finished runs: 75.00 ± 0.42, "
+            "min 74.70, max 75.30. Seed 1 scored 74.70, the arm's lowest.") in card
     leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
                            result_row("convtwist_xresnet18", 3, 74.1, 4e-3, model_args="maxblur=true"))
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
-    assert "Its arm now has 3 finished runs: 74.70 ± 0.60, min 74.10, max 75.30. Seed 1 scored 74.70, 2 of 3 from " \
+    assert "Its arm has 3 finished runs: 74.70 ± 0.60, min 74.10, max 75.30. Seed 1 scored 74.70, 2 of 3 from " \
            "the top." in card
 
 
@@ -316,9 +332,10 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert card.count("convtwist_xresnet18 (maxblur=true, fp32 training) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.15 ± 0.49 (2 seeds) |" in card
-    assert ("These weights are seed 2 of 3 runs of the fast.ai leaderboard protocol, the one closest to their mean "
-            "top-1 75.00 ± 0.66 (`results/leaderboard/imagewoof-128px-5ep.jsonl`) among those whose weights were at "
-            "hand (1 run nearer the mean had lost theirs). That arm ran the recipe in fp32, "
+    assert ("These weights are seed 2 of the fast.ai leaderboard protocol (`results/leaderboard/imagewoof-128px-5ep"
+            ".jsonl`), picked as the finished run closest to its arm's mean top-1 among those whose weights were at "
+            "hand (1 run nearer the mean had lost theirs). Its arm has 3 finished runs: 75.00 ± 0.66, min 74.30, max "
+            "75.60. Seed 2 scored 75.10, 2 of 3 from the top. That arm ran the recipe in fp32, "
             "without its bf16 autocast, and is compared only with fp32 arms: its baseline is xresnet18's fp32 arm.") \
         in card
     assert f"+2.85 points against xresnet18 (3 seeds against 2 seeds; 95% interval [{w['low']:+.2f}," in card

@@ -401,6 +401,15 @@ def _verdict(name: str, info: dict, replicates: str = "docs/recipe-history.md's 
             f"against {base}; one seed each ({replicates} show how far another seed moves a run).")
 
 
+def _lr_from_sentence(results_dir: Path) -> str:
+    """Which protocols' arms take their rate from the probes, named from the results files there are."""
+    others = sorted(f.stem for f in Path(results_dir).glob("*.jsonl") if f.stem != PROBED_PROTOCOL)
+    if not others:
+        return ""
+    return (f" The arms of {', '.join(f'`{o}`' for o in others)} train at the peak lr their model's "
+            f"`{PROBED_PROTOCOL}` probes chose (`--lr-from`).")
+
+
 def _leaderboard_sections(results_dir: Path, costs: dict | None = None) -> list[str]:
     # the protocol whose probes set every arm's lr leads; the others follow by name
     files = sorted(Path(results_dir).glob("*.jsonl"), key=lambda f: (f.stem != PROBED_PROTOCOL, f.name))
@@ -445,8 +454,8 @@ def render_model_cards(info: dict, extra: list[dict] | None = None,
               "xresnet18/34/50 and their ConvTwist twins (`convtwist-zoo leaderboard run`), one row per finished run "
               "in `results/leaderboard/`; xresnet34 is the compute-matched control of convtwist_xresnet18 (about "
               "as many parameters and MACs). An arm marked `fp32 training` ran the recipe without bf16 autocast, at "
-              "its bf16 arm's learning rate, and is compared only with fp32 arms. The Imagenette and 20-epoch arms "
-              "train at the peak lr their model's Imagewoof 5-epoch probe chose (`--lr-from`).", ""]
+              "its bf16 arm's learning rate, and is compared only with fp32 arms." + _lr_from_sentence(
+                  results_dir or RESULTS_DIR), ""]
     lines += _leaderboard_sections(results_dir or RESULTS_DIR, costs)
     fp32_sweeps = any(e.get("robustness") and not e["robustness"].get("amp", True) for e in info.values())
     lines += [f"## Robustness: rotated and rescaled validation images (top-1 %, 128px, "
@@ -650,29 +659,26 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path = RE
         body += [f"| baseline {base} top-1 @128px | {_fmt(_top1(info.get(base)))} |"]
     spec_meta = (config.get("pretrained_spec") or {}).get("meta") or {}
     if lb := spec_meta.get("leaderboard"):
-        spread = f" ± {lb['std']:.2f}" if lb.get("std") is not None else ""
         source = f"`results/leaderboard/{lb['results']}`"
-        # the pick is frozen in the weights' spec; the arm may have gained seeds since
-        grown = arms[1] if arms and len(arms[1]) > lb["n"] else []
-        if lb["n"] > 1:
-            pick = (f"These weights are seed {lb['seed']} of {lb['n']} runs of the fast.ai leaderboard protocol, the "
-                    f"one closest to their mean top-1 {lb['mean']:.2f}{spread} ({source})")
-            if passed := lb.get("closer_without_weights"):
-                pick += f" among those whose weights were at hand ({_runs(passed)} nearer the mean had lost theirs)"
-            pick += "."
-        else:
-            pick = (f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol, its only finished run "
-                    f"when they were picked (top-1 {lb['mean']:.2f}, {source})"
-                    + ("." if grown else ": no spread over seeds yet."))
-        if grown:
-            pick += (f" Its arm now has {len(grown)} finished runs: {leaderboard.mean_std(grown)}, "
-                     f"min {min(grown):.2f}, max {max(grown):.2f}.")
+        # one run count, the arm's as its rows stand now (the pick's own statistics are frozen in the spec and grow
+        # stale as seeds finish)
+        pick = (f"These weights are seed {lb['seed']} of the fast.ai leaderboard protocol ({source}), picked as the "
+                "finished run closest to its arm's mean top-1")
+        if passed := lb.get("closer_without_weights"):
+            pick += f" among those whose weights were at hand ({_runs(passed)} nearer the mean had lost theirs)"
+        pick += "."
+        now = arms[1] if arms else []
+        if len(now) > 1:
+            pick += (f" Its arm has {len(now)} finished runs: {leaderboard.mean_std(now)}, min {min(now):.2f}, max "
+                     f"{max(now):.2f}.")
             if (own := arms[3]) is not None:
                 # a pick made from few seeds may now sit at an end of its arm: say where, so no one reads it as typical
-                rank = sorted(grown, reverse=True).index(own) + 1
-                where = ("the arm's highest" if rank == 1 else "the arm's lowest" if rank == len(grown) else
-                         f"{rank} of {len(grown)} from the top")
+                rank = sorted(now, reverse=True).index(own) + 1
+                where = ("the arm's highest" if rank == 1 else "the arm's lowest" if rank == len(now) else
+                         f"{rank} of {len(now)} from the top")
                 pick += f" Seed {lb['seed']} scored {own:.2f}, {where}."
+        else:
+            pick += " It is its arm's only finished run so far: no spread over seeds yet."
         if not saved_knob(config["recipe"], "amp"):
             pick += (" That arm ran the recipe in fp32, without its bf16 autocast, and is compared only with fp32 "
                      "arms" + (f": its baseline is {base.split('.')[0]}'s fp32 arm." if base else "."))
