@@ -9,15 +9,15 @@ from convtwist_zoo.factory import create_model as _create_model  # noqa: E402
 
 
 def convtwist_resnet18(pretrained=False, **kwargs):
-    """ConvTwist ResNet-18. ``pretrained``: False, True (default checkpoint), "imagenette" or "imagewoof", or a
-    local folder/file. Other kwargs (``num_classes``, ``features_only``, ``pretrained_file``...) go to
-    ``convtwist_zoo.create_model``."""
+    """ConvTwist ResNet-18. ``pretrained``: False, True (default checkpoint), "imagenette" or "imagewoof", or a path
+    object (pathlib.Path) to a local folder/file. Other kwargs (``num_classes``, ``features_only``,
+    ``pretrained_file``...) go to ``convtwist_zoo.create_model``."""
     return _create_model("convtwist_resnet18", pretrained=pretrained, **kwargs)
 
 
 def convtwist_resnet50(pretrained=False, **kwargs):
-    """ConvTwist ResNet-50. ``pretrained``: False, True (default checkpoint), "imagenette" or "imagewoof", or a
-    local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
+    """ConvTwist ResNet-50. ``pretrained``: False, True (default checkpoint), "imagenette" or "imagewoof", or a path
+    object (pathlib.Path) to a local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
     return _create_model("convtwist_resnet50", pretrained=pretrained, **kwargs)
 
 
@@ -33,7 +33,7 @@ def resnet50(pretrained=False, **kwargs):
 
 def xresnet18(pretrained=False, **kwargs):
     """fast.ai leaderboard xresnet18 (deep stem, pooled shortcuts, Mish; timm's ResNet). ``pretrained``: False, True,
-    "imagenette", "imagewoof", or a local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
+    "imagenette", "imagewoof", or a pathlib.Path to a local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
     return _create_model("xresnet18", pretrained=pretrained, **kwargs)
 
 

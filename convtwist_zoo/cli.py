@@ -388,8 +388,10 @@ def _cmd_inspect(args) -> int:
     from .registry import split_model_name
     from .visualize import layer_statistics
     arch, tag = split_model_name(args.model)
-    model = create_model(args.model if tag or args.pretrained is None else arch,
-                         pretrained=args.pretrained or (tag or True)).eval()
+    if args.checkpoint and (args.pretrained or tag):
+        raise ValueError("give a tag (--pretrained TAG or MODEL.TAG) or --checkpoint RUN, not both")
+    pretrained = Path(args.checkpoint) if args.checkpoint else args.pretrained or tag or True
+    model = create_model(arch, pretrained=pretrained).eval()
     stats = layer_statistics(model)
     if not stats["layers"]:
         raise ValueError(f"{args.model} has no ConvTwist layer to inspect")
@@ -584,8 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_flow)
 
     p = sub.add_parser("inspect", help="what a trained ConvTwist model learned: centres and twist strength")
-    p.add_argument("model", help="arch.tag, or arch with --pretrained")
-    p.add_argument("--pretrained", help="tag or local run folder")
+    p.add_argument("model", help="arch.tag, or arch with --pretrained or --checkpoint")
+    p.add_argument("--pretrained", help="a tag of the model's checkpoints (default: the name's tag, else the "
+                   "architecture's default checkpoint)")
+    p.add_argument("--checkpoint", help="a run folder of yours (or its model.safetensors)")
     p.add_argument("--out", required=True, help="folder for inspect.json and PNGs")
     p.set_defaults(func=_cmd_inspect)
 

@@ -83,7 +83,7 @@ def test_inspect_command(tmp_path):
     from conftest import make_run_dir
     run = make_run_dir(tmp_path / "run")
     out = tmp_path / "inspect"
-    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "inspect", "convtwist_resnet18", "--pretrained",
+    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "inspect", "convtwist_resnet18", "--checkpoint",
                              str(run), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "inspect.json").read_text())
