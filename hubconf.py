@@ -33,7 +33,8 @@ def resnet50(pretrained=False, **kwargs):
 
 def xresnet18(pretrained=False, **kwargs):
     """fast.ai leaderboard xresnet18 (deep stem, pooled shortcuts, Mish; timm's ResNet). ``pretrained``: False, True,
-    "imagenette", "imagewoof", or a pathlib.Path to a local folder/file. Other kwargs go to ``convtwist_zoo.create_model``."""
+    "imagenette", "imagewoof", or a pathlib.Path to a local folder/file. Other kwargs go to
+    ``convtwist_zoo.create_model``."""
     return _create_model("xresnet18", pretrained=pretrained, **kwargs)
 
 
