@@ -77,7 +77,7 @@ def test_pretrained_weights_for_any_in_chans_and_num_classes(name, in_chans, num
         assert first.in_channels == in_chans
 
 
-@pytest.mark.parametrize("name", FAMILIES + TAGGED[:1])
+@pytest.mark.parametrize("name", ARCHS + TAGGED[:1])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_fx_traces_and_matches_eager(name, mode):
     from torchvision.models.feature_extraction import create_feature_extractor
@@ -89,16 +89,19 @@ def test_fx_traces_and_matches_eager(name, mode):
     torch.manual_seed(1)
     with torch.no_grad():
         expected = model(X)  # train mode: batch statistics, the same in both
-        assert torch.allclose(graph(X), expected, atol=1e-5, rtol=1e-4)
+        # batch statistics of 2 small images magnify the fused and plain paths' float rounding in deep nets
+        tol = dict(atol=1e-5, rtol=1e-4) if mode == "eval" else dict(atol=2e-4, rtol=1e-3)
+        assert torch.allclose(graph(X), expected, **tol)
     if mode == "eval":  # torchvision's FX feature extraction
         body = create_feature_extractor(model.eval(), return_nodes={"layer2": "mid", "layer4": "out"})
         with torch.no_grad():
             assert torch.allclose(body(X)["out"], model.forward_features(X), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", FAMILIES + ["convtwist_xresnet50"])
+@pytest.mark.parametrize("name", ARCHS + TAGGED[:2])
 def test_torchscript_scripts_and_matches_eager(name):
-    model = trained_like(create_model(name, **_options(name))).eval()
+    model = create_model(name, **_options(name))
+    model = (model if "." in name else trained_like(model)).eval()
     scripted = torch.jit.script(model)
     with torch.no_grad():
         assert torch.allclose(scripted(X), model(X), atol=1e-5, rtol=1e-4)
