@@ -10,17 +10,25 @@ import sys
 __all__ = ["main"]
 
 
-def _add_config_args(parser: argparse.ArgumentParser, config_cls, skip=()) -> None:
-    """One ``--flag`` per field of a config dataclass, typed from its default."""
+def _add_config_args(parser: argparse.ArgumentParser, config_cls, ranges: dict, defaults: dict | None = None,
+                     skip=()) -> None:
+    """One ``--flag`` per field of a config dataclass, typed from its default (or ``defaults``' override), its help
+    from the field's, with the default and the allowed values from ``ranges`` (``{field: (check, allowed)}``)."""
     for f in dataclasses.fields(config_cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        default = (defaults or {}).get(f.name, f.default)
+        allowed = f"; {ranges[f.name][1]}" if f.name in ranges else ""
+        shown = (f"default: {'on' if default else 'off'}" if isinstance(default, bool)
+                 else f"default: {'none' if default in (None, '') else default}")
+        extra = "; ".join(part for part in (shown, allowed.lstrip("; ")) if part)
+        help_text = (f.metadata.get("help", "") + (f" ({extra})" if extra else "")).replace("%", "%%")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = type(f.default) if f.default is not None else str
-            parser.add_argument(flag, type=kind, default=f.default)
+            parser.add_argument(flag, type=kind, default=default, help=help_text)
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +88,8 @@ def _cmd_predict(args) -> int:
         except FileNotFoundError:
             model = DEMO_PREFERENCE[0]
     if args.checkpoint and args.pretrained:
-        raise ValueError("give --pretrained TAG (a zoo checkpoint) or --checkpoint RUN (a run folder of yours), not both")
+        raise ValueError("give --pretrained TAG (a zoo checkpoint) or --checkpoint RUN (a run folder of yours), "
+                         "not both")
     from pathlib import Path
     clf = load_classifier(model, Path(args.checkpoint) if args.checkpoint else args.pretrained)
     results = clf.predict(args.images, topk=args.topk)
@@ -455,52 +464,81 @@ def _cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
+# One example per subcommand, the last lines of its --help.
+EXAMPLES = {
+    "list": "convtwist-zoo list --pretrained xresnet",
+    "train": ("convtwist-zoo train --model convtwist_xresnet18 --model-args maxblur=true --data imagewoof --epochs"
+              " 5 --lr 8e-3 --out runs/woof5"),
+    "finetune": "convtwist-zoo finetune --model convtwist_resnet50.imagenette --data MYFOLDER --out runs/mine",
+    "predict": "convtwist-zoo predict photo.jpg --model convtwist_resnet50.imagenette --topk 3",
+    "export": "convtwist-zoo export convtwist_resnet50.imagenette -o model.onnx --check 4",
+    "eval": "convtwist-zoo eval --model convtwist_resnet50.imagewoof --image-size 128 160 --json eval.json",
+    "robustness": "convtwist-zoo robustness convtwist_resnet50.imagewoof resnet50.imagewoof --plot robustness.png",
+    "leaderboard": ("convtwist-zoo leaderboard run --models xresnet18 convtwist_xresnet18 --model-args maxblur=true"
+                    " --data imagewoof --epochs 5 --first-seed 1 --seeds 5"
+                    " --lr-from results/leaderboard/imagewoof-128px-5ep.jsonl"),
+    "download": "convtwist-zoo download imagewoof",
+    "flow": "convtwist-zoo flow --generator scaling --steps 300 --out scaling.png",
+    "inspect": "convtwist-zoo inspect convtwist_resnet50.imagewoof --out inspect/",
+    "demo": "convtwist-zoo demo",
+    "plot": "convtwist-zoo plot runs/a runs/b --out curves.png",
+}
+
+
+def _subcommand(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with its example (`EXAMPLES`)."""
+    return sub.add_parser(name, epilog=f"example:\n  {EXAMPLES[name]}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .onnx_export import DEFAULT_OPSET, MIN_OPSET
-    from .training import TrainConfig
+    from .training import KNOB_RANGES, TrainConfig
     parser = argparse.ArgumentParser(prog="convtwist-zoo", description="ConvTwist model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models, or with --pretrained the checkpoints (arch.tag)")
+    p = _subcommand(sub, "list", help="list registered models, or with --pretrained the checkpoints (arch.tag)")
     p.add_argument("filter", nargs="?", help="substring to filter names")
     p.add_argument("--pretrained", action="store_true",
                    help="the checkpoints that load by name (arch.tag, e.g. for predict --model)")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("train", help="train a model (single process, or under torchrun)")
-    _add_config_args(p, TrainConfig)
+    p = _subcommand(sub, "train", help="train a model (single process, or under torchrun)")
+    _add_config_args(p, TrainConfig, KNOB_RANGES)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a folder (new head for its classes)")
-    _add_config_args(p, TrainConfig)
-    p.set_defaults(func=_cmd_finetune, epochs=10, freeze_epochs=2, backbone_lr_mult=0.1, lr=0.02, warmup_epochs=1.0)
+    p = _subcommand(sub, "finetune", help="fine-tune a pretrained model on a folder (new head for its classes)")
+    _add_config_args(p, TrainConfig, KNOB_RANGES,
+                     defaults=dict(epochs=10, freeze_epochs=2, backbone_lr_mult=0.1, lr=0.02, warmup_epochs=1.0))
+    p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("predict", help="top-k classes of images")
-    p.add_argument("images", nargs="+")
+    p = _subcommand(sub, "predict", help="top-k classes of images")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, any bit depth; EXIF orientation applied)")
     p.add_argument("--model", help="arch.tag, or arch with --pretrained (default: first of "
                    f"{', '.join(DEMO_PREFERENCE)} in hub/, else {DEMO_PREFERENCE[0]} from the Hub)")
     p.add_argument("--pretrained", help="a tag of --model's checkpoints (e.g. imagewoof)")
     p.add_argument("--checkpoint", help="a run folder of yours (or its model.safetensors) instead of a zoo checkpoint")
-    p.add_argument("--topk", type=_positive_int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--topk", type=_positive_int, default=5, help="classes to show per image (default: 5; >= 1)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("export", help="export a model to ONNX with the twist folded in")
+    p = _subcommand(sub, "export", help="export a model to ONNX with the twist folded in")
     p.add_argument("model", help="registry name, optionally arch.tag")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write (a .sha256 is written beside it)")
     p.add_argument("--image-size", type=int, nargs="+",
                    help="S or H W (multiples of 32; default: the size the weights were trained at, else 128)")
     p.add_argument("--pretrained", help="a tag of the model's checkpoints (default: the name's tag, else random "
                    "weights)")
     p.add_argument("--checkpoint", help="a run folder of yours (or its model.safetensors) to export")
-    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="a batch dimension of any size (default: on; --no-dynamic-batch fixes it at 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET} or newer")
     p.add_argument("--optimize", action="store_true", help="also write an ORT-optimised *.ort.onnx")
     p.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic (float32 input and logits)")
     p.add_argument("--check", type=int, default=4, help="parity check on N random images (0 = skip)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix on a validation set")
+    p = _subcommand(sub, "eval", help="top-1/top-5, per-class accuracy and confusion matrix on a validation set")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model", help="arch.tag of a zoo checkpoint")
     g.add_argument("--checkpoint", help="a run folder from `train`/`finetune`")
@@ -511,24 +549,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (default: fp32)")
     p.add_argument("--crop-pct", type=float, help="centre-crop share of the resized image (default: the checkpoint's, "
                    "0.875; 1.0 resizes straight to the image size)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1; >= 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", help="write the full result (per-class, confusion) here")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("robustness", help="top-1 under rotations (0/15/30/45/90) and rescalings (0.75x/1.25x)")
+    p = _subcommand(sub, "robustness", help="top-1 under rotations (0/15/30/45/90) and rescalings (0.75x/1.25x)")
     p.add_argument("models", nargs="+", help="arch.tag names")
-    p.add_argument("--data")
-    p.add_argument("--data-dir")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data", help="imagenette | imagewoof | folder with val/ (default: each checkpoint's dataset)")
+    p.add_argument("--data-dir", help="where the archives are (default: $CONVTWIST_DATA)")
+    p.add_argument("--image-size", type=int, default=128, help="evaluation size (default: 128; >= 32)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast (default: on; --no-amp evaluates in fp32)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1; >= 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json-dir", help="write <dir>/<name>/robustness.json (e.g. hub)")
     p.add_argument("--plot", help="PNG of top-1 against angle/scale")
     p.set_defaults(func=_cmd_robustness)
 
-    p = sub.add_parser("leaderboard", help="the fast.ai leaderboard protocol over several seeds: run, table, or "
+    p = _subcommand(sub, "leaderboard", help="the fast.ai leaderboard protocol over several seeds: run, table, or "
                                            "robustness")
     p.add_argument("action", choices=["run", "table", "robustness"],
                    help="run: train what the results file lacks; table: print; robustness: sweep the rotations and "
@@ -538,10 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="run: model names, trained in this order for each seed")
     p.add_argument("--data", default="imagewoof", help="imagewoof | imagenette | folder")
     p.add_argument("--data-dir", help="where the archives are (else $CONVTWIST_DATA)")
-    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--epochs", type=_positive_int, default=5, help="epochs per run (default: 5; >= 1)")
     p.add_argument("--seeds", type=_positive_int, default=5, help="how many seeds")
-    p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run: the first seed; --seeds counts from it (default: 0, the probes' seed)")
+    p.add_argument("--image-size", type=int, default=128, help="training and evaluation size (default: 128; >= 32)")
     p.add_argument("--lr", nargs="+", help="peak lr for all models, or MODEL=LR per model (default 4e-3)")
     p.add_argument("--lr-from", metavar="RESULTS",
                    help="each model's peak lr from its probes in this results file: the best of its probe grid "
@@ -558,34 +598,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-matched-to", metavar="MODEL:EPOCHS",
                    help="run: these runs are the time-matched control of MODEL at EPOCHS epochs (their --epochs take "
                         "its step time; python bench/run_time.py gives them); MODEL's table shows them")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64; >= 1)")
     p.add_argument("--runs", default=None,
                    help="where run folders go, outside the work tree (default: CACHE/runs/leaderboard, CACHE being "
                         "$CONVTWIST_ZOO_CACHE, else $XDG_CACHE_HOME/convtwist-zoo, else ~/.cache/convtwist-zoo)")
-    p.add_argument("--results-dir", default=os.path.join("results", "leaderboard"))
+    p.add_argument("--results-dir", default=os.path.join("results", "leaderboard"),
+                   help="where results files go, one per protocol (default: results/leaderboard)")
     p.add_argument("--results", help="results file (run: default RESULTS_DIR/<data>-<size>px-<epochs>ep.jsonl; table: "
                                      "this file instead of every file in RESULTS_DIR)")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1; >= 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--background", action="store_true", help="run: detach and log to RUNS/leaderboard.log")
     p.set_defaults(func=_cmd_leaderboard)
 
-    p = sub.add_parser("download", help="download a dataset archive from the official fast.ai URL into the cache")
-    p.add_argument("dataset", choices=["imagenette", "imagewoof"])
+    p = _subcommand(sub, "download", help="download a dataset archive from the official fast.ai URL into the cache")
+    p.add_argument("dataset", choices=["imagenette", "imagewoof"], help="which dataset")
     p.add_argument("--archive", help="archive stem, e.g. imagenette2-320 (default: the 160px one)")
     p.set_defaults(func=_cmd_download)
 
-    p = sub.add_parser("flow", help="the seed's experiment: apply a twist flow (rotation, scaling, shift) repeatedly")
+    p = _subcommand(sub, "flow", help="the seed's experiment: apply a twist flow (rotation, scaling, shift) repeatedly")
     p.add_argument("image", nargs="?", help="default: the bundled church image")
-    p.add_argument("--generator", choices=["rotation", "scaling", "shift-x", "shift-y"], default="rotation")
-    p.add_argument("--steps", type=_positive_int, default=500)
-    p.add_argument("--snapshots", type=_positive_int, default=3)
+    p.add_argument("--generator", choices=["rotation", "scaling", "shift-x", "shift-y"], default="rotation",
+                   help="the flow to apply (default: rotation)")
+    p.add_argument("--steps", type=_positive_int, default=500, help="steps of the flow (default: 500; >= 1)")
+    p.add_argument("--snapshots", type=_positive_int, default=3, help="images shown along the way (default: 3)")
     p.add_argument("--strength", type=float, default=0.01, help="the seed's 0.01 times the Sobel kernels")
     p.add_argument("--reverse", action="store_true", help="flip the kernels' sign (the opposite flow)")
-    p.add_argument("--out", default="flow.png")
+    p.add_argument("--out", default="flow.png", help="the PNG to write (default: flow.png)")
     p.set_defaults(func=_cmd_flow)
 
-    p = sub.add_parser("inspect", help="what a trained ConvTwist model learned: centres and twist strength")
+    p = _subcommand(sub, "inspect", help="what a trained ConvTwist model learned: centres and twist strength")
     p.add_argument("model", help="arch.tag, or arch with --pretrained or --checkpoint")
     p.add_argument("--pretrained", help="a tag of the model's checkpoints (default: the name's tag, else the "
                    "architecture's default checkpoint)")
@@ -593,15 +635,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for inspect.json and PNGs")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("demo", help="the main job: pretrained model from hub/, classify, export, check parity")
+    p = _subcommand(sub, "demo", help="the main job: pretrained model from hub/, classify, export, check parity")
     p.add_argument("images", nargs="*", help="default: the bundled sample images")
     p.add_argument("--model", help=f"arch.tag (default: first of {', '.join(DEMO_PREFERENCE)} found in hub/)")
     p.add_argument("--out", default="demo-out", help="folder for the exported ONNX model")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("plot", help="loss and accuracy curves of run folders to PNG")
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--out")
+    p = _subcommand(sub, "plot", help="loss and accuracy curves of run folders to PNG")
+    p.add_argument("run_dirs", nargs="+", help="run folders (each with a metrics.jsonl)")
+    p.add_argument("--out", help="the PNG to write, or a folder for curves.png (default: RUN/curves.png)")
     p.set_defaults(func=_cmd_plot)
     return parser
 

@@ -764,7 +764,8 @@ def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
                   "", "Holm p: the p-value adjusted for this table's comparisons together (Holm's step-down); "
                   "survives: below 0.05 after that adjustment."]
         if costs is not None:
-            lines += ["", "MACs ratio and ORT time ratio: the ConvTwist model's multiply-adds and ONNX Runtime time per image "
+            lines += ["", "MACs ratio and ORT time ratio: the ConvTwist model's multiply-adds and ONNX Runtime time "
+                      "per image "
                       "(batch 1, 128px, all cores, timed in turns with its control) as multiples of the control's, "
                       "from `python bench/onnx.py` (`bench/results/onnx.json`)."]
     lines += _probe_lines(rows)

@@ -15,7 +15,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,36 @@ CHECKPOINT_FORMAT = "convtwist-zoo/train-checkpoint/v1"
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "epoch", "rng")
 
 
+def _knob(default, help: str):
+    """A `TrainConfig` field with the help line its ``convtwist-zoo train`` flag shows."""
+    return field(default=default, metadata={"help": help})
+
+
+def _whole(low: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+# Each numeric or choice knob's allowed values: checked by `TrainConfig.validate`, shown by the flags' help.
+KNOB_RANGES = {
+    "epochs": (_whole(1), ">= 1"), "image_size": (_whole(32), ">= 32"),
+    "train_image_size": (lambda v: v == 0 or v >= 32, "0 or >= 32"), "batch_size": (_whole(1), ">= 1"),
+    "lookahead": (_whole(0), ">= 0 (0 = off)"), "lookahead_alpha": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lr": (lambda v: v > 0 and math.isfinite(v), "> 0"), "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"), "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+    "flat_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"), "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "min_scale": (lambda v: 0 < v <= 1, "in (0, 1]"), "ema": (lambda v: 0 <= v < 1, "in [0, 1) (0 = off)"),
+    "noise": (lambda v: v in (0, 1, 5, 25, 50), "one of 0, 1, 5, 25, 50"), "workers": (_whole(0), ">= 0"),
+    "freeze_epochs": (_whole(0), ">= 0"), "backbone_lr_mult": (lambda v: v >= 0, ">= 0"),
+    "crop_pct": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "max_steps_per_epoch": (_whole(0), ">= 0 (0 = whole epochs)"),
+    "val_subset": (_whole(0), ">= 0 (0 = the whole validation split)"),
+    "seed": (lambda v: _whole(0)(v) and v < 2 ** 32, "a whole number in [0, 2**32)"),
+    "optimizer": (lambda v: v in ("radam", "sgd", "adamw"), "radam, sgd or adamw"),
+    "schedule": (lambda v: v in ("flatcos", "onecycle"), "flatcos or onecycle"),
+    "augment": (lambda v: v in ("crop", "trivial"), "crop or trivial"),
+}
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run; the defaults are the zoo's recipe (README, "Training recipe"). Each field is also a
@@ -53,86 +83,69 @@ class TrainConfig:
         model: registry name (``convtwist_xresnet50``...).
         data: ``imagenette``, ``imagewoof`` or a folder with ``train/<class>/`` and ``val/<class>/``.
         out: the run folder.
-        epochs, lr, batch_size, ...: see the field comments below; `validate` gives each one's range.
+        epochs, lr, batch_size, ...: each field's help (``convtwist-zoo train --help``); `KNOB_RANGES` gives the
+            allowed values.
 
     Example:
         >>> cfg = TrainConfig(model="convtwist_resnet18", data="imagewoof", epochs=5, out="runs/woof5")
         >>> cfg.validate()
     """
-    model: str = "convtwist_resnet18"
-    model_args: str = ""                # builder options as key=value[,key=value] (e.g. "maxblur=true,sa=true")
-    data: str = "imagenette"            # imagenette | imagewoof | a folder with train/ and val/
-    data_dir: str | None = None         # where the archives are (else $CONVTWIST_DATA)
-    out: str = "runs/default"
-    epochs: int = 40
-    image_size: int = 128               # the model's input size: evaluation and the published config
-    train_image_size: int = 0           # RandomResizedCrop size (0 = image_size); smaller trains faster and
-                                        # matches apparent object sizes at test (torchvision's train-crop-size)
-    batch_size: int = 64                # global batch, split over processes
-    optimizer: str = "radam"            # radam (decoupled wd) | sgd (nesterov) | adamw
-    lookahead: int = 6                  # Lookahead every k steps (0 = off); radam + lookahead 6 is fast.ai's Ranger
-    lookahead_alpha: float = 0.5        # Lookahead: step of the slow weights toward the fast ones
-    lr: float = 4e-3                    # peak learning rate at batch_size 64; scaled linearly with the batch
-    momentum: float = 0.9               # sgd only
-    weight_decay: float = 1e-2          # decoupled for radam/adamw; never on BatchNorm, biases, ConvTwist centres
-    schedule: str = "flatcos"           # flatcos (flat then cosine) | onecycle (warmup then cosine)
-    warmup_epochs: float = 2.0
-    flat_fraction: float = 0.72         # flatcos: share of training at peak lr
-    label_smoothing: float = 0.1
-    min_scale: float = 0.35             # RandomResizedCrop scale lower bound
-    augment: str = "crop"               # crop (RandomResizedCrop + flip) | trivial (+ TrivialAugmentWide)
-    ema: float = 0.0                    # EMA decay per step (0 = off); evaluation then uses the EMA weights
-    noise: int = 0                      # fast.ai noisy-label column: 0, 1, 5, 25, 50
-    seed: int = 0
-    workers: int = 1
-    amp: bool = True                    # bf16 autocast on CPU, bf16/fp16 on CUDA
-    channels_last: bool = True
-    compile: bool = False
-    pretrained: str | None = None       # tag of a zoo checkpoint to start from (fine-tuning)
-    checkpoint: str | None = None       # or a run folder of your own to start from (fine-tuning)
-    freeze_epochs: int = 0              # fine-tuning: train only the head this many epochs
-    backbone_lr_mult: float = 1.0       # fine-tuning: discriminative lr for everything but the head
-    crop_pct: float = 0.875
-    max_steps_per_epoch: int = 0        # >0 truncates epochs (tests, smoke runs)
-    val_subset: int = 0                 # >0: the per-epoch evaluation uses a fixed, class-balanced subset of this
-                                        # many validation images (a cheaper learning curve; weights are unchanged)
-    resume: bool = False
-    overwrite: bool = False             # replace a finished run's outputs in --out (else refused)
-    progress: bool = True
+    model: str = _knob("convtwist_resnet18", "registry name (convtwist-zoo list), or ARCH.TAG to start from that "
+                       "checkpoint")
+    model_args: str = _knob("", "builder options as key=value[,key=value], e.g. maxblur=true,sa=true")
+    data: str = _knob("imagenette", "imagenette, imagewoof, or a folder with train/<class>/ and val/<class>/")
+    data_dir: str | None = _knob(None, "where the dataset archives are; none: $CONVTWIST_DATA")
+    out: str = _knob("runs/default", "the run folder: last.pt each epoch, then model.safetensors and config.json")
+    epochs: int = _knob(40, "epochs to train")
+    image_size: int = _knob(128, "the model's input size: evaluation and the published config")
+    train_image_size: int = _knob(0, "RandomResizedCrop size (0: --image-size); smaller trains faster")
+    batch_size: int = _knob(64, "global batch, split over torchrun processes")
+    optimizer: str = _knob("radam", "radam (decoupled weight decay), sgd (Nesterov) or adamw")
+    lookahead: int = _knob(6, "Lookahead every k steps (0: off); radam with lookahead 6 is fast.ai's Ranger")
+    lookahead_alpha: float = _knob(0.5, "Lookahead's step of the slow weights toward the fast ones")
+    lr: float = _knob(4e-3, "peak learning rate at batch 64, scaled linearly with --batch-size")
+    momentum: float = _knob(0.9, "momentum (sgd only)")
+    weight_decay: float = _knob(1e-2, "weight decay (decoupled for radam/adamw; never on BatchNorm, biases or "
+                                      "ConvTwist centres)")
+    schedule: str = _knob("flatcos", "flatcos (flat, then cosine) or onecycle (warm-up, then cosine)")
+    warmup_epochs: float = _knob(2.0, "onecycle: epochs of warm-up")
+    flat_fraction: float = _knob(0.72, "flatcos: share of training at the peak lr")
+    label_smoothing: float = _knob(0.1, "label smoothing of the cross-entropy")
+    min_scale: float = _knob(0.35, "RandomResizedCrop's smallest crop, as a share of the image")
+    augment: str = _knob("crop", "crop (RandomResizedCrop and flip) or trivial (and TrivialAugmentWide)")
+    ema: float = _knob(0.0, "EMA decay per step (0: off); evaluation then uses the EMA weights")
+    noise: int = _knob(0, "fast.ai noisy-label column: the percentage of training labels changed")
+    seed: int = _knob(0, "seed of the initialisation, the sampler and the augmentation")
+    workers: int = _knob(1, "DataLoader workers")
+    amp: bool = _knob(True, "bf16 autocast (CPU), bf16/fp16 (CUDA); --no-amp trains in fp32")
+    channels_last: bool = _knob(True, "channels-last memory format (faster on CPUs)")
+    compile: bool = _knob(False, "torch.compile the training step")
+    pretrained: str | None = _knob(None, "fine-tuning: a tag of --model's checkpoints to start from "
+                                         "(e.g. imagenette)")
+    checkpoint: str | None = _knob(None, "fine-tuning: a run folder of yours to start from")
+    freeze_epochs: int = _knob(0, "fine-tuning: epochs that train only the head")
+    backbone_lr_mult: float = _knob(1.0, "fine-tuning: the lr of everything but the head, as a multiple of --lr")
+    crop_pct: float = _knob(0.875, "evaluation's centre crop, as a share of the resized image")
+    max_steps_per_epoch: int = _knob(0, "truncate each epoch to this many steps (0: whole epochs; smoke runs)")
+    val_subset: int = _knob(0, "the per-epoch evaluation on a fixed, class-balanced subset of this many validation "
+                               "images (0: all); a cheaper learning curve, the weights are unchanged")
+    resume: bool = _knob(False, "continue the run in --out from its last.pt (the same recipe only)")
+    overwrite: bool = _knob(False, "replace a finished run's outputs in --out (else refused)")
+    progress: bool = _knob(True, "progress bars")
 
     def __post_init__(self):
         # a checkpoint's name (resnet18.imagewoof) means its weights: the recipe records them as --pretrained
         arch, tag = split_model_name(self.model)
         if tag is not None:
             if self.pretrained not in (None, tag) or self.checkpoint:
-                raise ValueError(f"--model {self.model} names the {tag} weights, but --"
-                                 f"{'checkpoint ' + str(self.checkpoint) if self.checkpoint else 'pretrained ' + str(self.pretrained)}"
-                                 f" asks for others; give --model {arch} with the weights you want")
+                other = f"--checkpoint {self.checkpoint}" if self.checkpoint else f"--pretrained {self.pretrained}"
+                raise ValueError(f"--model {self.model} names the {tag} weights, but {other} asks for others; give "
+                                 f"--model {arch} with the weights you want")
             self.model, self.pretrained = arch, tag
 
     def validate(self) -> None:
         """Refuse a knob outside its range, naming the flag and the range (before anything is built or written)."""
-        rules = [
-            ("epochs", self.epochs >= 1, ">= 1"), ("image_size", self.image_size >= 32, ">= 32"),
-            ("train_image_size", self.train_image_size == 0 or self.train_image_size >= 32, "0 or >= 32"),
-            ("batch_size", self.batch_size >= 1, ">= 1"), ("lookahead", self.lookahead >= 0, ">= 0 (0 = off)"),
-            ("lookahead_alpha", 0 < self.lookahead_alpha <= 1, "in (0, 1]"),
-            ("lr", self.lr > 0 and math.isfinite(self.lr), "> 0"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"), ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
-            ("flat_fraction", 0 <= self.flat_fraction <= 1, "in [0, 1]"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            ("min_scale", 0 < self.min_scale <= 1, "in (0, 1]"), ("ema", 0 <= self.ema < 1, "in [0, 1) (0 = off)"),
-            ("noise", self.noise in (0, 1, 5, 25, 50), "one of 0, 1, 5, 25, 50"),
-            ("workers", self.workers >= 0, ">= 0"), ("freeze_epochs", self.freeze_epochs >= 0, ">= 0"),
-            ("backbone_lr_mult", self.backbone_lr_mult >= 0, ">= 0"), ("crop_pct", 0 < self.crop_pct <= 1, "in (0, 1]"),
-            ("max_steps_per_epoch", self.max_steps_per_epoch >= 0, ">= 0 (0 = whole epochs)"),
-            ("val_subset", self.val_subset >= 0, ">= 0 (0 = the whole validation split)"),
-            ("seed", isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32,
-             "a whole number in [0, 2**32)"),
-            ("optimizer", self.optimizer in ("radam", "sgd", "adamw"), "radam, sgd or adamw"),
-            ("schedule", self.schedule in ("flatcos", "onecycle"), "flatcos or onecycle"),
-            ("augment", self.augment in ("crop", "trivial"), "crop or trivial"),
-        ]
+        rules = [(name, ok(getattr(self, name)), allowed) for name, (ok, allowed) in KNOB_RANGES.items()]
         for name, ok, allowed in rules:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)!r}")

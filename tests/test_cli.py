@@ -140,3 +140,17 @@ def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
     result = cli("predict", str(img), "--model", "resnet18.imagenette",
                  env={"CONVTWIST_ZOO_HUB_DIR": str(tmp_path / "hub")})
     assert result.returncode == 2 and "expected" in result.stderr and "corrupt, truncated" in result.stderr
+
+
+def test_every_flag_of_every_subcommand_explains_itself_and_each_help_ends_with_an_example():
+    import argparse
+    from convtwist_zoo.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        silent = [a.option_strings or [a.dest] for a in parser._actions
+                  if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not silent, (name, silent)
+        assert parser.format_help().rstrip().splitlines()[-1].strip().startswith(f"convtwist-zoo {name}"), name
+    train = sub.choices["train"].format_help()
+    assert "peak learning rate at batch 64" in train and "(default: 0.004; > 0)" in train
+    assert "(default: 10; >= 1)" in sub.choices["finetune"].format_help()  # finetune's own defaults are shown

@@ -7,8 +7,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
 # the order of docs/ARCHITECTURE.md's module table
-ORDER = ["host", "cache", "locks", "atomic", "provenance", "run_identity", "run_config", "fused_kernels", "layers", "seed_reference", "transforms", "models", "xresnet", "registry",
-         "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
+ORDER = ["host", "cache", "locks", "atomic", "provenance", "run_identity", "run_config", "fused_kernels", "layers",
+         "seed_reference", "transforms", "models", "xresnet", "registry", "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
          "seed_robustness", "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__",
          "__main__"]
 
