@@ -5,10 +5,10 @@ from .layers import ConvTwist, TwistifyReport, to_seed_state_dict, twistify
 from .registry import list_models, register_model
 from .specs import list_pretrained
 from . import timm_models  # noqa: E402,F401  (registers the zoo's architectures and checkpoints with timm)
-from .training import TrainConfig, train  # noqa: E402
 
-# imported on first use: export pulls in onnx
-_LAZY = {"export_onnx": "onnx_export", "load_classifier": "inference"}
+# imported on first use: export pulls in onnx, training its data pipeline
+_LAZY = {"export_onnx": "onnx_export", "load_classifier": "inference", "train": "training",
+         "TrainConfig": "training"}
 
 
 def __getattr__(name: str):

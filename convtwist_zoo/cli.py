@@ -653,14 +653,16 @@ def main(argv=None) -> int:
 
 
 def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse, run the chosen command, and turn a user's bad input into one line on stderr and exit status 2."""
+    """Parse, run the chosen command, and turn a user's bad input (or a missing extra) into one line on stderr and
+    exit status 2."""
+    from .extras import MissingExtraError
     args = parser.parse_args(argv)
     args.argv = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError, OSError, TypeError, ArithmeticError) as e:
+    except (ValueError, RuntimeError, OSError, TypeError, ArithmeticError, MissingExtraError) as e:
         if os.environ.get("CONVTWIST_ZOO_DEBUG"):
             raise
         print(f"{parser.prog} {args.command}: error: {_one_line(e)}", file=sys.stderr)

@@ -8,6 +8,7 @@ only when the file counts per split are right, so a killed extraction never look
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import shutil
 import tarfile
@@ -23,10 +24,6 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-try:  # TorchCodec's image decoders replace torchvision.io's (deprecated in torchvision 0.29)
-    from torchcodec.decoders import decode_image as _decode_image
-except (ImportError, OSError, RuntimeError):  # not installed, or built for another torch: PIL decodes
-    _decode_image = None
 
 from .cache import cache_dir
 from .locks import hold_lock
@@ -239,6 +236,17 @@ def data_of_run(config: dict, where: str = "the run") -> str:
                                "does not record; pass --data FOLDER")
 
 
+@functools.lru_cache(maxsize=1)
+def _torchcodec_decoder():
+    """TorchCodec's image decoder (the [decoders] extra), imported on first use; None where it is not installed or
+    was built for another torch: PIL decodes then."""
+    try:
+        from torchcodec.decoders import decode_image
+    except (ImportError, OSError, RuntimeError):
+        return None
+    return decode_image
+
+
 def read_image(path: str) -> torch.Tensor:
     """An image file as a uint8 RGB tensor (3, H, W), the training split's loader.
 
@@ -248,9 +256,9 @@ def read_image(path: str) -> torch.Tensor:
     decode_error = None
     if is_high_bit_depth_png(path):  # decoded as evaluation decodes it, so both see the same pixels
         return pil_to_tensor(load_rgb(path))
-    if _decode_image is not None:
+    if (decode := _torchcodec_decoder()) is not None:
         try:
-            image = _decode_image(path, mode="RGB")
+            image = decode(path, mode="RGB")
             return image[0] if image.dim() == 4 else image  # an animated GIF: its first frame, as PIL gives
         except (ValueError, RuntimeError) as e:
             decode_error = e

@@ -18,6 +18,7 @@ import os
 import statistics
 from pathlib import Path
 
+from .extras import require
 from .locks import BusyError, hold_lock
 from .run_config import read_run_config
 from .run_identity import describe_differences, differences, protocol_differences, row_identity
@@ -343,7 +344,7 @@ def welch(a: list[float], b: list[float]) -> dict | None:
     no interval exists (`why_no_interval` says why)."""
     if why_no_interval(a, b):
         return None
-    from scipy import stats
+    stats = require("scipy.stats")
     test = stats.ttest_ind(a, b, equal_var=False)
     low, high = test.confidence_interval(0.95)
     return {"diff": statistics.fmean(a) - statistics.fmean(b), "low": float(low), "high": float(high),

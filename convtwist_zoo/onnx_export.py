@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from .atomic import atomic_path, write_text_atomic
 from .folding import fold_model, network_stride
+from .extras import require
 
 __all__ = ["export_onnx", "ExportReport", "onnx_metadata", "run_onnx", "optimize_for_ort", "check_output_path",
            "checksum_path", "write_checksum", "verify_checksum", "DEFAULT_OPSET", "MIN_OPSET", "FP16_TOLERANCE"]
@@ -91,7 +92,7 @@ def _op_counts(onnx_model) -> dict:
 
 def onnx_metadata(path: str | os.PathLike) -> dict:
     """The convtwist-zoo metadata embedded in an exported model (JSON values decoded)."""
-    import onnx
+    onnx = require("onnx")
     model = onnx.load(str(path), load_external_data=False)
     out = {}
     for prop in model.metadata_props:
@@ -126,7 +127,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size=128, dynam
         >>> report = export_onnx(create_model("convtwist_resnet50.imagenette"), "model.onnx", 128)
         >>> logits = run_onnx(report.path, images)  # a float32 (N, 3, 128, 128) batch
     """
-    import onnx
+    onnx = require("onnx")
 
     if opset < MIN_OPSET:  # the exporter would fail deep in tracing and print its whole graph
         raise ValueError(f"ONNX opset {opset} is too old for these models: use {MIN_OPSET} or newer "
@@ -233,7 +234,7 @@ def _default_metadata(model: nn.Module) -> dict:
 
 def optimize_for_ort(path: str | os.PathLike) -> Path:
     """Write ONNX Runtime's offline-optimised graph (extended level) beside ``path`` as ``*.ort.onnx``."""
-    import onnxruntime as ort
+    ort = require("onnxruntime")
     path = Path(path)
     out = path.with_suffix(".ort.onnx")
     options = ort.SessionOptions()
@@ -247,7 +248,7 @@ def optimize_for_ort(path: str | os.PathLike) -> Path:
 def run_onnx(path: str | os.PathLike, images: np.ndarray | torch.Tensor, threads: int = 0) -> np.ndarray:
     """Logits from ONNX Runtime (CPU) for a float32 batch (N, C, H, W); the file is first checked against its
     ``.sha256`` sidecar."""
-    import onnxruntime as ort
+    ort = require("onnxruntime")
     verify_checksum(path)
     options = ort.SessionOptions()
     if threads:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+from .extras import require
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+require("matplotlib").use("Agg")
+plt = require("matplotlib.pyplot")
 
 __all__ = ["plot_training", "read_metrics", "plot_robustness", "plot_flow", "plot_inspect"]
 

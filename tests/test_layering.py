@@ -3,11 +3,12 @@ so there is no cycle, and nothing on the user's load path imports the release to
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
 # the order of docs/ARCHITECTURE.md's module table
-ORDER = ["host", "cache", "locks", "atomic", "provenance", "run_identity", "run_config", "fused_kernels", "layers",
+ORDER = ["host", "extras", "cache", "locks", "atomic", "provenance", "run_identity", "run_config", "fused_kernels", "layers",
          "seed_reference", "transforms", "models", "xresnet", "registry", "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
          "seed_robustness", "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__",
          "__main__"]
@@ -56,3 +57,31 @@ def test_convtwist_zoo_train_is_the_function_and_training_its_module():
     import convtwist_zoo.training as module
     from convtwist_zoo import TrainConfig, train
     assert train is module.train and convtwist_zoo.train is module.train and TrainConfig is module.TrainConfig
+
+
+def test_import_convtwist_zoo_loads_none_of_the_extras():
+    import subprocess
+    import sys
+    code = ("import sys, convtwist_zoo; print(sorted(m for m in ('torchcodec', 'onnx', 'onnxruntime', 'matplotlib', "
+            "'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_missing_extra_is_named_with_the_command_that_installs_it(monkeypatch):
+    import builtins
+
+    import pytest
+
+    from convtwist_zoo.extras import MissingExtraError, require
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name.split(".")[0] == "onnx":
+            raise ImportError("No module named 'onnx'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    monkeypatch.delitem(sys.modules, "onnx", raising=False)
+    with pytest.raises(MissingExtraError, match=r"onnx is not installed; this needs the \[export\] extra: "
+                                                r"pip install 'convtwist-zoo\[export\]'"):
+        require("onnx")
