@@ -231,3 +231,15 @@ def test_pretrained_backbone_features_equal_the_full_models_trunk():
         feats = net(x)
         assert torch.equal(feats[-1], full.forward_features(x))
         assert torch.equal(feats[0], full.layer1(full.maxpool(full.relu(full.bn1(full.conv1(x))))))
+
+
+def test_hubconf_has_one_entrypoint_per_registered_architecture():
+    import importlib.util
+
+    from convtwist_zoo import list_models
+    spec = importlib.util.spec_from_file_location("hubconf", ROOT / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    public = sorted(n for n in dir(hubconf) if callable(getattr(hubconf, n)) and not n.startswith("_"))
+    assert public == list_models()  # what torch.hub.list shows: generated from the registry
+    assert "ConvTwist" in hubconf.convtwist_resnet18.__doc__ and "pathlib.Path" in hubconf.xresnet50.__doc__
