@@ -8,31 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, make_image_folder
+from conftest import SHARED_DATA
 from convtwist_zoo import data as data_lib
-
-
-@pytest.fixture
-def tiny_fastai(tmp_path, monkeypatch):
-    """A fake 'imagewoof' dataset: a fast.ai-layout archive with 3 classes, its csv, and matching split sizes."""
-    root = make_image_folder(tmp_path / "src" / "imagewoof2-160", classes=("n1", "n2", "n3"), per_class=(4, 2))
-    rows = ["path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid"]
-    for p in sorted((root / "train").rglob("*.png")):
-        rel = p.relative_to(root).as_posix()
-        cls = p.parent.name
-        noisy = "n3" if p.name.endswith("_0.png") else cls  # the 5% column relabels every *_0 image
-        rows.append(f"{rel},{cls},{cls},{noisy},{noisy},{noisy},False")
-    (root / "noisy_imagewoof.csv").write_text("\n".join(rows) + "\n")
-    archives = tmp_path / "archives"
-    archives.mkdir()
-    with tarfile.open(archives / "imagewoof2-160.tgz", "w:gz") as tar:
-        tar.add(root, arcname="imagewoof2-160")
-    info = data_lib.DatasetInfo("imagewoof", ("imagewoof2-160",), ("n1", "n2", "n3"), ("one", "two", "three"),
-                                {"train": 12, "val": 6})
-    monkeypatch.setitem(data_lib.DATASETS, "imagewoof", info)
-    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("CONVTWIST_DATA", raising=False)
-    return archives
 
 
 def test_archive_extracted_once_with_marker(tiny_fastai, tmp_path):

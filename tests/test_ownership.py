@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, make_image_folder
+from conftest import ROOT
 from convtwist_zoo import atomic, locks
 from convtwist_zoo import data as data_lib
 from convtwist_zoo.cli import main
@@ -89,22 +89,7 @@ def test_the_lock_rule_one_writer_at_a_time_whatever_the_file():
     assert [kind for kind, _ in held] == ["in", "out"] * 3  # never two inside at once
 
 
-@pytest.fixture
-def tiny_archive(tmp_path, monkeypatch):
-    root = make_image_folder(tmp_path / "src" / "imagewoof2-160", classes=("n1", "n2", "n3"), per_class=(4, 2))
-    archives = tmp_path / "archives"
-    archives.mkdir()
-    import tarfile
-    with tarfile.open(archives / "imagewoof2-160.tgz", "w:gz") as tar:
-        tar.add(root, arcname="imagewoof2-160")
-    info = data_lib.DatasetInfo("imagewoof", ("imagewoof2-160",), ("n1", "n2", "n3"), ("one", "two", "three"),
-                                {"train": 12, "val": 6})
-    monkeypatch.setitem(data_lib.DATASETS, "imagewoof", info)
-    monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path / "cache"))
-    return archives
-
-
-def test_two_preparations_of_one_dataset_extract_it_once_and_never_delete_the_others(tiny_archive, monkeypatch):
+def test_two_preparations_of_one_dataset_extract_it_once_and_never_delete_the_others(tiny_fastai, monkeypatch):
     calls, extract = [], data_lib._extract
 
     def slow_extract(*args):
@@ -116,7 +101,7 @@ def test_two_preparations_of_one_dataset_extract_it_once_and_never_delete_the_ot
 
     def prepare():
         try:
-            root = data_lib.prepare_dataset("imagewoof", tiny_archive)
+            root = data_lib.prepare_dataset("imagewoof", tiny_fastai)
             roots.append(root)
             assert len(list((root / "train").rglob("*.png"))) == 12  # readable while the other one finishes
         except Exception as e:  # noqa: BLE001 - reported below
@@ -129,12 +114,12 @@ def test_two_preparations_of_one_dataset_extract_it_once_and_never_delete_the_ot
     assert not errors and len(set(roots)) == 1 and len(calls) == 1
 
 
-def test_a_killed_extractions_leftover_is_cleaned(tiny_archive, tmp_path):
+def test_a_killed_extractions_leftover_is_cleaned(tiny_fastai, tmp_path):
     data_dir = tmp_path / "cache" / "data"
     leftover = data_dir / ".imagewoof2-160.abc123"
     (leftover / "imagewoof2-160" / "train").mkdir(parents=True)
     (leftover / "imagewoof2-160" / "train" / "x.png").write_bytes(b"0" * 1000)
-    root = data_lib.prepare_dataset("imagewoof", tiny_archive)
+    root = data_lib.prepare_dataset("imagewoof", tiny_fastai)
     assert (root / ".complete").exists() and not leftover.exists()
     assert sorted(p.name for p in data_dir.iterdir()) == [".imagewoof2-160.lock", "imagewoof2-160"]
 
