@@ -101,7 +101,7 @@ class FeatureResNet(nn.Module):
         stem = {"module": "maxpool", "num_chs": model.bn1.num_features, "reduction": 4}
         stages = [i for i in model.feature_info if i["module"].startswith("layer")]
         self.feature_info = FeatureInfo([stem] + stages, self.out_indices)
-        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.pretrained_cfg = self.default_cfg = getattr(model, "pretrained_cfg", None)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.conv1(x)

@@ -61,6 +61,7 @@ def test_features_only_with_out_indices_and_feature_info(name):
     net = create_model(name, features_only=True, out_indices=(1, 3), **_options(name)).eval()
     info = net.feature_info
     assert info.reduction() == [4, 16] and len(info.channels()) == 2 and info.module_name() == ["layer1", "layer3"]
+    assert net.pretrained_cfg is net.default_cfg and net.pretrained_cfg["input_size"] == (3, 128, 128)
     with torch.no_grad():
         outs = net(X)
     assert [tuple(o.shape[1:]) for o in outs] == [(c, 64 // r, 64 // r) for c, r in zip(info.channels(),
