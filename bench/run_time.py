@@ -1,12 +1,14 @@
 """Where a leaderboard run's wall time goes, beside the synthetic train step, and the time-matched control's epochs.
 
-    python bench/run_time.py [--results results/leaderboard/*.jsonl] [--repeats 10] [--skip-steps]
+    python bench/run_time.py [--results results/leaderboard/*.jsonl] [--repeats 36] [--skip-steps]
 
 1. The synthetic step: one training step (bf16 autocast, channels_last, batch 64, 128px) on a fixed batch, each
    ConvTwist model timed in turns with its control in one process, so their ratio survives the machine's drift.
 2. The runs: for every results row trained on this machine that records it, its wall time split into the train steps
    (less the time they waited for batches), waiting for batches (decode and augmentation), the per-epoch evaluations
-   and the final fp32 evaluation, against the bound epochs x train images / synthetic img/s.
+   and the final fp32 evaluation, against the bound epochs x train images / synthetic img/s, and against its own
+   steps (wall_over_steps: what the input pipeline and evaluations add, free of the shared machine's drift between
+   the run and this benchmark).
 3. The time-matched control: the epochs of xresnet50 whose step time equals convtwist_xresnet50's 5 epochs
    (5 x the step-time ratio, rounded to a whole epoch), what `tools/leaderboard_queue.sh` stage t trains.
 
@@ -15,13 +17,14 @@ Prints the tables and writes bench/results/run_time.json. Run it on an idle mach
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_median_times, print_table, train_step, write_json, zoo_model  # noqa: E402
+from common import interleaved_times, print_table, ratio_spread, train_step, write_json, zoo_model  # noqa: E402
 
 from convtwist_zoo import leaderboard  # noqa: E402
 from convtwist_zoo.data import DATASETS  # noqa: E402
@@ -41,9 +44,15 @@ def step_rows(repeats: int) -> list[dict]:
     for twist, plain in PAIRS:
         steps = [train_step(zoo_model(name).to(memory_format=torch.channels_last).train(), x, y)
                  for name in (twist, plain)]
-        t_twist, t_plain = interleaved_median_times(steps, repeats, warmup=2)
+        a, b = interleaved_times(steps, repeats, warmup=2)
+        t_twist, t_plain = statistics.median(a), statistics.median(b)
+        low, high = ratio_spread(a, b)
+        # the median of the turn-by-turn ratios: each turn's pair ran back to back, so a drift of the shared
+        # machine's speed between turns cancels in it
+        ratio = statistics.median(x / y for x, y in zip(a, b))
         rows.append({"twist": twist, "control": plain, "twist_ms": t_twist * 1e3, "control_ms": t_plain * 1e3,
-                     "twist_img_s": BATCH / t_twist, "control_img_s": BATCH / t_plain, "ratio": t_twist / t_plain})
+                     "twist_img_s": BATCH / t_twist, "control_img_s": BATCH / t_plain, "ratio": ratio,
+                     "ratio_q1": low, "ratio_q3": high})
         print_table([rows[-1]], list(rows[-1]))
     return rows
 
@@ -62,7 +71,9 @@ def run_rows(results: list[Path], synthetic: dict[str, float], machine: str) -> 
             rows.append({"run": f"{path.stem}/{r['run']}", "wall_min": wall / 60, "steps_min": steps / 60,
                          "data_wait_min": r["data_wait_seconds"] / 60, "eval_min": r["eval_seconds"] / 60,
                          "final_eval_min": r["final_eval_seconds"] / 60, "bound_min": bound / 60,
-                         "wall_over_bound": wall / bound, "steps_over_bound": steps / bound})
+                         "wall_over_bound": wall / bound, "steps_over_bound": steps / bound,
+                         # the run's time beyond its own steps (input, evaluations): no drift of the machine in it
+                         "wall_over_steps": wall / steps})
     return rows
 
 
@@ -71,7 +82,8 @@ def main() -> None:
     parser.add_argument("--results", nargs="+", type=Path,
                         default=sorted((ROOT / "results" / "leaderboard").glob("*.jsonl")),
                         help="results files whose runs to split (default: every one in results/leaderboard)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed turns per model (default 10)")
+    parser.add_argument("--repeats", type=int, default=36,
+                        help="timed turns per pair (default 36: fewer leave the 50-layer ratio too noisy to round)")
     parser.add_argument("--skip-steps", action="store_true",
                         help="reuse the synthetic steps of bench/results/run_time.json (same machine only)")
     args = parser.parse_args()
@@ -92,7 +104,11 @@ def main() -> None:
     matched = {**TIME_MATCHED, "ratio": pair["ratio"],
                "control_epochs": max(1, round(TIME_MATCHED["epochs"] * pair["ratio"]))}
     print(f"time-matched: {matched['control']} for {matched['control_epochs']} epochs takes the step time of "
-          f"{matched['twist']}'s {matched['epochs']} (step-time ratio {pair['ratio']:.3f})")
+          f"{matched['twist']}'s {matched['epochs']} (step-time ratio {pair['ratio']:.3f}, turn-by-turn quartiles "
+          f"{pair['ratio_q1']:.3f}-{pair['ratio_q3']:.3f})")
+    if matched["control_epochs"] == matched["epochs"]:
+        print("the time-matched control would be the same-recipe control itself: tools/leaderboard_queue.sh stage t "
+              "runs nothing")
     runs = run_rows(args.results, synthetic, machine)
     if runs:
         print_table(runs, list(runs[0]))
