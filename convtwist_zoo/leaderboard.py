@@ -629,19 +629,13 @@ def _time_matched_rows(path: Path, first: dict) -> list[dict]:
     return rows
 
 
-def _time_matched_arms(path: Path, first: dict) -> dict[tuple, list[float]]:
-    """``{(control, options, epochs): top-1s}`` of the time-matched controls of this protocol's models."""
+def _time_matched_arms(rows: list[dict]) -> dict[tuple, tuple[str, list[float]]]:
+    """``{(control, options, epochs): (ConvTwist model it matches, top-1s)}`` from `_time_matched_rows`."""
     by_epochs: dict[int, list[dict]] = {}
-    for r in _time_matched_rows(path, first):
+    for r in rows:
         by_epochs.setdefault(r["epochs"], []).append(r)
-    return {(model, args, epochs): [r["top1"] for r in group]
-            for epochs, rows in sorted(by_epochs.items()) for (model, args), group in arms(rows).items()}
-
-
-def _time_matched_twist(path: Path, first: dict, control: str) -> str | None:
-    """The ConvTwist model whose time ``control``'s time-matched runs match."""
-    return next((r["time_matched_to"]["model"] for r in _time_matched_rows(path, first) if r["model"] == control),
-                None)
+    return {(model, args, epochs): (group[0]["time_matched_to"]["model"], [r["top1"] for r in group])
+            for epochs, same in sorted(by_epochs.items()) for (model, args), group in arms(same).items()}
 
 
 def _probe_lines(rows: list[dict]) -> list[str]:
@@ -742,8 +736,8 @@ def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
                 if twist in models and control in models:
                     kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
                     comparisons.append((args, twist, control, kind, models[control]))
-    for (control, args, epochs), control_top1 in _time_matched_arms(path, first).items():
-        if control_top1 and (twist := _time_matched_twist(path, first, control)) in by_model.get(args, {}):
+    for (control, args, epochs), (twist, control_top1) in _time_matched_arms(_time_matched_rows(path, first)).items():
+        if twist in by_model.get(args, {}):
             comparisons.append((args, twist, f"{control} ({epochs} epochs)", "time-matched", control_top1))
     comparisons = [(args, twist, control, kind, by_model[args][twist], theirs,
                     welch(by_model[args][twist], theirs)) for args, twist, control, kind, theirs in comparisons]
