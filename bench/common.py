@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from convtwist_zoo import create_model
-from convtwist_zoo.atomic import write_text_atomic
+from convtwist_zoo.files.atomic import write_text_atomic
 from convtwist_zoo.host import cpuinfo_fields
-from convtwist_zoo.registry import parse_model_args
+from convtwist_zoo.models._registry import parse_model_args
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # the xresnets as the leaderboard trains them and the zoo publishes them (tools/leaderboard_queue.sh's MODEL_ARGS)

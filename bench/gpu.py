@@ -24,7 +24,7 @@ from layer import MAC_FLOOR, MODEL_PAIRS, SHAPES, XRESNET_PAIRS  # noqa: E402
 
 from convtwist_zoo import ConvTwist  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
-from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
+from convtwist_zoo.layers.reference import SeedConvTwist  # noqa: E402
 
 
 def synced(fn, device: torch.device):

@@ -9,7 +9,7 @@ leaderboard's options (MaxBlurPool), as published.
 Prints a table of ratios to Conv2d in the same memory format (the operator's MAC floor is 17/9 = 1.89x) and writes
 bench/results/layer.json; ``nchw_over_cl`` is a shape's NCHW ratio over its channels_last ratio. The modules of a shape, and each model
 with its baseline, are timed in turns, so the ratios hold on a shared machine. `convtwist_stacked` columns run the layer
-with the stacked path at <= 64 input channels (bf16; off by default, see layers.STACKED_MAX_IN_CHANNELS), to show
+with the stacked path at <= 64 input channels (bf16; off by default, see fused_kernels.STACKED_MAX_IN_CHANNELS), to show
 what it gains or loses on this host; `plain_prep` builds the
 layers' kernels from their parameters with tensor ops, to show what the one-pass C++ preparation gains. Run it on an
 idle machine.
@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (geomean, interleaved_median_times, print_table, train_step, write_json, zoo_model,  # noqa: E402
                     zoo_options)
 
-from convtwist_zoo import ConvTwist, fused_kernels, layers  # noqa: E402
+from convtwist_zoo import ConvTwist  # noqa: E402
+from convtwist_zoo.layers import _kernels as fused_kernels  # noqa: E402
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
-from convtwist_zoo.seed_reference import SeedConvTwist  # noqa: E402
+from convtwist_zoo.layers.reference import SeedConvTwist  # noqa: E402
 
 SHAPES = [(64, 32, 1), (128, 16, 1), (256, 8, 1), (512, 4, 1), (128, 32, 2)]  # channels, size, stride
 BATCH = 32
@@ -51,12 +52,12 @@ def _plain_path():
 def _stacked_path():
     """Run ConvTwist on the stacked convolution at <= 64 input channels in bf16 (the rule once default), to measure
     it against the 4-tap path the layer takes by default."""
-    saved = layers.STACKED_MAX_IN_CHANNELS
-    layers.STACKED_MAX_IN_CHANNELS = {torch.bfloat16: 64}
+    saved = fused_kernels.STACKED_MAX_IN_CHANNELS
+    fused_kernels.STACKED_MAX_IN_CHANNELS = {torch.bfloat16: 64}
     try:
         yield
     finally:
-        layers.STACKED_MAX_IN_CHANNELS = saved
+        fused_kernels.STACKED_MAX_IN_CHANNELS = saved
 
 
 @contextlib.contextmanager

@@ -19,8 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_median_times, print_table, train_step, write_json  # noqa: E402
 
-from convtwist_zoo import create_model, fused_kernels  # noqa: E402
-from convtwist_zoo.xresnet import MaxBlurPool  # noqa: E402
+from convtwist_zoo import create_model  # noqa: E402
+from convtwist_zoo.layers import _kernels as fused_kernels  # noqa: E402
+from convtwist_zoo.models.xresnet import MaxBlurPool  # noqa: E402
 
 BATCH, SIZE = 64, 128
 # (channels, side) at the MaxBlurPools of an xresnet50 at 128px: the stem's, then before stages 2-4

@@ -29,8 +29,8 @@ from common import (median_time, ort_session, ort_turns, print_table, ratio_spre
                     zoo_model, zoo_options)
 
 from convtwist_zoo.evaluate import count_macs  # noqa: E402
-from convtwist_zoo.folding import fold_model  # noqa: E402
-from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
+from convtwist_zoo.export.folding import fold_model  # noqa: E402
+from convtwist_zoo.export.onnx import export_onnx  # noqa: E402
 
 # (ConvTwist model, plain model) timed in turns
 PAIRS = [("convtwist_resnet18", "resnet18"), ("convtwist_resnet50", "resnet50"), ("convtwist_xresnet18", "xresnet18"),

@@ -26,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 from common import median_time, ort_session, print_table, write_json, zoo_model, zoo_options  # noqa: E402
 
-from convtwist_zoo.folding import FoldedMish  # noqa: E402
-from convtwist_zoo.onnx_export import export_onnx  # noqa: E402
+from convtwist_zoo.export.folding import FoldedMish  # noqa: E402
+from convtwist_zoo.export.onnx import export_onnx  # noqa: E402
 
 TOP = 6  # op types listed per graph; the rest are summed as "other"
 

@@ -22,7 +22,7 @@ from common import (RESULTS, interleaved_median_times, machine, print_table, tra
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.host import cpuinfo_fields, has_native_bf16  # noqa: E402
-from convtwist_zoo.registry import parse_model_args  # noqa: E402
+from convtwist_zoo.models._registry import parse_model_args  # noqa: E402
 
 
 def main() -> None:

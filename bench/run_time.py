@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_times, print_table, ratio_spread, train_step, write_json, zoo_model  # noqa: E402
 
-from convtwist_zoo import leaderboard  # noqa: E402
+from convtwist_zoo import research as leaderboard  # noqa: E402
 from convtwist_zoo.data import DATASETS  # noqa: E402
-from convtwist_zoo.training import hardware_name  # noqa: E402
+from convtwist_zoo.training.outputs import hardware_name  # noqa: E402
 
 PAIRS = [("convtwist_xresnet18", "xresnet18"), ("convtwist_xresnet50", "xresnet50")]
 BATCH, SIZE = 64, 128

@@ -24,7 +24,7 @@ from common import print_table, write_json  # noqa: E402
 
 from convtwist_zoo import create_model  # noqa: E402
 from convtwist_zoo.data import SeededTransformDataset, build_datasets, train_transform  # noqa: E402
-from convtwist_zoo.transforms import normalize_batch  # noqa: E402
+from convtwist_zoo.data.transforms import normalize_batch  # noqa: E402
 
 
 def loader_for(dataset: str, batch: int, workers: int, size: int) -> DataLoader:

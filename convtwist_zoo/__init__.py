@@ -1,14 +1,11 @@
 """convtwist-zoo: ConvTwist layers, ResNet and xresnet models with pretrained Imagenette/Imagewoof weights,
 training, evaluation and ONNX export."""
-from .factory import create_model, get_transform
 from .layers import ConvTwist, TwistifyReport, to_seed_state_dict, twistify
-from .registry import list_models, register_model
-from .specs import list_pretrained
-from . import timm_models  # noqa: E402,F401  (registers the zoo's architectures and checkpoints with timm)
+from .models import create_model, default_tag, get_transform, list_models, list_pretrained, register_model
 
 # imported on first use: export pulls in onnx, training its data pipeline
-_LAZY = {"export_onnx": "onnx_export", "load_classifier": "inference", "train": "training",
-         "TrainConfig": "training"}
+_LAZY = {"export_onnx": "export.onnx", "load_classifier": "inference", "train": "training.loop",
+         "TrainConfig": "training.config"}
 
 
 def __getattr__(name: str):
@@ -20,5 +17,5 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = ["ConvTwist", "twistify", "TwistifyReport", "to_seed_state_dict", "create_model", "list_models",
-           "list_pretrained", "get_transform", "register_model", "export_onnx", "load_classifier", "train",
-           "TrainConfig", "__version__"]
+           "list_pretrained", "default_tag", "get_transform", "register_model", "export_onnx", "load_classifier",
+           "train", "TrainConfig", "__version__"]

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+from .errors import InputError
 
 __all__ = ["evaluate", "autocast_for", "accuracy_report", "evaluate_on_folder", "robustness_sweep",
            "ROTATIONS", "SCALES"]
@@ -68,7 +69,7 @@ def accuracy_report(confusion: torch.Tensor, loss_sum: float, top5_hits: int, n:
 def _val_loader(val_dir, transform, batch_size: int, workers: int):
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
-    from .transforms import load_rgb
+    from .data.transforms import load_rgb
     dataset = ImageFolder(str(val_dir), transform=transform, loader=load_rgb)
     return dataset, DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                persistent_workers=False)
@@ -79,7 +80,7 @@ def evaluate_on_folder(model, val_dir, transform, class_ids, batch_size: int = 1
     """Evaluate on an ImageFolder-style ``val_dir`` whose sub-folders must be the model's ``class_ids``."""
     dataset, loader = _val_loader(val_dir, transform, batch_size, workers)
     if list(dataset.classes) != list(class_ids):
-        raise ValueError(f"{val_dir} has classes {dataset.classes[:5]}..., the model was trained on "
+        raise InputError(f"{val_dir} has classes {dataset.classes[:5]}..., the model was trained on "
                          f"{list(class_ids)[:5]}...: evaluate on the dataset the model was trained for")
     return evaluate(model, loader, len(class_ids), amp=amp, progress=progress, desc=desc)
 
@@ -87,7 +88,7 @@ def evaluate_on_folder(model, val_dir, transform, class_ids, batch_size: int = 1
 def robustness_sweep(model, val_dir, class_ids, image_size: int, mean, std, crop_pct: float,
                      rotations=ROTATIONS, scales=SCALES, **kw) -> list[dict]:
     """Top-1/top-5 on ``val_dir`` with every crop rotated by each angle and rescaled by each factor."""
-    from .transforms import eval_transform
+    from .data.transforms import eval_transform
     conditions = [("rotation", a, dict(angle=a)) for a in rotations] + [("scale", s, dict(scale=s)) for s in scales]
     rows = []
     for kind, value, extra in conditions:

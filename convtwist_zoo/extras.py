@@ -7,6 +7,7 @@ without it). ``[test]`` brings them all.
 from __future__ import annotations
 
 import importlib
+from .errors import ZooError
 
 __all__ = ["EXTRAS", "MissingExtraError", "require"]
 
@@ -14,7 +15,7 @@ EXTRAS = {"onnx": "export", "onnxruntime": "export", "scipy": "research", "matpl
           "torchcodec": "decoders"}
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(ZooError, ImportError):
     """An optional package that the command needs is not installed; the message names the extra to install."""
 
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 
-from .factory import create_model
+from .models._builder import create_model
 
-from .registry import split_model_name
-from .transforms import ImageError, eval_transform, load_rgb, to_rgb
+from .models._registry import split_model_name
+from .data.transforms import ImageError, eval_transform, load_rgb, to_rgb
+from .errors import InputError
 
 __all__ = ["Classifier", "load_classifier", "open_image", "ImageError", "MIN_IMAGE_SIDE"]
 
@@ -34,7 +35,7 @@ class Classifier:
         A path and the PIL image opened from it give the same answer: both go through the one decoder (upright,
         any bit depth to 8-bit RGB: `transforms.to_rgb`)."""
         if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
+            raise InputError(f"topk must be >= 1, got {topk}")
         for im in images:  # every file checked before any work
             if isinstance(im, (str, os.PathLike)):
                 open_image(im)
@@ -83,7 +84,7 @@ def load_classifier(model: str, pretrained: str | os.PathLike | None = None) -> 
     """
     arch, tag = split_model_name(model)
     if tag is not None and pretrained is not None and pretrained != tag:
-        raise ValueError(f"{model} names the {tag} weights but pretrained={pretrained!r} asks for others; give "
+        raise InputError(f"{model} names the {tag} weights but pretrained={pretrained!r} asks for others; give "
                          f"{arch} with pretrained=..., or {model} alone")
     net = create_model(arch, pretrained=pretrained if pretrained else (tag or True))
     net.eval()

@@ -8,11 +8,12 @@ import json
 import math
 import os
 from pathlib import Path
+from .errors import ZooError
 
 __all__ = ["RunConfigError", "read_run_config", "check_classes", "image_size"]
 
 
-class RunConfigError(ValueError):
+class RunConfigError(ZooError, ValueError):
     """A run's or a checkpoint's metadata that is unreadable or contradicts itself."""
 
 

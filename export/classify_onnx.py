@@ -73,7 +73,7 @@ def read_metadata(session: ort.InferenceSession) -> dict:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB, as convtwist_zoo.transforms.to_rgb: 16-bit samples scaled by 255/65535, floats read on [0, 1]."""
+    """8-bit RGB, as convtwist_zoo.data.transforms.to_rgb: 16-bit samples scaled by 255/65535, floats read on [0, 1]."""
     if image.mode not in _WIDE_MODES:
         return image.convert("RGB")
     a = np.asarray(image, dtype=np.float64)
@@ -115,7 +115,7 @@ def preprocessing(meta: dict, model: str, given: dict) -> dict:
 
 
 def preprocess(path: str, meta: dict) -> np.ndarray:
-    """(3, H, W) float32 array, as convtwist_zoo.transforms.eval_transform makes it (``meta``: `preprocessing`)."""
+    """(3, H, W) float32 array, as convtwist_zoo.data.transforms.eval_transform makes it (``meta``: `preprocessing`)."""
     _, h, w = meta["input_size"]
     image = load_image(path)
     short = int(round(min(h, w) / float(meta["crop_pct"])))

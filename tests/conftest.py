@@ -22,7 +22,8 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
                  data: str = "tinyset", class_ids=None, class_names=None) -> Path:
     """A finished-run folder (model.safetensors + config.json) with random weights, as `train` writes it."""
     from convtwist_zoo import create_model
-    from convtwist_zoo.training import TrainConfig, write_final
+    from convtwist_zoo.training import TrainConfig
+    from convtwist_zoo.training.outputs import write_final
 
     torch.manual_seed(seed)
     model = trained_like(create_model(arch, num_classes=num_classes), seed)
@@ -50,7 +51,7 @@ def seed_and_ours(ni, nf, stride, seed=0, dtype=torch.float32):
     import copy
 
     from convtwist_zoo import ConvTwist
-    from convtwist_zoo.seed_reference import SeedConvTwist
+    from convtwist_zoo.layers.reference import SeedConvTwist
     torch.manual_seed(seed)
     ref = SeedConvTwist(ni, nf, stride).to(dtype)
     # random (not just antisymmetric-at-init) kernels at Conv2d's scale: the seed antisymmetrises them in
@@ -101,7 +102,7 @@ def served_tiny_repo(tiny_hub, hf_env, tmp_path, monkeypatch):
     name = tiny_hub[1].name
     repo = tmp_path / "served" / name
     shutil.copytree(tiny_hub[0] / name, repo)
-    with HubServer({f"zoo-test/{name}": repo}) as srv:
+    with HubServer({f"zoo-test/{name}": repo}, tags=[tiny_hub[1].revision]) as srv:
         monkeypatch.setenv("HF_ENDPOINT", srv.url)
         monkeypatch.setattr(c, "ENDPOINT", srv.url)
         monkeypatch.setattr(c, "HUGGINGFACE_CO_URL_TEMPLATE", srv.url + "/{repo_id}/resolve/{revision}/{filename}")
@@ -110,7 +111,7 @@ def served_tiny_repo(tiny_hub, hf_env, tmp_path, monkeypatch):
 
 
 def register_spec(spec, monkeypatch):
-    from convtwist_zoo import specs
+    from convtwist_zoo.models import _pretrained as specs
     monkeypatch.setitem(specs._PRETRAINED, spec.name, spec)
     return spec
 

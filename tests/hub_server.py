@@ -2,7 +2,8 @@
 
 ``/{org}/{repo}/resolve/{revision}/{filename}``: small files answer 200 with ``ETag`` (git blob sha1),
 ``Content-Length`` and ``X-Repo-Commit``; ``*.safetensors`` (LFS) answer 302 to a blob URL with ``X-Linked-Etag``
-(the sha256), ``X-Linked-Size`` and ``X-Repo-Commit``, as the Hub redirects LFS files to its CDN. Unknown repos and
+(the sha256), ``X-Linked-Size`` and ``X-Repo-Commit``, as the Hub redirects LFS files to its CDN. A revision is
+served when it is ``main``, the commit, or one of ``tags``. Unknown repos and
 files answer 404 with the Hub's ``X-Error-Code``. ``truncate_to`` cuts every LFS body short (a broken transfer).
 """
 from __future__ import annotations
@@ -15,8 +16,9 @@ from urllib.parse import unquote
 
 
 class HubServer:
-    def __init__(self, repos: dict[str, Path]):
+    def __init__(self, repos: dict[str, Path], tags=()):
         self.repos = {k: Path(v) for k, v in repos.items()}  # repo_id -> folder
+        self.tags = set(tags)  # revisions served besides main and the commit (a spec's pinned tag)
         self.requests: list[tuple[str, str]] = []
         self.truncate_to: int | None = None
         self.commit = hashlib.sha1(repr(sorted(self.repos)).encode()).hexdigest()
@@ -65,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) < 5 or parts[2] != "resolve":
             return self._error(404, "RepoNotFound", "Repository not found")
         repo_id, revision, filename = parts[0] + "/" + parts[1], parts[3], "/".join(parts[4:])
-        if revision not in ("main", self.hub.commit):
+        if revision not in ("main", self.hub.commit, *self.hub.tags):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         self._send_file(repo_id, filename, body, lfs_blob=False)
 

@@ -17,9 +17,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import ROOT, make_image_folder, make_run_dir, register_spec, trained_like
-from convtwist_zoo import atomic, create_model, hub
+from convtwist_zoo import create_model
+from convtwist_zoo.files import atomic
+from convtwist_zoo.models import _hub as hub
 from convtwist_zoo.cli import main
-from convtwist_zoo.onnx_export import export_onnx, run_onnx
+from convtwist_zoo.export.onnx import export_onnx, run_onnx
 
 sys.path.insert(0, str(ROOT / "export"))
 import classify_onnx  # noqa: E402  (the torch-free script, run in-process)
@@ -79,7 +81,7 @@ def test_a_cache_entry_linking_out_of_the_cache_is_refused_and_nothing_is_delete
     repo = Path(hf_env) / f"models--zoo-test--{spec.repo_name}"
     commit = "0" * 40
     (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
+    (repo / "refs" / spec.revision).write_text(commit)  # the pinned tag the spec downloads
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "model.safetensors").symlink_to(users_file)
     code, _, err = run_cli(capsys, "predict", CHURCH, "--model", NAME)
@@ -173,7 +175,7 @@ def test_a_truncated_or_oversized_header_safetensors_is_a_clear_error(tmp_path, 
 # ------------------------------------------------------------------------------------------ images
 def test_16_bit_images_decode_like_8_bit_on_every_path(tmp_path, onnx_model, capsys):
     from convtwist_zoo.data import read_image
-    from convtwist_zoo.transforms import load_rgb
+    from convtwist_zoo.data.transforms import load_rgb
     grey = np.asarray(Image.open(CHURCH).convert("L"))
     eight, sixteen = tmp_path / "eight.png", tmp_path / "sixteen.png"
     Image.fromarray(grey).save(eight)
@@ -274,12 +276,12 @@ def test_resume_after_a_kill_before_the_final_weights_finishes_the_outputs(tmp_p
 
 
 def test_a_checkpoint_missing_keys_is_a_clear_error(tmp_path, image_folder, capsys):
-    from convtwist_zoo.training import CHECKPOINT_FORMAT
+    from convtwist_zoo.training.checkpoint import CHECKPOINT_FORMAT
     out = tmp_path / "run"
     out.mkdir()
     torch.save({"format": CHECKPOINT_FORMAT, "epoch": 1}, out / "last.pt")
     code, _, err = run_cli(capsys, "train", "--data", image_folder, "--out", out, "--resume", "--batch-size", "4")
-    assert code == 2 and "lacks config, model, optimizer, scheduler, rng" in err
+    assert code == 2 and "lacks config, model, optimizer, rng" in err
 
 
 def test_an_empty_class_folder_names_its_split_and_path(tmp_path, capsys):
@@ -340,7 +342,7 @@ def test_the_offline_error_names_the_command_line_flag(tiny_hub, hf_env, monkeyp
     register_spec(tiny_hub[1], monkeypatch)
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     code, _, err = run_cli(capsys, "predict", CHURCH, "--model", NAME)
-    assert code == 2 and "--pretrained PATH" in err
+    assert code == 2 and "--checkpoint FOLDER" in err
 
 
 # ------------------------------------------------------------------------------------------ atomic writes
@@ -389,6 +391,7 @@ def test_leaderboard_refuses_a_bad_knob_before_any_run_or_detaching(tmp_path, ca
                            (["--lr", "-1"], "--lr must be > 0, got -1.0"),
                            (["--image-size", "16"], "--image-size must be >= 32, got 16"),
                            (["--model-args", "maxblur=true,bogus=1"], "xresnet18 has no option 'bogus'; its options: "
+                                                                      "act_layer, drop_path_rate, drop_rate, in_chans, "
                                                                       "maxblur, sa, wide_stem"),
                            (["--model-args", "bogus=1", "--background"], "xresnet18 has no option 'bogus'"),
                            (["--probe", "--batch-size", "0"], "--batch-size must be >= 1, got 0")):

@@ -7,11 +7,16 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_run_dir, result_row
-from convtwist_zoo.release.cards import (_train_hours, collect, collect_extra_runs, render_hub_readme,
-                                         render_model_cards, render_readme, render_recipe_history, write_cards)
+from convtwist_zoo.release.card_sources import collect, collect_extra_runs, read_onnx_bench
+from convtwist_zoo.release.card_sources import train_hours as _train_hours
+from convtwist_zoo.release.cards import write_cards
+from convtwist_zoo.release.hub_cards import render_hub_readme
+from convtwist_zoo.release.model_cards import render_model_cards
+from convtwist_zoo.release.readme_tables import render_readme
+from convtwist_zoo.release.recipe_history import render_recipe_history
 from convtwist_zoo.release.run_records import record_run, retire_checkpoint
 from convtwist_zoo.release.staging import stage_run
-from convtwist_zoo.seed_robustness import robustness_results
+from convtwist_zoo.research.robustness import robustness_results
 
 
 def fake_eval(top1, top5=99.0):
@@ -183,12 +188,14 @@ def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
     info = collect(root / "hub")
     extra = collect_extra_runs(root / "docs" / "runs")
     results = root / "results" / "leaderboard"
-    assert (root / "MODEL_CARDS.md").read_text() == render_model_cards(info, extra, results)
+    bench = read_onnx_bench(root / "bench" / "results" / "onnx.json")
+    assert (root / "MODEL_CARDS.md").read_text() == render_model_cards(info, extra, results, bench.costs)
     assert (root / "docs" / "recipe-history.md").read_text() == render_recipe_history(info, extra)
     readme = (root / "README.md").read_text()
-    assert readme == render_readme(readme, info, results), "README's tables are stale: run the cards command"
+    assert readme == render_readme(readme, info, results, bench), "README's tables are stale: run the cards command"
     for name, entry in info.items():
-        assert (root / "hub" / name / "README.md").read_text() == render_hub_readme(name, entry, info), name
+        card = render_hub_readme(name, entry, info, results, bench.costs)
+        assert (root / "hub" / name / "README.md").read_text() == card, name
 
 
 def _run_counts(card: str) -> set[int]:
@@ -206,8 +213,8 @@ def test_every_published_hub_card_states_one_run_count():
 
 
 def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_welch(tmp_path):
-    from convtwist_zoo import leaderboard
-    from convtwist_zoo.release.cards import render_zoo_table
+    from convtwist_zoo import research as leaderboard
+    from convtwist_zoo.release.readme_tables import render_zoo_table
     hub, results = tmp_path / "hub", tmp_path / "results"
     seeds = {"convtwist_xresnet18": [75.4, 75.0, 74.6], "xresnet18": [72.6, 72.0, 72.3]}
     for arch, top1s in seeds.items():
@@ -216,7 +223,7 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
         run = make_run_dir(tmp_path / arch, arch=arch, num_classes=10, data="imagewoof", seed=2)
         (run / "metrics.jsonl").write_text("\n".join(json.dumps({"epoch": e, "seconds": 60}) for e in range(1, 6)))
         pick = {"seed": 2, "mean": round(sum(top1s) / 3, 2), "n": 3, "std": 0.4, "results": "imagewoof-128px-5ep.jsonl"}
-        stage_run(run, hub, extra_meta={"leaderboard": pick})
+        stage_run(run, hub, extra={"leaderboard": pick})
         (hub / f"{arch}.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(top1s[1])))
     control = [72.9, 72.5]  # xresnet34, the compute-matched control: rows only, no published weights
     for seed, top1 in enumerate(control, start=1):
@@ -258,8 +265,8 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
 
 
 def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_path):
-    from convtwist_zoo import leaderboard
-    from convtwist_zoo.release.cards import render_zoo_table
+    from convtwist_zoo import research as leaderboard
+    from convtwist_zoo.release.readme_tables import render_zoo_table
     hub, results = tmp_path / "hub", tmp_path / "results"
     for arch, top1 in (("convtwist_xresnet18", 74.7), ("xresnet18", 73.5)):
         leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
@@ -270,7 +277,7 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     config["model_args"], config["recipe"]["model_args"] = {"maxblur": True}, "maxblur=true"
     (run / "config.json").write_text(json.dumps(config))
     pick = {"seed": 1, "mean": 74.7, "n": 1, "std": None, "results": "imagewoof-128px-5ep.jsonl"}
-    stage_run(run, hub, extra_meta={"leaderboard": pick})
+    stage_run(run, hub, extra={"leaderboard": pick})
     (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(74.73)))
     info = collect(hub)
     assert ("| convtwist_xresnet18.imagewoof | 74.73 (seed 1; 1 seed: 74.70) | xresnet18.imagewoof | 73.50 (1 seed) "
@@ -283,7 +290,7 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
             "so far: no spread over seeds yet.") in card
     assert "+1.20 points against xresnet18 (1 seed against 1 seed): no interval yet, one run on a side." in card
     # MODEL_CARDS' checkpoint table compares arm with arm too, though xresnet18 has no published weights
-    from convtwist_zoo.release.cards import _summary_rows
+    from convtwist_zoo.release.card_sections import summary_rows as _summary_rows
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
     assert "| xresnet18.imagewoof | 73.50 (1 seed) | +1.20 (means) | +1.20 points against xresnet18" in row
     # a seed finished after the pick: the card keeps the pick and gives the arm as it stands now
@@ -301,8 +308,9 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
 
 def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp_path):
     # the bf16 arms hold one probe each; the fp32 pick must be set beside the fp32 baseline arm, and say it is fp32
-    from convtwist_zoo import leaderboard
-    from convtwist_zoo.release.cards import _summary_rows, render_zoo_table
+    from convtwist_zoo import research as leaderboard
+    from convtwist_zoo.release.card_sections import summary_rows as _summary_rows
+    from convtwist_zoo.release.readme_tables import render_zoo_table
     hub, results = tmp_path / "hub", tmp_path / "results"
     arms = {("convtwist_xresnet18", True): [75.4], ("xresnet18", True): [72.6],
             ("convtwist_xresnet18", False): [74.3, 75.6, 75.1], ("xresnet18", False): [71.8, 72.5]}
@@ -318,7 +326,7 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
     (run / "config.json").write_text(json.dumps(config))
     pick = {"seed": 2, "mean": 75.0, "n": 3, "std": 0.66, "results": "imagewoof-128px-5ep.jsonl",
             "closer_without_weights": 1}
-    stage_run(run, hub, extra_meta={"leaderboard": pick})
+    stage_run(run, hub, extra={"leaderboard": pick})
     (hub / "convtwist_xresnet18.imagewoof" / "eval.json").write_text(json.dumps(fake_eval(75.08)))
     info = collect(hub)
     w = leaderboard.welch([74.3, 75.6, 75.1], [71.8, 72.5])
@@ -351,7 +359,7 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
 
 def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
     # an xresnet benchmarked without MaxBlurPool must not lend its latency to a checkpoint trained with it
-    from convtwist_zoo.release.cards import read_onnx_bench
+    from convtwist_zoo.release.card_sources import read_onnx_bench
     rows = [{"model": "xresnet18", "model_args": "", "size": 128, "batch": 1, "threads": 0, "ort_ms": 10.0},
             {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 0, "ort_ms": 12.5},
             {"model": "xresnet18", "model_args": "maxblur=true", "size": 128, "batch": 1, "threads": 1, "ort_ms": 20.0},
@@ -365,7 +373,7 @@ def test_onnx_latency_is_read_by_architecture_and_builder_options(tmp_path):
 
 
 def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_cores(tmp_path):
-    from convtwist_zoo.release.cards import read_onnx_bench
+    from convtwist_zoo.release.card_sources import read_onnx_bench
     pair = {"pair": "convtwist_xresnet18/xresnet34", "size": 128, "batch": 1, "threads": 0}
     ratios = [{**pair, "model_args": "maxblur=true", "mac_ratio": 0.91, "ort_ratio": 0.98},
               {**pair, "model_args": "maxblur=true", "threads": 1, "mac_ratio": 0.91, "ort_ratio": 1.2},
@@ -380,8 +388,8 @@ def test_onnx_costs_are_read_by_pair_and_builder_options_at_batch_1_128px_all_co
 
 def test_the_probed_protocol_leads_the_leaderboard_sections_and_the_others_follow_by_name(tmp_path):
     # every arm's lr comes from the Imagewoof 5-epoch probes, so that table comes first whatever the file names
-    from convtwist_zoo import leaderboard
-    from convtwist_zoo.release.cards import _leaderboard_sections
+    from convtwist_zoo import research as leaderboard
+    from convtwist_zoo.release.card_sections import leaderboard_sections as _leaderboard_sections
     for dataset, epochs in (("imagewoof", 20), ("imagenette", 5), ("imagewoof", 5)):
         leaderboard.append_row(tmp_path / f"{leaderboard.protocol_name(dataset, 128, epochs)}.jsonl",
                                result_row("xresnet18", 1, 70.0, 8e-3, dataset=dataset, epochs=epochs))

@@ -25,7 +25,7 @@ def demo_hub(tmp_path_factory):
     info = DATASETS["imagenette"]
     run = make_run_dir(root / "run", arch="resnet18", num_classes=10, data="imagenette",
                        class_ids=list(info.class_ids), class_names=list(info.class_names))
-    stage_run(run, root / "hub", tag="testset")  # a tag of its own: zoo tags are pinned by pretrained.json
+    stage_run(run, root / "hub", tag="testset")  # a tag of its own: a zoo checkpoint's spec always wins
     return root / "hub"
 
 
@@ -40,8 +40,8 @@ def test_list():
 
 def test_list_pretrained_names_the_packaged_checkpoints_and_a_filter_that_matches_nothing_says_so(capsys):
     from convtwist_zoo.cli import main
-    names = [s["architecture"] + "." + s["tag"]
-             for s in json.loads((ROOT / "convtwist_zoo" / "pretrained.json").read_text())]
+    from convtwist_zoo.models import resnet, xresnet
+    names = [*resnet.default_cfgs, *xresnet.default_cfgs]  # what the model files declare
     assert main(["list", "--pretrained", "xresnet18"]) == 0
     assert capsys.readouterr().out.split() == sorted(n for n in names if "xresnet18" in n)
     assert "convtwist_xresnet18.imagewoof" in names
@@ -76,7 +76,7 @@ def test_predict_bad_inputs(demo_hub, tmp_path, monkeypatch, capsys):
     from PIL import Image
 
     from convtwist_zoo.cli import main
-    from convtwist_zoo.release.staging import specs_from_hub
+    from convtwist_zoo.models._pretrained import specs_in_folder as specs_from_hub
     monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(demo_hub))
     for spec in specs_from_hub(demo_hub):  # what a new process finds in the hub folder at import
         register_spec(spec, monkeypatch)
@@ -119,7 +119,7 @@ def test_demo_on_the_embedded_default(tmp_path):
 
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
 def test_predict_without_model_uses_the_best_embedded_checkpoint():
-    from convtwist_zoo.cli import _demo_default
+    from convtwist_zoo.commands import _demo_default
     result = cli("predict", str(ROOT / "convtwist_zoo" / "assets" / "church.jpg"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

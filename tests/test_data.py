@@ -107,7 +107,7 @@ def test_seeded_augmentation_is_the_published_runs_and_leaves_the_global_rng(ima
 
 def test_uint8_transforms_with_batch_normalisation_match_the_float_transforms(image_folder):
     # training ships uint8 crops out of the workers and normalises whole batches: the same pixels as per-image floats
-    from convtwist_zoo.transforms import normalize_batch
+    from convtwist_zoo.data.transforms import normalize_batch
     train, _, _, _ = data_lib.build_datasets(str(image_folder))
     as_float = data_lib.SeededTransformDataset(train, data_lib.train_transform(32), seed=3)
     as_uint8 = data_lib.SeededTransformDataset(train, data_lib.train_transform(32, normalize=False), seed=3)
@@ -145,7 +145,7 @@ def test_training_images_decode_like_pil_and_crop_within_one_grey_level(image_fo
     from PIL import Image
     from torchvision.datasets.folder import pil_loader
     from torchvision.transforms.v2.functional import pil_to_tensor
-    asset = Path(data_lib.__file__).parent / "assets" / "tench.jpg"
+    asset = Path(data_lib.__file__).parents[1] / "assets" / "tench.jpg"
     noisy = np.asarray(Image.open(image_folder / "train" / "c0" / "c0_0.png").resize((96, 80)))
     Image.fromarray(noisy).save(tmp_path / "noisy.jpg", quality=90)
     Image.fromarray(noisy).save(tmp_path / "noisy.bmp")  # a format TorchCodec does not read: PIL's path

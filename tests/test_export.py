@@ -13,8 +13,8 @@ import torch.nn as nn
 
 from conftest import ROOT, trained_like, val_sample
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
-from convtwist_zoo.folding import FoldedConvTwist, FoldedMish, UnsupportedLayerError, fold_model
-from convtwist_zoo.onnx_export import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
+from convtwist_zoo.export.folding import FoldedConvTwist, FoldedMish, UnsupportedLayerError, fold_model
+from convtwist_zoo.export.onnx import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
 
 
 @pytest.mark.parametrize("name", list_models())

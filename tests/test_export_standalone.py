@@ -11,8 +11,8 @@ import torch
 
 from conftest import ROOT, trained_like
 from convtwist_zoo import create_model
-from convtwist_zoo.onnx_export import export_onnx
-from convtwist_zoo.transforms import eval_transform
+from convtwist_zoo.export.onnx import export_onnx
+from convtwist_zoo.data.transforms import eval_transform
 from convtwist_zoo.inference import open_image
 
 IMAGES = sorted(str(p) for p in (ROOT / "convtwist_zoo" / "assets").glob("*.jpg"))

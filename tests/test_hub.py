@@ -10,10 +10,12 @@ import torch
 
 from conftest import ROOT, make_run_dir, register_spec
 from convtwist_zoo import create_model
-from convtwist_zoo.hub import IntegrityError, WeightsError, load_pretrained, resolve_weights
-from convtwist_zoo.release.staging import publish_folder, specs_from_hub
+from convtwist_zoo.models._builder import load_pretrained
+from convtwist_zoo.models._hub import IntegrityError, WeightsError, resolve_weights
+from convtwist_zoo.models._pretrained import specs_in_folder as specs_from_hub
+from convtwist_zoo.release.staging import publish_folder
 from convtwist_zoo import get_transform, list_pretrained
-from convtwist_zoo.registry import UnknownModelError
+from convtwist_zoo.models._registry import UnknownModelError
 
 NAME = "convtwist_resnet18.tinyset"
 
@@ -165,7 +167,7 @@ def test_offline_without_cache_says_how_to_get_it(spec, hf_env, monkeypatch):
         create_model(NAME)
     text = str(e.value)
     assert "zoo-test/convtwist_resnet18.tinyset" in text and "hf download" in text
-    assert "CONVTWIST_ZOO_HUB_DIR" in text and "--pretrained PATH" in text and "pretrained=PATH" in text
+    assert "CONVTWIST_ZOO_HUB_DIR" in text and "pretrained_file=PATH" in text and "--checkpoint FOLDER" in text
 
 
 def test_missing_repo_on_server(spec, hf_env, server, monkeypatch):
@@ -196,7 +198,7 @@ def test_registry_errors(spec):
 
 def test_torch_hub_load_local(tiny_hub, spec, monkeypatch):
     monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tiny_hub[0]))
-    from convtwist_zoo.registry import list_models
+    from convtwist_zoo.models._registry import list_models
     for name in list_models():  # one entrypoint per registry name
         assert torch.hub.load(str(ROOT), name, source="local", num_classes=5).fc.out_features == 5
     model = torch.hub.load(str(ROOT), "convtwist_resnet18", source="local", pretrained="tinyset")
@@ -216,7 +218,7 @@ def test_publish_dry_run_and_refusal(tiny_hub, spec, tmp_path):
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
 def test_real_hub_checkpoint_loads():
     for spec in specs_from_hub(ROOT / "hub"):
-        assert spec.name in list_pretrained(), f"{spec.name} missing from pretrained.json"
+        assert spec.name in list_pretrained(), f"{spec.name} is not declared in its model file"
         model = create_model(spec.name).eval()
         assert logits(model).shape == (2, spec.num_classes)
 

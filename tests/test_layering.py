@@ -1,67 +1,116 @@
-"""The package's imports point one way (docs/ARCHITECTURE.md): each module imports only modules listed before it,
-so there is no cycle, and nothing on the user's load path imports the release tooling."""
+"""The package's imports point one way, in the order docs/ARCHITECTURE.md's table gives (read from the document
+itself): each unit (a top-level module or a sub-package) imports only units above it, so research and release code
+stay off the user's load path; and no module imports another in a cycle at import time."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "convtwist_zoo"
-# the order of docs/ARCHITECTURE.md's module table
-ORDER = ["host", "extras", "cache", "locks", "atomic", "provenance", "run_identity", "run_config", "fused_kernels", "layers",
-         "seed_reference", "transforms", "models", "xresnet", "registry", "specs", "hub", "factory", "timm_models", "data", "sync_batchnorm", "evaluate", "training", "leaderboard",
-         "seed_robustness", "inference", "folding", "onnx_export", "visualize", "plots", "cli", "release", "__init__",
-         "__main__"]
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "convtwist_zoo"
 
 
-def _module(path: Path) -> str:
-    rel = path.relative_to(PACKAGE).with_suffix("")
-    return "release" if rel.parts[0] == "release" else rel.parts[0]
+def architecture_order() -> list[str]:
+    """The units of docs/ARCHITECTURE.md's import-order table, top to bottom (``errors``, ``files``, ...)."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    table = text.split("<!-- import order:", 1)[1].split("\n\n", 1)[0]
+    return [re.sub(r"\.py$|/$", "", m) for m in re.findall(r"^\| `([\w/.]+)` \|", table, re.M)]
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules that ``path`` imports anywhere in it (top level or inside functions)."""
+ORDER = architecture_order()
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unit(module: str) -> str:
+    return module.split(".")[0] if module else "__init__"
+
+
+def _imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Package modules ``path`` imports (dotted, relative to the package), anywhere in it or at its top level."""
     found = set()
-    depth_of_package = len(path.relative_to(PACKAGE).parts) - 1
-    for node in ast.walk(ast.parse(path.read_text())):
+    here = _module_name(path).split(".") if _module_name(path) else []
+    package = here if path.name == "__init__.py" else here[:-1]
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.level:
-            if node.level - 1 != depth_of_package:
-                continue  # relative to a sub-package (release importing its own modules)
+            base = package[:len(package) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
             if node.module:
-                found.add(node.module.split(".")[0])
+                found.add(".".join(target))
             else:
-                found.update(alias.name for alias in node.names)
-    return found  # __init__'s lazy exports are checked by the test below
+                found.update(".".join(target + [a.name]) for a in node.names)
+    return found
 
 
-def test_every_module_is_placed_and_imports_only_modules_before_it():
-    modules = {p: _module(p) for p in PACKAGE.rglob("*.py")}
-    assert set(modules.values()) <= set(ORDER), set(modules.values()) - set(ORDER)
+def test_the_order_comes_from_the_document_and_places_every_unit():
+    assert ORDER[:2] == ["errors", "extras"] and ORDER.index("models") < ORDER.index("research") < ORDER.index("cli")
+    units = {_unit(_module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert units <= set(ORDER), f"units missing from docs/ARCHITECTURE.md's table: {units - set(ORDER)}"
+
+
+def test_every_unit_imports_only_units_above_it():
     wrong = []
-    for path, name in modules.items():
-        for target in _imports(path) - {name}:
-            if ORDER.index(target) >= ORDER.index(name):
+    for path in PACKAGE.rglob("*.py"):
+        unit = _unit(_module_name(path))
+        for target in _imports(path):
+            other = _unit(target)
+            if other != unit and ORDER.index(other) >= ORDER.index(unit):
                 wrong.append(f"{path.relative_to(PACKAGE)} imports {target}")
     assert not wrong, wrong
 
 
-def test_the_lazy_exports_come_from_modules_above_the_factory():
+def test_no_module_imports_another_in_a_cycle_at_import_time():
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = _module_name(path)
+        modules = set()
+        for target in _imports(path, top_level_only=True):  # "from . import x" may name a module or an attribute
+            modules.add(target if (PACKAGE / (target.replace(".", "/") + ".py")).exists()
+                        or (PACKAGE / target.replace(".", "/")).is_dir() else target.rpartition(".")[0])
+        graph[name] = {m for m in modules if m != name}
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            # a package's __init__ importing its own modules is how a package is built, not a cycle
+            if not nxt.startswith(node + ".") and not (node == "" and nxt):
+                visit(nxt)
+        stack.pop()
+    for node in graph:
+        visit(node)
+    assert not cycles, cycles
+
+
+def test_the_lazy_exports_come_from_modules_above_the_models():
     import convtwist_zoo
     for name, module in convtwist_zoo._LAZY.items():
-        assert ORDER.index(module) > ORDER.index("factory")
+        assert ORDER.index(_unit(module)) > ORDER.index("models")
         assert getattr(convtwist_zoo, name).__module__ == f"convtwist_zoo.{module}"
 
 
-def test_convtwist_zoo_train_is_the_function_and_training_its_module():
+def test_convtwist_zoo_train_is_the_function_and_training_its_package():
     import convtwist_zoo
-    import convtwist_zoo.training as module
+    import convtwist_zoo.training as package
     from convtwist_zoo import TrainConfig, train
-    assert train is module.train and convtwist_zoo.train is module.train and TrainConfig is module.TrainConfig
+    assert train is package.train and convtwist_zoo.train is package.train and TrainConfig is package.TrainConfig
 
 
 def test_import_convtwist_zoo_loads_none_of_the_extras():
     import subprocess
-    import sys
     code = ("import sys, convtwist_zoo; print(sorted(m for m in ('torchcodec', 'onnx', 'onnxruntime', 'matplotlib', "
             "'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,34 +9,34 @@ import torchvision
 
 from conftest import seed_and_ours
 from convtwist_zoo import ConvTwist, to_seed_state_dict, twistify
-from convtwist_zoo.layers import antisymmetric_kernel, twist_taps_from_kernel
-from convtwist_zoo.seed_reference import SeedConvTwist
+from convtwist_zoo.layers._twist_math import antisymmetric_kernel, twist_taps_from_kernel
+from convtwist_zoo.layers.reference import SeedConvTwist
 
 
 @pytest.fixture(params=["fused", "plain", "stacked"])
 def kernel_path(request, monkeypatch):
     """Run a test on the fused C++ kernels (tap path), on the plain PyTorch fallback, and on the stacked path (one
     convolution with 3*nf outputs; stride 1 only, stride 2 stays on the taps) forced for every dtype and size."""
-    from convtwist_zoo import fused_kernels, layers
+    from convtwist_zoo.layers import _kernels as fused_kernels
     if request.param == "plain":
         monkeypatch.setitem(fused_kernels._STATE, "module", None)
     elif fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
     if request.param == "stacked":
-        monkeypatch.setattr(layers, "STACKED_MAX_IN_CHANNELS",
+        monkeypatch.setattr(fused_kernels, "STACKED_MAX_IN_CHANNELS",
                             {dt: 10 ** 6 for dt in (torch.float64, torch.float32, torch.bfloat16, torch.float16)})
     return request.param
 
 
 def test_stacked_path_is_chosen_where_it_is_asked_for(monkeypatch):
-    from convtwist_zoo import fused_kernels, layers
-    from convtwist_zoo.layers import _stacked_is_faster
+    from convtwist_zoo.layers import _kernels as fused_kernels
+    from convtwist_zoo.layers._kernels import stacked_is_faster as _stacked_is_faster
     if fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
     x = torch.zeros(1)
     if not os.environ.get("CONVTWIST_ZOO_STACKED_MAX_CHANNELS"):
-        assert not _stacked_is_faster(x, torch.bfloat16, 64, 1)   # off by default: the taps win on Zen 4
-    monkeypatch.setattr(layers, "STACKED_MAX_IN_CHANNELS", {torch.bfloat16: 64})
+        assert not _stacked_is_faster(x, torch.bfloat16, 64, 1)   # off by default
+    monkeypatch.setattr(fused_kernels, "STACKED_MAX_IN_CHANNELS", {torch.bfloat16: 64})
     assert _stacked_is_faster(x, torch.bfloat16, 64, 1)
     assert not _stacked_is_faster(x, torch.bfloat16, 64, 2)       # stride 2: taps
     assert not _stacked_is_faster(x, torch.bfloat16, 128, 1)      # a tie at 128 channels: taps
@@ -54,7 +54,7 @@ def test_stacked_path_is_chosen_where_it_is_asked_for(monkeypatch):
 
 def test_fused_kernels_build_where_a_compiler_exists():
     import shutil
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
     if shutil.which("c++") is None or shutil.which("ninja") is None:
         pytest.skip("no C++ compiler/ninja: the plain path is used")
     assert fused_kernels.load() is not None
@@ -227,7 +227,7 @@ def test_torch_compile_small_model(kernel_path):
 @pytest.mark.parametrize("stride,h,w", [(1, 9, 7), (2, 8, 8), (2, 9, 11)])
 def test_fused_backward_equals_autograd_of_plain_ops(stride, h, w, kernel_path):
     """The hand-written backward of the fused path against autograd through the plain-ops reference."""
-    from convtwist_zoo.layers import _twist_reference
+    from convtwist_zoo.layers._twist_functions import twist_reference as _twist_reference
     torch.manual_seed(stride)
     layer = ConvTwist(5, 6, stride, bias=True)
     x = torch.randn(2, 5, h, w).contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -250,14 +250,14 @@ def test_prepared_kernels_and_their_gradients_equal_the_parameter_formulas(stack
     """The one-pass C++ kernel preparation (fp32 parameters -> compute-dtype kernels, and back) against autograd
     through the formulas it replaces: folded main kernel, [Wx; Wy] taps or the stacked [main; Kx; Ky]; with the
     kernel as a model's .to(memory_format=...) leaves it."""
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
     if fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
     torch.manual_seed(7)
     layer = ConvTwist(6, 5).to(memory_format=fmt)
     assert layer.weight.is_contiguous(memory_format=fmt)
     got = layer._compute_kernels(torch.zeros(1, 6, 4, 4), dtype, stacked)
-    assert type(got[0].grad_fn).__name__ == "_PreparedKernelsBackward"
+    assert type(got[0].grad_fn).__name__ == "PreparedKernelsBackward"
     main = layer.folded_kernel()
     if stacked:
         ref = (torch.cat([main, antisymmetric_kernel(layer.weight_x), antisymmetric_kernel(layer.weight_y)]).to(dtype),)
@@ -309,7 +309,7 @@ def test_conv2d_keyword_names_and_the_seeds_positional_call():
 def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkeypatch):
     import torch.utils.cpp_extension as ext
 
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
 
     def no_ninja(**kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions")
@@ -328,19 +328,20 @@ def test_every_kernel_file_is_compiled_or_included_and_ships_with_the_package():
     import tomllib
 
     from conftest import ROOT
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["convtwist_zoo"]
-    files = sorted(p.relative_to(ROOT / "convtwist_zoo").as_posix() for p in (ROOT / "convtwist_zoo" / "csrc").iterdir())
-    assert files == ["csrc/maxblur_cpu.cpp", "csrc/nhwc.h", "csrc/twist_cpu.cpp"]
+    csrc = ROOT / "convtwist_zoo" / "layers" / "csrc"
+    files = sorted(p.relative_to(ROOT / "convtwist_zoo").as_posix() for p in csrc.iterdir())
+    assert files == ["layers/csrc/maxblur_cpu.cpp", "layers/csrc/nhwc.h", "layers/csrc/twist_cpu.cpp"]
     assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)  # an sdist/wheel would build
     # every file is in the build key: editing the header rebuilds the extension
-    assert sorted(f"csrc/{p.name}" for p in fused_kernels.SOURCES + fused_kernels.HEADERS) == files
+    assert sorted(f"layers/csrc/{p.name}" for p in fused_kernels.SOURCES + fused_kernels.HEADERS) == files
 
 
 def test_the_build_folder_is_one_per_torch_install_and_shared_by_checkouts(tmp_path, monkeypatch):
     """Two environments (their torch include paths differ) would rebuild each other's module at every load if they
     shared a folder; two copies of the same sources share one."""
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
     monkeypatch.setenv("CONVTWIST_ZOO_CACHE", str(tmp_path))
     here = fused_kernels._build_dir()
     assert here.parent == tmp_path / "ext"

@@ -5,16 +5,17 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import asdict
 
 import pytest
 from scipy import stats
 
 from conftest import ROOT, make_image_folder, result_row
-from convtwist_zoo import leaderboard
+from convtwist_zoo import research as leaderboard
 from convtwist_zoo.cli import main
-from convtwist_zoo.hub import sha256_file
-from convtwist_zoo.run_identity import recipe_of
+from convtwist_zoo.models._hub import sha256_file
+from convtwist_zoo.training.identity import recipe_of
 from convtwist_zoo.training import TrainConfig
 
 
@@ -74,7 +75,7 @@ def test_unknown_model_fails_before_any_training(tmp_path, capsys):
 
 
 def test_the_cli_checks_each_model_once_and_skips_what_the_results_hold(tmp_path, capsys, monkeypatch):
-    import convtwist_zoo.factory as factory
+    import convtwist_zoo.models._builder as factory
     built, create = [], factory.create_model
     monkeypatch.setattr(factory, "create_model", lambda name, **kw: built.append(name) or create(name, **kw))
     results = tmp_path / "rows.jsonl"
@@ -96,9 +97,10 @@ def test_the_cli_checks_each_model_once_and_skips_what_the_results_hold(tmp_path
 
 
 def test_a_second_runner_on_the_same_runs_folder_is_refused(tmp_path):
-    with leaderboard._exclusive(tmp_path):
+    from convtwist_zoo.research.runner import _exclusive
+    with _exclusive(tmp_path):
         with pytest.raises(leaderboard.LeaderboardBusyError, match="another leaderboard runner"):
-            with leaderboard._exclusive(tmp_path):
+            with _exclusive(tmp_path):
                 pass
 
 
@@ -216,7 +218,7 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path, line, message, capsys):
 
 def test_concurrent_writers_keep_every_row(tmp_path):
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
-    script = ("import sys; from convtwist_zoo import leaderboard; k = int(sys.argv[1]); [leaderboard.append_row("
+    script = ("import sys; from convtwist_zoo import research as leaderboard; k = int(sys.argv[1]); [leaderboard.append_row("
               f"{str(path)!r}, {{'model': 'm', 'seed': k * 100 + i, 'top1': 1.0, 'lr': 0.004, 'recipe': "
               "{'model': 'm', 'seed': k * 100 + i, 'lr': 0.004}}) for i in range(40)]")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(k)]) for k in range(3)]
@@ -328,12 +330,13 @@ def test_pick_stages_the_run_closest_to_the_mean_whose_weights_are_at_hand(tmp_p
     (folder / "model.safetensors").unlink()  # weights lost: the next closest with weights, and the card will say so
     folder, row, summary = representative_run(results, "xresnet18", tmp_path / "runs")
     assert row["seed"] == 0 and summary["closer_without_weights"] == 1
-    packaged = (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes()
+    from convtwist_zoo.models import xresnet
+    packaged = Path(xresnet.__file__).read_bytes()
     assert release_main(["pick", str(results), "xresnet18", "--runs", str(tmp_path / "runs"), "--stage",
                          "--hub", str(tmp_path / "hub")]) == 0
-    assert (ROOT / "convtwist_zoo" / "pretrained.json").read_bytes() == packaged  # another hub folder: not the package's
+    assert Path(xresnet.__file__).read_bytes() == packaged  # another hub folder: not declared in a model file
     config = json.loads((tmp_path / "hub" / "xresnet18.imgs" / "config.json").read_text())
-    assert config["pretrained_spec"]["meta"]["leaderboard"]["seed"] == 0
+    assert config["leaderboard"]["seed"] == 0
     # an fp32 arm is an arm of its own: --fp32 picks from it alone, and without the flag it is not counted
     leaderboard.append_row(results, {**rows[2], "top1": 80.0, "recipe": {**rows[2]["recipe"], "amp": False}})
     assert release_main(["pick", str(results), "xresnet18", "--fp32", "--runs", str(tmp_path / "runs")]) == 0
@@ -365,7 +368,7 @@ def test_background_run_detaches_and_finishes_into_the_results_file(tmp_path, ca
 
 def test_a_run_with_architecture_options_is_evaluated_and_reloads_with_them(tmp_path):
     from convtwist_zoo import create_model
-    from convtwist_zoo.xresnet import PoolFirst
+    from convtwist_zoo.models.xresnet import PoolFirst
     data = make_image_folder(tmp_path / "imgs", per_class=(4, 2), size=(64, 64))
     results = tmp_path / "r.jsonl"
     assert main(["leaderboard", "run", "--models", "xresnet18", "--data", str(data), "--epochs", "1", "--seeds", "1",

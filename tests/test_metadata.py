@@ -16,9 +16,9 @@ from conftest import ROOT, make_image_folder, make_run_dir
 from convtwist_zoo import create_model
 from convtwist_zoo.cli import main
 from convtwist_zoo.inference import load_classifier
-from convtwist_zoo.registry import parse_model_args
+from convtwist_zoo.models._registry import parse_model_args
 from convtwist_zoo.run_config import RunConfigError, read_run_config
-from convtwist_zoo.specs import PretrainedSpec
+from convtwist_zoo.models._pretrained import PretrainedSpec
 from convtwist_zoo.training import TrainConfig, train
 
 CHURCH = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
@@ -162,7 +162,7 @@ def _rotated_jpeg(path: Path) -> Image.Image:
 
 def test_every_entry_point_decodes_an_exif_rotated_jpeg_upright(tmp_path):
     from convtwist_zoo.data import read_image
-    from convtwist_zoo.transforms import load_rgb
+    from convtwist_zoo.data.transforms import load_rgb
     upright = _rotated_jpeg(tmp_path / "sideways.jpg")
     trained = read_image(str(tmp_path / "sideways.jpg"))  # training's decoder
     evaluated = load_rgb(tmp_path / "sideways.jpg")  # eval's and predict's
@@ -253,7 +253,7 @@ def test_eval_checks_its_json_output_before_evaluating(tmp_path, capsys, monkeyp
 
 
 def test_a_folder_dataset_named_dot_has_its_real_name(tmp_path, monkeypatch):
-    from convtwist_zoo.leaderboard import protocol_name
+    from convtwist_zoo.research import protocol_name
     (tmp_path / "pets").mkdir()
     monkeypatch.chdir(tmp_path / "pets")
     assert protocol_name(".", 128, 5) == "pets-128px-5ep"
@@ -297,7 +297,7 @@ def test_pretrained_weights_adapt_to_other_input_channels(name):
 
 
 def test_the_cache_follows_xdg_cache_home(monkeypatch, tmp_path):
-    from convtwist_zoo.cache import cache_dir
+    from convtwist_zoo.files.cache import cache_dir
     monkeypatch.delenv("CONVTWIST_ZOO_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == tmp_path / "convtwist-zoo"

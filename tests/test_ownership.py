@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from convtwist_zoo import atomic, locks
+from convtwist_zoo.files import atomic
+from convtwist_zoo.files import locks
 from convtwist_zoo import data as data_lib
 from convtwist_zoo.cli import main
 from convtwist_zoo.training import TrainConfig, train
@@ -90,13 +91,14 @@ def test_the_lock_rule_one_writer_at_a_time_whatever_the_file():
 
 
 def test_two_preparations_of_one_dataset_extract_it_once_and_never_delete_the_others(tiny_fastai, monkeypatch):
-    calls, extract = [], data_lib._extract
+    from convtwist_zoo.data import datasets
+    calls, extract = [], datasets._extract
 
     def slow_extract(*args):
         calls.append(1)
         time.sleep(0.3)  # the window in which a second preparer used to delete the first's folder
         extract(*args)
-    monkeypatch.setattr(data_lib, "_extract", slow_extract)
+    monkeypatch.setattr(datasets, "_extract", slow_extract)
     roots, errors = [], []
 
     def prepare():

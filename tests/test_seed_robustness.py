@@ -7,9 +7,9 @@ import pytest
 from scipy import stats
 
 from conftest import make_image_folder
-from convtwist_zoo import leaderboard
+from convtwist_zoo import research as leaderboard
 from convtwist_zoo.cli import main
-from convtwist_zoo.seed_robustness import render_robustness, retained, retention, robustness_results
+from convtwist_zoo.research.robustness import render_robustness, retained, retention, robustness_results
 
 
 def _sweep(clean, rotated, scaled):

@@ -11,7 +11,7 @@ from timm.data import create_transform, resolve_data_config
 from conftest import ROOT, register_spec, val_sample_by_class
 from convtwist_zoo import create_model, list_models
 from convtwist_zoo.cli import main
-from convtwist_zoo.hub import IntegrityError
+from convtwist_zoo.models._hub import IntegrityError
 
 EMBEDDED = sorted(p.parent.name for p in (ROOT / "hub").glob("convtwist_*/model.safetensors"))
 TINY = "convtwist_resnet18.tinyset"

@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import FAST_AMP, FAST_AMP_FLAG, ROOT, make_image_folder
-from convtwist_zoo import training
+from convtwist_zoo.training import loop as training
 from convtwist_zoo.host import cpu_name, cpuinfo_fields, has_native_bf16
-from convtwist_zoo.training import CheckpointError, TrainConfig, add_lookahead, train
+from convtwist_zoo.training import TrainConfig, train
+from convtwist_zoo.training.checkpoint import CheckpointError
+from convtwist_zoo.training.schedule import add_lookahead
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5, amp=FAST_AMP)
 
@@ -161,7 +163,7 @@ def test_resume_refuses_foreign_or_corrupt_checkpoints(image_folder, tmp_path):
 
 
 def test_resume_compares_the_whole_recipe_a_checkpoint_has():
-    from convtwist_zoo.training import _check_resumable
+    from convtwist_zoo.training.checkpoint import _check_resumable
     saved = asdict(TrainConfig(model="resnet18", data="imagewoof", lookahead=0))
     _check_resumable(saved, TrainConfig(model="resnet18", data="imagewoof", lookahead=0), [], None)
     with pytest.raises(CheckpointError, match=r"\(lookahead: 0 in the checkpoint, 6 in this command\)"):
@@ -213,7 +215,7 @@ def test_a_run_records_its_provenance(image_folder, tmp_path):
 
 
 def test_train_image_size_crops_training_batches_and_evaluates_at_image_size(image_folder, tmp_path, monkeypatch):
-    import convtwist_zoo.training as train_mod
+    import convtwist_zoo.training.loop as train_mod
     seen = {True: set(), False: set()}  # model.training -> input sizes
 
     def recording_create_model(*args, **kwargs):
@@ -329,7 +331,7 @@ def test_augmentation_changes_every_epoch_with_workers(image_folder):
     from torch.utils.data import DataLoader, SequentialSampler
 
     from convtwist_zoo import data as data_lib
-    from convtwist_zoo.training import make_train_loader
+    from convtwist_zoo.training.loop import make_train_loader
     train_base, _, _, _ = data_lib.build_datasets(str(image_folder))
     ds = data_lib.SeededTransformDataset(train_base, data_lib.train_transform(32), seed=0)
 
@@ -359,6 +361,6 @@ def test_the_learning_curve_can_use_a_fixed_class_balanced_validation_subset(ima
     assert [e["val_images"] for e in log] == [6, 6] and all(e["eval_seconds"] >= 0 for e in log)
     assert all(0 <= e["data_wait_seconds"] <= e["seconds"] for e in log)
     # how densely a run is measured is no part of its identity: it resumes under another subset size
-    _check = __import__("convtwist_zoo.training", fromlist=["_check_resumable"])._check_resumable
+    _check = __import__("convtwist_zoo.training.checkpoint", fromlist=["_check_resumable"])._check_resumable
     saved = asdict(TrainConfig(model="resnet18", data="imagewoof", val_subset=6))
     _check(saved, TrainConfig(model="resnet18", data="imagewoof", val_subset=0), [], None)

@@ -11,7 +11,8 @@ import torch
 
 from conftest import ROOT
 from convtwist_zoo import create_model
-from convtwist_zoo.visualize import apply_flow, image_moments, layer_statistics
+from convtwist_zoo.layers.twist_statistics import layer_statistics
+from convtwist_zoo.research.flow import apply_flow, image_moments
 
 
 def bar(h=64, w=64, cx=38.0, cy=26.0, angle=20.0, length=16.0, width=3.0):

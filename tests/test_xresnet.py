@@ -12,8 +12,8 @@ import torch.nn as nn
 from conftest import trained_like
 from convtwist_zoo import ConvTwist, create_model
 from convtwist_zoo.evaluate import count_macs
-from convtwist_zoo.onnx_export import export_onnx, run_onnx
-from convtwist_zoo.xresnet import MaxBlurPool, PoolFirst, SimpleSelfAttention
+from convtwist_zoo.export.onnx import export_onnx, run_onnx
+from convtwist_zoo.models.xresnet import MaxBlurPool, PoolFirst, SimpleSelfAttention
 
 
 def _params(model):
@@ -98,7 +98,7 @@ def _maxblur_both_paths(pool, x, grad, amp):
 @pytest.mark.parametrize("shape", [(2, 8, 9, 7), (3, 16, 16, 16), (2, 5, 2, 3)])
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_fused_maxblur_is_the_max_pool_then_the_blur(shape, channels_last):
-    from convtwist_zoo import fused_kernels
+    from convtwist_zoo.layers import _kernels as fused_kernels
     if fused_kernels.load() is None:
         pytest.skip("fused kernels could not be built here")
     torch.manual_seed(0)

@@ -8,14 +8,31 @@ import sys
 __all__ = ["main", "build_parser"]
 
 
+def _hub_root(args):
+    """``--hub``, or the checkout's hub/."""
+    from pathlib import Path
+
+    from .checkout import source_checkout
+    return Path(args.hub) if args.hub else source_checkout(args.root) / "hub"
+
+
 def _cmd_stage(args) -> int:
-    from ..hub import REPO_HUB_DIR
     from .staging import stage_run
-    hub_root = args.hub or REPO_HUB_DIR
+    hub_root = _hub_root(args)
     spec = stage_run(args.run_dir, hub_root, tag=args.tag, default=args.default)
     print(f"staged {spec.name}: {hub_root}/{spec.name} sha256 {spec.sha256}")
-    _write_specs(hub_root)
+    _declare(spec, args)
     return 0
+
+
+def _declare(spec, args) -> None:
+    """The checkout's own hub/ is declared in its model file (the specs' one store); another folder's specs are read
+    from its config.json files (``$CONVTWIST_ZOO_HUB_DIR``)."""
+    from .staging import declaration, declare_checkpoint, model_file_of
+    if args.hub:
+        print(f"not declared in a model file (--hub {args.hub}); its declaration would be:\n{declaration(spec)}")
+        return
+    print(f"declared in {declare_checkpoint(spec, model_file_of(spec.architecture))}")
 
 
 def _cmd_publish(args) -> int:
@@ -28,27 +45,22 @@ def _cmd_publish(args) -> int:
 
 def _cmd_cards(args) -> int:
     from .cards import write_cards
-    from ..hub import REPO_HUB_DIR
-    hub_root = args.hub or REPO_HUB_DIR
-    for path in write_cards(hub_root, args.out or REPO_HUB_DIR.parent / "MODEL_CARDS.md"):
+    hub_root = _hub_root(args)
+    for path in write_cards(hub_root, args.out or hub_root.parent / "MODEL_CARDS.md"):
         print(f"wrote {path}")
     return 0
 
 
 def _runs_dir(args):
-    """``--runs``, or the repo's docs/runs/ (the extra runs beside hub/)."""
+    """``--runs``, or docs/runs/ beside the hub folder (the extra runs)."""
     from pathlib import Path
-
-    from ..hub import REPO_HUB_DIR
-    return Path(args.runs) if args.runs else REPO_HUB_DIR.parent / "docs" / "runs"
+    return Path(args.runs) if args.runs else _hub_root(args).parent / "docs" / "runs"
 
 
 def _cmd_retire(args) -> int:
-    from pathlib import Path
 
     from .run_records import retire_checkpoint
-    from ..hub import REPO_HUB_DIR
-    hub_root = Path(args.hub) if args.hub else REPO_HUB_DIR
+    hub_root = _hub_root(args)
     runs_dir = _runs_dir(args)
     entry = retire_checkpoint(hub_root, runs_dir, args.name, args.suffix)
     print(f"kept {args.name}'s log as {entry['run']} ({entry['flags']}) in {runs_dir}; stage the new run, then "
@@ -65,49 +77,38 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_pick(args) -> int:
-    from ..hub import REPO_HUB_DIR
     from .staging import representative_run, stage_run
-    from .. import leaderboard
+    from .. import research as leaderboard
     options = leaderboard.options_of(args.model_args, amp=not args.fp32)
     folder, row, summary = representative_run(args.results, args.model, args.runs, options)
     lost = summary["closer_without_weights"]
     print(f"{args.model}: seed {row['seed']} ({row['top1']:.2f}%) is closest to the mean {summary['mean']:.2f} of "
           f"{summary['n']} runs{f' among those with weights ({lost} nearer lost theirs)' if lost else ''}: {folder}")
     if args.stage:
-        hub_root = args.hub or REPO_HUB_DIR
-        spec = stage_run(folder, hub_root, extra_meta={"leaderboard": summary})
+        hub_root = _hub_root(args)
+        spec = stage_run(folder, hub_root, extra={"leaderboard": summary})
         print(f"staged {spec.name}: {hub_root}/{spec.name}")
-        _write_specs(hub_root)
+        _declare(spec, args)
     return 0
-
-
-def _write_specs(hub_root) -> None:
-    """The packaged specs file follows the repository's hub/ only; another folder's specs are read from its
-    config.json files (``$CONVTWIST_ZOO_HUB_DIR``)."""
-    from pathlib import Path
-
-    from ..hub import REPO_HUB_DIR
-    from .staging import write_specs_file
-    if Path(hub_root).resolve() == REPO_HUB_DIR.resolve():
-        print(f"wrote {write_specs_file(hub_root)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m convtwist_zoo.release",
                                      description="convtwist-zoo release bookkeeping: stage, publish, cards")
+    parser.add_argument("--root", help="the source checkout to work in (default: the current folder)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stage", help="turn a finished run into a hub/<arch>.<tag>/ folder (fp16) + spec")
+    p = sub.add_parser("stage", help="turn a finished run into a hub/<arch>.<tag>/ folder (fp16) and declare it in its model file")
     p.add_argument("run_dir")
     p.add_argument("--tag", help="default: the run's dataset")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
-    p.add_argument("--default", action="store_true", help="make it the architecture's default checkpoint")
+    p.add_argument("--hub", help="hub folder (default: the checkout's hub/)")
+    p.add_argument("--default", action="store_true", help="make it the architecture's default checkpoint (the tag pretrained=True gives)")
     p.set_defaults(func=_cmd_stage)
 
     p = sub.add_parser("publish", help="upload a hub/<arch>.<tag>/ folder to the Hugging Face Hub")
     p.add_argument("folder")
     p.add_argument("--repo-id", help="default: $CONVTWIST_ZOO_HF_ORG/<folder name>")
-    p.add_argument("--revision")
+    p.add_argument("--revision", help="branch to upload to (default: main); the spec's pinned tag is created on the new commit")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=_cmd_publish)
 
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "checkpoint, and compare the runs made against it with that log")
     p.add_argument("name", help="arch.tag, e.g. resnet18.imagewoof")
     p.add_argument("--suffix", required=True, help="the kept log's name is NAME-SUFFIX (e.g. e20)")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--hub", help="hub folder (default: the checkout's hub/)")
     p.add_argument("--runs", help="extra runs folder (default: docs/runs/ beside hub/)")
     p.set_defaults(func=_cmd_retire)
 
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("cards", help="regenerate MODEL_CARDS.md and hub/*/README.md from the JSON in hub/")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--hub", help="hub folder (default: the checkout's hub/)")
     p.add_argument("--out", help="MODEL_CARDS.md path (default: beside hub/)")
     p.set_defaults(func=_cmd_cards)
 
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="from the arm trained in fp32 (--no-amp runs)")
     p.add_argument("--runs", default="~/.cache/convtwist-zoo/runs/leaderboard")
     p.add_argument("--stage", action="store_true")
-    p.add_argument("--hub", help="hub folder (default: the repo's hub/)")
+    p.add_argument("--hub", help="hub folder (default: the checkout's hub/)")
     p.set_defaults(func=_cmd_pick)
     return parser
 

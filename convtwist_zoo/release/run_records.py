@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..files.atomic import write_text_atomic
 from ..training import RECIPE_KNOBS, TrainConfig
-from .cards import PLANNED, read_json, saved_knob
+from .card_sources import PLANNED, read_json, saved_knob
+from ..errors import InputError
 
 __all__ = ["record_run", "retire_checkpoint", "EXTRA_RUN_KINDS"]
 
@@ -43,7 +44,7 @@ def _add_extra_run(runs_dir: Path, entry: dict, metrics: str, first: bool = Fals
     """Write ``entry``'s log into ``runs_dir`` and list it in ``index.json`` (a name is listed once)."""
     index = read_json(runs_dir / "index.json") or {"about": "", "runs": []}
     if any(r["run"] == entry["run"] for r in index["runs"]):
-        raise ValueError(f"{entry['run']} is already listed in {runs_dir / 'index.json'}: choose another suffix")
+        raise InputError(f"{entry['run']} is already listed in {runs_dir / 'index.json'}: choose another suffix")
     runs_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(runs_dir / f"{entry['run']}.metrics.jsonl", metrics)
     for r in index["runs"]:
@@ -70,11 +71,11 @@ def record_run(run_dir: str | Path, runs_dir: str | Path, kind: str, suffix: str
     ``runs_dir``): its log, and flags worked out from its saved recipe against today's defaults, so that the cards'
     probe table says exactly what the run changed."""
     if kind not in EXTRA_RUN_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(EXTRA_RUN_KINDS)}, not {kind!r}")
+        raise InputError(f"kind must be one of {', '.join(EXTRA_RUN_KINDS)}, not {kind!r}")
     config, metrics = _read_finished(Path(run_dir), "is the run finished?")
     checkpoint = f"{config.get('architecture')}.{config.get('dataset')}"
     if checkpoint not in PLANNED:
-        raise ValueError(f"{run_dir} trained {checkpoint}, which is none of the zoo's checkpoints ({', '.join(PLANNED)})")
+        raise InputError(f"{run_dir} trained {checkpoint}, which is none of the zoo's checkpoints ({', '.join(PLANNED)})")
     flags = _flags_against_defaults(config.get("recipe") or {})
     entry = {"run": f"{checkpoint}-{suffix}", "checkpoint": checkpoint, "kind": kind,
              "flags": f"{flags} ({note})" if note else flags, "trained_on": config.get("trained_on", "unknown")}

@@ -1,27 +1,33 @@
-"""From a finished run to a Hub repo folder and back out: fp16 staging with its spec, the packaged specs file, and
-upload to the Hugging Face Hub. For whoever maintains the zoo; nothing on the user's load path imports it."""
+"""From a finished run to a Hub repo folder and back out: fp16 staging, the checkpoint's declaration in its model
+file, and upload to the Hugging Face Hub at the spec's pinned revision. For whoever maintains the zoo; nothing on the user's load path imports it."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file
 
-from ..atomic import atomic_path, write_text_atomic
-from ..hub import REPO_HUB_DIR, WeightsError, _verify, sha256_file
-from ..registry import split_model_name
-from ..specs import PretrainedSpec, get_pretrained
+from ..data.datasets import DATASETS
+from ..errors import InputError
+from ..files.atomic import atomic_path, write_text_atomic
+from ..files.hashing import sha256_file
+from ..models._hub import WeightsError, _verify
+from ..models._pretrained import PretrainedSpec, checkpoint, get_pretrained
+from ..models._registry import get_builder, parse_model_args, split_model_name
+from ..run_config import read_run_config
 
-__all__ = ["publish_folder", "save_fp16", "stage_run", "hub_config_json", "specs_from_hub", "write_specs_file",
-           "representative_run"]
+__all__ = ["publish_folder", "save_fp16", "stage_run", "hub_config_json", "declaration", "declare_checkpoint",
+           "model_file_of", "representative_run", "RUN_RECORD_KEYS"]
 
 
 def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_run: bool = False,
                    revision: str | None = None, private: bool = False) -> list[str]:
-    """Upload a ``hub/<arch>.<tag>`` folder to the Hub with ``upload_folder``; refuses a folder whose weights do not
-    match its spec. Returns the uploaded file names (what would be uploaded with ``dry_run``)."""
+    """Upload a ``hub/<arch>.<tag>`` folder to the Hub with ``upload_folder`` and tag the commit with the spec's
+    pinned revision; refuses a folder whose weights do not match its spec. Returns the uploaded file names (what
+    would be uploaded with ``dry_run``)."""
     folder = Path(folder)
     arch, tag = split_model_name(folder.name)
     spec = get_pretrained(arch, tag)
@@ -36,8 +42,10 @@ def publish_folder(folder: str | os.PathLike, repo_id: str | None = None, dry_ru
     import huggingface_hub
     api = huggingface_hub.HfApi()
     api.create_repo(repo_id, exist_ok=True, private=private)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
-                      commit_message=f"convtwist-zoo: {spec.name} (sha256 {spec.sha256[:12]})")
+    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
+                               commit_message=f"convtwist-zoo: {spec.name} (sha256 {spec.sha256[:12]})")
+    # the tag the spec pins: later uploads to the repo never change what an installed zoo downloads
+    api.create_tag(repo_id, tag=spec.revision, revision=commit.oid, exist_ok=True)
     return files
 
 
@@ -52,60 +60,87 @@ def save_fp16(src: str | os.PathLike, dest: str | os.PathLike, **metadata: str) 
     return Path(dest)
 
 
-def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike = REPO_HUB_DIR, tag: str | None = None,
-              default: bool = False, extra_meta: dict | None = None) -> PretrainedSpec:
+def stage_run(run_dir: str | os.PathLike, hub_root: str | os.PathLike, tag: str | None = None,
+              default: bool = False, extra: dict | None = None) -> PretrainedSpec:
     """Turn a finished training run (``model.safetensors`` + ``config.json``) into a Hub repo folder
-    ``hub_root/<arch>.<tag>/`` with fp16 weights and a config carrying the spec; returns the spec.
+    ``hub_root/<arch>.<tag>/`` with fp16 weights and its ``config.json``; returns the new spec, which
+    `declare_checkpoint` writes into the model file (the specs' one store).
 
-    The model card (``README.md``) is written by ``convtwist_zoo.cards``."""
+    The model card (``README.md``) is written by ``python -m convtwist_zoo.release cards``."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_run_config(run_dir / "config.json", required=("architecture", "dataset", "recipe"))
     arch = config["architecture"]
     tag = tag or config["dataset"]
     folder = Path(hub_root) / f"{arch}.{tag}"
     folder.mkdir(parents=True, exist_ok=True)
     weights = save_fp16(run_dir / "model.safetensors", folder / "model.safetensors", architecture=arch)
-    spec = PretrainedSpec(
-        architecture=arch, tag=tag, sha256=sha256_file(weights), size=weights.stat().st_size,
-        num_classes=config["num_classes"], class_ids=tuple(config["class_ids"]),
-        class_names=tuple(config["class_names"]), input_size=tuple(config["input_size"]),
-        mean=tuple(config["mean"]), std=tuple(config["std"]), crop_pct=config["crop_pct"],
-        interpolation=config["interpolation"], default=default, metrics=config.get("metrics", {}),
-        meta={"dataset": config["dataset"], "recipe": config["recipe"], **(extra_meta or {})})
-    hub_config = hub_config_json(config, spec)
-    write_text_atomic(folder / "config.json", json.dumps(hub_config, indent=2) + "\n")
+    model_args = (config.get("recipe") or {}).get("model_args") or ""
+    spec = PretrainedSpec(arch, tag, **checkpoint(config["dataset"], sha256_file(weights), weights.stat().st_size,
+                                                  default=default, model_args=model_args,
+                                                  image_size=config["input_size"][-1], crop_pct=config["crop_pct"],
+                                                  interpolation=config["interpolation"],
+                                                  classes=None if config["dataset"] in DATASETS else
+                                                  (config["class_ids"], config["class_names"])))
+    write_text_atomic(folder / "config.json", json.dumps(hub_config_json(spec, config, extra), indent=2) + "\n")
     if (run_dir / "metrics.jsonl").exists():  # the training log travels with the weights
         shutil.copyfile(run_dir / "metrics.jsonl", folder / "metrics.jsonl")
     return spec
 
 
-def hub_config_json(config: dict, spec: PretrainedSpec) -> dict:
-    """A Hub folder's ``config.json``: the run's config, the weights' hash, the zoo's spec, and what timm's ``hf-hub:``
-    loader reads (``architecture``, ``num_classes``, ``pretrained_cfg``, ``label_names``)."""
-    from ..timm_models import timm_pretrained_cfg
-    timm_cfg = {k: v for k, v in timm_pretrained_cfg(spec)
-                .items() if k not in ("hf_hub_id", "label_names")}  # timm fills in the repo it loads from
-    return {**config, "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict(), "pretrained_cfg": timm_cfg,
-            "label_names": list(spec.class_names)}
+# what a Hub folder's config.json carries of the run that made it (the rest is derived from the checkpoint's spec)
+RUN_RECORD_KEYS = ("dataset", "recipe", "metrics", "trained_on", "provenance", "leaderboard")
 
 
-def specs_from_hub(hub_root: str | os.PathLike = REPO_HUB_DIR) -> list[PretrainedSpec]:
-    """The specs recorded in every ``hub_root/*/config.json``, sorted by name."""
-    specs = []
-    for config in sorted(Path(hub_root).glob("*/config.json")):
-        entry = json.loads(config.read_text()).get("pretrained_spec")
-        if entry:
-            specs.append(PretrainedSpec.from_dict(entry))
-    return specs
+def hub_config_json(spec: PretrainedSpec, run_config: dict, extra: dict | None = None) -> dict:
+    """A Hub folder's ``config.json``, derived from the checkpoint's spec: what timm's ``hf-hub:`` loader reads
+    (``architecture``, ``num_classes``, ``label_names``, ``model_args``, ``pretrained_cfg``), the zoo's spec (for
+    ``$CONVTWIST_ZOO_HUB_DIR`` folders), the input conventions a run folder's config.json has, and the record of the
+    run that trained it (`RUN_RECORD_KEYS`)."""
+    timm_cfg = {k: v for k, v in spec.timm_cfg().items()
+                if k not in ("hf_hub_id", "label_names")}  # timm fills in the repo it loads from
+    record = {k: run_config[k] for k in RUN_RECORD_KEYS if k in run_config}
+    config = {"architecture": spec.architecture, "num_classes": spec.num_classes,
+              "label_names": list(spec.class_names), "class_ids": list(spec.class_ids),
+              "class_names": list(spec.class_names), "input_size": list(spec.input_size), "mean": list(spec.mean),
+              "std": list(spec.std), "crop_pct": spec.crop_pct, "interpolation": spec.interpolation,
+              **({"model_args": parse_model_args(spec.model_args)} if spec.model_args else {}),
+              "weights_sha256": spec.sha256, "pretrained_spec": spec.to_dict(), "pretrained_cfg": timm_cfg,
+              **record, **(extra or {})}
+    return json.loads(json.dumps(config))  # as it reads back from the file
 
 
-def write_specs_file(hub_root: str | os.PathLike = REPO_HUB_DIR, path: str | os.PathLike | None = None) -> Path:
-    """Regenerate ``convtwist_zoo/pretrained.json`` (the specs that ship with the package) from ``hub_root``."""
-    from ..specs import SPECS_FILE
-    path = Path(path or SPECS_FILE)
-    entries = [s.to_dict() for s in specs_from_hub(hub_root)]
-    write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
+def declaration(spec: PretrainedSpec) -> str:
+    """The spec as its line in a model file's ``default_cfgs`` (what `declare_checkpoint` writes)."""
+    options = "".join([", default=True" if spec.default else "",
+                       f", model_args={spec.model_args!r}" if spec.model_args else "",
+                       f", image_size={spec.input_size[-1]}" if spec.input_size[-1] != 128 else ""])
+    return f'    "{spec.name}": checkpoint(\n        "{spec.dataset}", "{spec.sha256}", {spec.size}{options}),'
+
+
+def declare_checkpoint(spec: PretrainedSpec, model_file: str | os.PathLike) -> Path:
+    """Write ``spec`` into ``model_file``'s ``default_cfgs`` (replacing the entry of the same name, or adding it at
+    the end), atomically: the model file stays the one store of its checkpoints."""
+    path = Path(model_file)
+    text = path.read_text()
+    entry = re.compile(rf'    "{re.escape(spec.name)}": checkpoint\(\n[^\n]*\),\n')
+    line = declaration(spec) + "\n"
+    if entry.search(text):
+        text = entry.sub(lambda m: line, text)
+    else:
+        start = text.index("default_cfgs = register_checkpoints({\n")
+        end = text.index("\n})\n", start)
+        text = text[:end + 1] + line + text[end + 1:]
+    if spec.default:  # one default per architecture
+        text = re.sub(rf'(    "{re.escape(spec.architecture)}\.(?!{re.escape(spec.tag)}")[^"]+": checkpoint\(\n[^\n]*), default=True',
+                      r"\1", text)
+    write_text_atomic(path, text)
     return path
+
+
+def model_file_of(arch: str) -> Path:
+    """The model file that declares ``arch``'s checkpoints."""
+    import sys
+    return Path(sys.modules[get_builder(arch).__module__].__file__)
 
 
 def representative_run(results: str | os.PathLike, model: str, runs_dir: str | os.PathLike,
@@ -119,13 +154,13 @@ def representative_run(results: str | os.PathLike, model: str, runs_dir: str | o
     """
     import statistics
 
-    from .. import leaderboard
+    from .. import research as leaderboard
     if not Path(results).is_file():
         raise FileNotFoundError(f"no results file {results}: `convtwist-zoo leaderboard run` writes it")
     rows = leaderboard.read_rows(results)
     arm = leaderboard.arms(rows).get((model, model_args))
     if not arm:
-        raise ValueError(f"{results} has no finished run of {model}{' ' + model_args if model_args else ''}")
+        raise InputError(f"{results} has no finished run of {model}{' ' + model_args if model_args else ''}")
     top1 = [r["top1"] for r in arm]
     mean = statistics.fmean(top1)
 
