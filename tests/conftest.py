@@ -110,6 +110,12 @@ def served_tiny_repo(tiny_hub, hf_env, tmp_path, monkeypatch):
         yield srv
 
 
+@pytest.fixture
+def spec(tiny_hub, monkeypatch):
+    """The tiny staged checkpoint's spec, registered for the test."""
+    return register_spec(tiny_hub[1], monkeypatch)
+
+
 def register_spec(spec, monkeypatch):
     from convtwist_zoo.models import _pretrained as specs
     monkeypatch.setitem(specs._PRETRAINED, spec.name, spec)

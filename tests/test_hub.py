@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, make_run_dir, register_spec
+from conftest import ROOT
 from convtwist_zoo import create_model
 from convtwist_zoo.models._builder import load_pretrained
 from convtwist_zoo.models._hub import IntegrityError, WeightsError, resolve_weights
@@ -25,11 +25,6 @@ def logits(model, seed=0):
     model.eval()
     with torch.no_grad():
         return model(torch.randn(2, 3, 64, 64))
-
-
-@pytest.fixture
-def spec(tiny_hub, monkeypatch):
-    return register_spec(tiny_hub[1], monkeypatch)
 
 
 @pytest.fixture
@@ -64,29 +59,6 @@ def test_save_fp16_in_place_halves_floats_only(tmp_path):
     assert state["w"].dtype == torch.float16 and torch.equal(state["w"], w.half())
     assert torch.equal(state["bn.num_batches_tracked"], steps)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
-
-
-def test_local_run_folder_loads_by_path_and_refuses_another_architecture(tmp_path):
-    run = make_run_dir(tmp_path / "mine", arch="resnet18", num_classes=4)
-    model = create_model("resnet18", pretrained=run)
-    assert model.fc.out_features == 4
-    with pytest.raises(WeightsError, match="holds a resnet18, not a resnet50"):
-        create_model("resnet50", pretrained=run)
-    with pytest.raises(WeightsError, match="does not exist"):
-        create_model("resnet18", pretrained=tmp_path / "nothing" / "model.safetensors")
-    # a string is a tag: a path given as one is refused, saying how to pass it
-    with pytest.raises(WeightsError, match=r"pretrained='.*mine' is not a tag of resnet18 but a path: .* "
-                                           r"pretrained=pathlib.Path\('.*mine'\) \(on the command line: --checkpoint"):
-        create_model("resnet18", pretrained=str(run))
-
-
-def test_a_folder_named_like_a_tag_never_shadows_the_tag(tmp_path, monkeypatch):
-    make_run_dir(tmp_path / "imagewoof", arch="resnet18", num_classes=4)  # ./imagewoof holds a run of 4 classes
-    monkeypatch.chdir(tmp_path)
-    model = create_model("resnet18", pretrained="imagewoof")
-    assert model.pretrained_spec.name == "resnet18.imagewoof" and model.fc.out_features == 10
-    assert create_model("resnet18.imagewoof").pretrained_spec.name == "resnet18.imagewoof"
-    assert create_model("resnet18", pretrained=Path("imagewoof")).fc.out_features == 4  # a path, said explicitly
 
 
 def test_hub_dir_resolution_and_name_tag(tiny_hub, spec, monkeypatch):
@@ -176,17 +148,6 @@ def test_missing_repo_on_server(spec, hf_env, server, monkeypatch):
         create_model(NAME)
 
 
-def test_num_classes_change_drops_head(tiny_hub, spec, monkeypatch):
-    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tiny_hub[0]))
-    full = create_model(NAME).eval()
-    with pytest.warns(UserWarning, match="classifier for 3 classes dropped"):
-        tuned = create_model(NAME, num_classes=7).eval()
-    assert tuned.fc.out_features == 7
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(full.forward_features(x), tuned.forward_features(x))
-
-
 def test_registry_errors(spec):
     with pytest.raises(UnknownModelError, match="Did you mean 'convtwist_resnet50'.*Known models: convtwist_resnet18"):
         create_model("convtwist_resnet5O")
@@ -221,18 +182,6 @@ def test_real_hub_checkpoint_loads():
         assert spec.name in list_pretrained(), f"{spec.name} is not declared in its model file"
         model = create_model(spec.name).eval()
         assert logits(model).shape == (2, spec.num_classes)
-
-
-@pytest.mark.skipif(not (ROOT / "hub" / "convtwist_resnet18.imagenette" / "model.safetensors").exists(),
-                    reason="checkpoint not in hub/")
-def test_pretrained_backbone_features_equal_the_full_models_trunk():
-    full = create_model("convtwist_resnet18.imagenette").eval()
-    net = create_model("convtwist_resnet18", pretrained="imagenette", features_only=True).eval()
-    x = torch.randn(2, 3, 128, 160)
-    with torch.no_grad():
-        feats = net(x)
-        assert torch.equal(feats[-1], full.forward_features(x))
-        assert torch.equal(feats[0], full.layer1(full.maxpool(full.relu(full.bn1(full.conv1(x))))))
 
 
 def test_hubconf_has_one_entrypoint_per_registered_architecture():

@@ -306,7 +306,7 @@ def test_conv2d_keyword_names_and_the_seeds_positional_call():
         ConvTwist(4, 6, kernel_size=5)
 
 
-def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkeypatch):
+def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkeypatch, tmp_path, capsys):
     import torch.utils.cpp_extension as ext
 
     from convtwist_zoo.layers import _kernels as fused_kernels
@@ -314,9 +314,13 @@ def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkey
     def no_ninja(**kwargs):
         raise RuntimeError("Ninja is required to load C++ extensions")
     monkeypatch.setattr(fused_kernels, "_STATE", {})
+    monkeypatch.setattr(fused_kernels, "_build_dir", lambda: tmp_path)  # nothing built there yet
     monkeypatch.setattr(ext, "load", no_ninja)
     with pytest.warns(UserWarning, match=r"Ninja is required.*slower.*pip install ninja"):
         assert fused_kernels.load() is None
+    # a first build says what the pause is while it happens
+    assert capsys.readouterr().err == (f"convtwist-zoo: compiling ConvTwist's fused CPU kernels into {tmp_path} "
+                                       "(once per machine, about a minute)...\n")
     assert fused_kernels.describe() == \
         "ConvTwist runs on its plain PyTorch path (RuntimeError: Ninja is required to load C++ extensions)"
     layer = ConvTwist(4, 4)

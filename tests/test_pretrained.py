@@ -3,7 +3,6 @@ revision pinned to the weights, and every Hub folder's config.json derived from 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -66,13 +65,3 @@ def test_every_hub_folders_config_is_derived_from_its_spec():
         record = {k: config[k] for k in RUN_RECORD_KEYS if k in config}
         assert config == hub_config_json(spec, record), f"{folder.name}: regenerate with `release stage`"
         assert config["pretrained_spec"] == json.loads(json.dumps(spec.to_dict()))
-
-
-def test_a_folder_named_like_a_tag_never_shadows_the_tag_and_a_path_string_is_refused(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    Path("imagenette").mkdir()
-    (Path("imagenette") / "model.safetensors").write_bytes(b"not weights")
-    model = create_model("resnet18", pretrained="imagenette")
-    assert model.pretrained_spec.name == "resnet18.imagenette"
-    with pytest.raises(WeightsError, match=r"pretrained=pathlib.Path\('runs/mine'\)"):
-        create_model("resnet18", pretrained="runs/mine")

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -79,6 +80,9 @@ def load():
         try:
             from torch.utils.cpp_extension import load as load_extension
             build = _build_dir()
+            if not (build / "convtwist_zoo_twist_cpu.so").exists():  # the first use on this machine and torch
+                print(f"convtwist-zoo: compiling ConvTwist's fused CPU kernels into {build} (once per machine, "
+                      "about a minute)...", file=sys.stderr, flush=True)
             load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / src.name) for src in SOURCES],
                            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            build_directory=str(build), verbose=False, is_python_module=False)
