@@ -1,6 +1,6 @@
 """torch.hub entrypoints, one per architecture of the zoo's registry, generated from it (a newly registered model
 has its entrypoint with nothing added here):
-``torch.hub.load("<owner>/convtwist-zoo", "convtwist_resnet50", pretrained="imagenette")``.
+``torch.hub.load("convtwist/convtwist-zoo", "convtwist_resnet50", pretrained="imagenette")``.
 
 ``pretrained``: False, True (the architecture's default checkpoint, its Imagenette weights), a tag (``"imagenette"``, ``"imagewoof"``), or a
 ``pathlib.Path`` to a local run folder or weights file. Other keyword arguments (``num_classes``, ``in_chans``,

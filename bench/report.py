@@ -1,7 +1,7 @@
-"""The README's benchmark table, generated from bench/results/*.json (never typed by hand).
+"""The benchmark table of docs/benchmarks.md, generated from bench/results/*.json (never typed by hand).
 
     python bench/report.py            # print the table
-    python bench/report.py --readme   # also rewrite it in README.md between the bench markers
+    python bench/report.py --write    # also rewrite it in docs/benchmarks.md between the bench markers
 
 Each row names the benchmark that measured it and the date in its JSON; a file that is missing leaves its rows out.
 """
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parent / "README.md"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -161,16 +161,18 @@ def table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", action="store_true", help="rewrite the table in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the table in docs/benchmarks.md")
     args = parser.parse_args()
     text = table()
     print(text)
-    if args.readme:
-        readme = README.read_text()
-        head, rest = readme.split(START, 1)
+    if args.write:
+        page = PAGE.read_text()
+        head, rest = page.split(START, 1)
         _, tail = rest.split(END, 1)
-        README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-        print(f"updated {README}")
+        tmp = PAGE.with_name(f".{PAGE.name}.tmp")
+        tmp.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        tmp.replace(PAGE)  # a crash leaves the old page whole
+        print(f"updated {PAGE}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from convtwist_zoo.release.card_sources import train_hours as _train_hours
 from convtwist_zoo.release.cards import write_cards
 from convtwist_zoo.release.hub_cards import render_hub_readme
 from convtwist_zoo.release.model_cards import render_model_cards
-from convtwist_zoo.release.readme_tables import render_readme
+from convtwist_zoo.release.readme_tables import render_readme, render_results
 from convtwist_zoo.release.recipe_history import render_recipe_history
 from convtwist_zoo.release.run_records import record_run, retire_checkpoint
 from convtwist_zoo.release.staging import stage_run
@@ -49,13 +49,12 @@ def test_cards_from_hub_json(tmp_path):
     written = write_cards(hub, cards)
     text = cards.read_text()
     history = (tmp_path / "docs" / "recipe-history.md").read_text()
-    assert "| convtwist_resnet18.imagewoof | 123 | 1,000,000 | 80.50 | 99.00 | 81.50 | 2 | 1.00 h on test machine | " \
-           "resnet18.imagewoof | 79.25 | +1.25 | ConvTwist wins by 1.25 points against resnet18.imagewoof; one seed " \
-           "each (docs/recipe-history.md's replicates show how far another seed moves a run). |" in text
+    assert "| convtwist_resnet18.imagewoof | 80.50 | 99.00 | 81.50 | 79.25 (resnet18) | +1.25 | higher, 1 seed | " \
+           "0.0 M | 0.00 | 2 | 1.00 h, test machine |" in text
     assert "trained (bf16 autocast everywhere; the recipe does not depend on the machine): test machine: " \
            "convtwist_resnet18.imagewoof, resnet18.imagewoof." in text
-    assert "| resnet50.imagenette | | | not published yet |" in text
-    assert "| convtwist_xresnet50.imagewoof | | | not published yet |" in text
+    assert "| resnet50.imagenette | not published yet |" in text
+    assert "| convtwist_xresnet50.imagewoof | not published yet |" in text
     assert "Targets" not in text and "target" not in text.lower()
     assert "| convtwist_resnet18.imagewoof | 80.5 | 79.0 |" in text  # robustness row
     # replicate rows against the checkpoint's own training log (80.5 and 79.25 after epoch 2)
@@ -74,7 +73,7 @@ def test_cards_from_hub_json(tmp_path):
     readme = (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
     assert readme.startswith("---\nlibrary_name: pytorch\nlicense: mit\n")
     assert "value: 80.50" in readme and "baseline resnet18.imagewoof top-1 @128px | 79.25" in readme
-    assert "| trained on | test machine |" in readme
+    assert "bf16 autocast, on test machine" in readme
     assert "Against its plain baseline: ConvTwist wins by 1.25 points against resnet18.imagewoof; one seed each (the " \
            "replicates in the repository's docs/recipe-history.md show how far another seed moves a run)." in readme
     assert "Against its plain baseline" not in (hub / "resnet18.imagewoof" / "README.md").read_text()
@@ -91,13 +90,13 @@ def test_cards_from_hub_json(tmp_path):
     ct_path.write_text(json.dumps(ct))
     write_cards(hub, cards)
     text = cards.read_text()
-    assert "| resnet18.imagewoof | 79.25 | not comparable (recipes differ) | no verdict, it and resnet18.imagewoof " \
-           "were trained with different recipes (epochs 3 vs 1, lookahead 6 vs 0); retrain one of them. |" in text
+    assert "| 79.25 (resnet18) | – | recipes differ |" in text
     # the published seeds drop out of the gaps
     assert "(training-log top-1): `--seed 1` +0.50," in (tmp_path / "docs" / "recipe-history.md").read_text()
-    # one recipe table, a column per recipe, the knobs that differ first
-    assert "| knob | recipe A: convtwist_resnet18.imagewoof | recipe B: resnet18.imagewoof |" in text
-    assert "| **epochs** | 3 | 1 |\n| **lookahead** | 6 | 0 |\n| amp |" in text
+    # one recipe table, a row per recipe, only the knobs that differ; the shared ones folded below it
+    assert ("| recipe | checkpoints | epochs | lookahead |\n|---|---|---|---|\n"
+            "| A | convtwist_resnet18.imagewoof | 3 | 6 |\n| B | resnet18.imagewoof | 1 | 0 |") in text
+    assert "<details><summary>The " in text and "| amp | True |" in text
     assert "under rotation it is" not in text
     assert "Against its plain baseline: no verdict, it and resnet18.imagewoof were trained with different recipes" \
         in (hub / "convtwist_resnet18.imagewoof" / "README.md").read_text()
@@ -193,6 +192,8 @@ def test_the_committed_cards_are_what_convtwist_zoo_cards_writes():
     assert (root / "docs" / "recipe-history.md").read_text() == render_recipe_history(info, extra)
     readme = (root / "README.md").read_text()
     assert readme == render_readme(readme, info, results, bench), "README's tables are stale: run the cards command"
+    page = (root / "docs" / "results.md").read_text()
+    assert page == render_results(page, info, results, bench), "docs/results.md is stale: run the cards command"
     for name, entry in info.items():
         card = render_hub_readme(name, entry, info, results, bench.costs)
         assert (root / "hub" / name / "README.md").read_text() == card, name
@@ -259,9 +260,12 @@ def test_a_checkpoint_picked_from_leaderboard_arms_shows_its_seed_the_means_and_
     leaderboard.append_row(robustness_results(results / "imagewoof-128px-5ep.jsonl"), {
         "model": "xresnet18", "options": "", "seed": 2, "dataset": "imagewoof", "image_size": 128, "epochs": 5,
         "sweep": sweep})
+    from convtwist_zoo.release.card_sections import leaderboard_sections
     cards = render_model_cards(info, [], results)
-    assert "| xresnet18 | – | 1 | 2 | 75.00 | 80.00 | 90.00 |" in cards and "compares whole arms" in cards
-    assert cards.index("**imagewoof, 128px, 5 epochs**") < cards.index("**Robustness over seeds, imagewoof")
+    assert "compares whole arms" in cards and "[docs/results.md](docs/results.md)" in cards
+    page = "\n".join(leaderboard_sections(results, {}))  # docs/results.md's block
+    assert "| xresnet18 | – | 1 | 2 | 75.00 | 80.00 | 90.00 |" in page
+    assert page.index("**imagewoof, 128px, 5 epochs**") < page.index("**Robustness over seeds, imagewoof")
 
 
 def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_path):
@@ -292,7 +296,7 @@ def test_a_checkpoint_picked_from_a_single_run_says_there_is_no_spread_yet(tmp_p
     # MODEL_CARDS' checkpoint table compares arm with arm too, though xresnet18 has no published weights
     from convtwist_zoo.release.card_sections import summary_rows as _summary_rows
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
-    assert "| xresnet18.imagewoof | 73.50 (1 seed) | +1.20 (means) | +1.20 points against xresnet18" in row
+    assert "| 73.50 (1 seed) | +1.20 (means) | too few seeds |" in row
     # a seed finished after the pick: the card keeps the pick and gives the arm as it stands now
     leaderboard.append_row(results / "imagewoof-128px-5ep.jsonl",
                            result_row("convtwist_xresnet18", 2, 75.3, 4e-3, model_args="maxblur=true"))
@@ -336,7 +340,7 @@ def test_a_checkpoint_picked_from_an_fp32_arm_is_compared_with_the_fp32_arms(tmp
         f"72.15 ± 0.49 (2 seeds) | +2.85 [{w['low']:+.2f}, {w['high']:+.2f}] | 123 | 0.00 G | ")
     assert table_row.endswith("| leaderboard, 5 epochs, lr 0.008, fp32 training |")
     row = next(r for r in _summary_rows(info, results) if r.startswith("| convtwist_xresnet18.imagewoof |"))
-    assert "| xresnet18.imagewoof | 72.15 ± 0.49 (2 seeds) | +2.85 [" in row
+    assert "| 72.15 ± 0.49 (2 seeds) | +2.85 [" in row and "| ahead |" in row
     card = render_hub_readme("convtwist_xresnet18.imagewoof", info["convtwist_xresnet18.imagewoof"], info, results)
     assert card.count("convtwist_xresnet18 (maxblur=true, fp32 training) trained from scratch") == 1
     assert "| baseline xresnet18 top-1 @128px, same protocol | 72.15 ± 0.49 (2 seeds) |" in card
@@ -396,3 +400,49 @@ def test_the_probed_protocol_leads_the_leaderboard_sections_and_the_others_follo
     heads = [line.split(" (")[0] for line in _leaderboard_sections(tmp_path, costs={}) if line.startswith("**")]
     assert heads == ["**imagewoof, 128px, 5 epochs**", "**imagenette, 128px, 5 epochs**",
                      "**imagewoof, 128px, 20 epochs**"]
+
+
+def test_the_readme_is_one_screen_with_quick_start_license_and_citation():
+    from convtwist_zoo.release.card_sources import CITATION_BIBTEX
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 160, len(lines)
+    headings = [line for line in lines if line.startswith("## ")]
+    assert headings[0] == "## Quick start" and lines.index("## Quick start") < 60
+    assert {"## License", "## Citation", "## Checkpoints", "## Fine-tuning", "## Export and deployment",
+            "## Requirements"} <= set(headings)
+    text = "\n".join(lines)
+    assert f"```bibtex\n{CITATION_BIBTEX}\n```" in text and "arXiv:2308.01621" in CITATION_BIBTEX
+    assert "<!-- leaderboard:start -->" not in text and "<!-- bench:start -->" not in text  # in docs/ now
+    assert "<!-- leaderboard:start -->" in (ROOT / "docs" / "results.md").read_text()
+    assert "<!-- bench:start -->" in (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+def test_model_cards_open_with_intended_use_and_link_the_leaderboard_instead_of_repeating_it():
+    text = (ROOT / "MODEL_CARDS.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")][0] == "## Intended use and limitations"
+    assert "[docs/results.md](docs/results.md)" in text
+    assert "| model | options | peak lr |" not in text  # the leaderboard tables live in docs/results.md only
+
+
+def test_every_hub_card_shows_timm_style_usage_and_the_citation():
+    from convtwist_zoo.models._pretrained import GITHUB_REPO
+    from convtwist_zoo.release.card_sources import CITATION_BIBTEX
+    for card in sorted((ROOT / "hub").glob("*/README.md")):
+        text, name = card.read_text(), card.parent.name
+        for part in ("## Model details", "### Image classification", "### Feature map extraction",
+                     "### Image embeddings", "### Fine-tuning", "## Model comparison", "## Citation"):
+            assert part in text, (name, part)
+        assert f'create_model("{name}", features_only=True)' in text and "num_classes=0" in text, name
+        assert f'torch.hub.load("{GITHUB_REPO}", "{name.split(".")[0]}"' in text and CITATION_BIBTEX in text, name
+
+
+def test_one_repository_name_and_no_placeholder_anywhere():
+    from convtwist_zoo.models._pretrained import GITHUB_REPO
+    files = [ROOT / "README.md", ROOT / "MODEL_CARDS.md", ROOT / "hubconf.py", *(ROOT / "docs").glob("*.md"),
+             *(ROOT / "hub").glob("*/README.md"), *(ROOT / "export").glob("*"), *(ROOT / "convtwist_zoo").rglob("*.py")]
+    for path in files:
+        text = path.read_text()
+        assert "<owner>" not in text and "<org>" not in text, path
+    hub_lines = [line for path in files if path.suffix == ".md" or path.name == "hubconf.py"
+                 for line in path.read_text().splitlines() if "torch.hub.load(" in line]
+    assert hub_lines and all(f'torch.hub.load("{GITHUB_REPO}"' in line for line in hub_lines), hub_lines

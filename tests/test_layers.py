@@ -320,7 +320,7 @@ def test_kernels_that_cannot_build_warn_once_saying_why_and_what_it_costs(monkey
         assert fused_kernels.load() is None
     # a first build says what the pause is while it happens
     assert capsys.readouterr().err == (f"convtwist-zoo: compiling ConvTwist's fused CPU kernels into {tmp_path} "
-                                       "(once per machine, about a minute)...\n")
+                                       "(once per machine and torch install)...\n")
     assert fused_kernels.describe() == \
         "ConvTwist runs on its plain PyTorch path (RuntimeError: Ninja is required to load C++ extensions)"
     layer = ConvTwist(4, 4)

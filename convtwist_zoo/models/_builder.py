@@ -120,8 +120,9 @@ def load_pretrained(arch: str, pretrained, num_classes: int | None = None, pretr
     model = builder(num_classes=ckpt_classes, **kwargs)
     load_weights(model, path, f"{arch} with {ckpt_classes} classes", adapt=adapt_input_convs)
     if num_classes is not None and num_classes != ckpt_classes:
-        warnings.warn(f"{spec.name if spec else path}: classifier for {ckpt_classes} classes dropped, new head for "
-                      f"{num_classes} classes (randomly initialised; fine-tune it)")
+        if num_classes:  # 0 asks for pooled features: nothing to fine-tune, nothing to warn about
+            warnings.warn(f"{spec.name if spec else path}: classifier for {ckpt_classes} classes dropped, new head for "
+                          f"{num_classes} classes (randomly initialised; fine-tune it)")
         model.reset_classifier(num_classes)
     model.pretrained_spec = spec
     model.pretrained_config = spec.to_dict() if spec else config

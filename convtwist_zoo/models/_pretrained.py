@@ -25,9 +25,11 @@ from ..run_config import RunConfigError, check_classes, read_run_config
 from ._registry import UnknownModelError, get_builder
 
 __all__ = ["PretrainedSpec", "checkpoint", "register_checkpoints", "register_pretrained", "list_pretrained",
-           "get_pretrained", "default_tag", "pinned_revision", "specs_in_folder", "register_hub_dir_specs", "first_conv", "DEFAULT_HF_ORG", "architecture_cfg"]
+           "get_pretrained", "default_tag", "pinned_revision", "specs_in_folder", "register_hub_dir_specs", "first_conv", "DEFAULT_HF_ORG", "GITHUB_REPO", "architecture_cfg"]
 
 DEFAULT_HF_ORG = "convtwist"
+# the zoo's source repository on GitHub: what torch.hub.load names, in every snippet of the docs and cards
+GITHUB_REPO = "convtwist/convtwist-zoo"
 
 
 def pinned_revision(sha256: str) -> str:
@@ -72,7 +74,7 @@ class PretrainedSpec:
         return self.name
 
     def repo_id(self, org: str | None = None) -> str:
-        """``<org>/<arch>.<tag>``; the org comes from ``$CONVTWIST_ZOO_HF_ORG`` unless given."""
+        """``ORG/<arch>.<tag>``: ORG is ``org``, else ``$CONVTWIST_ZOO_HF_ORG``, else the zoo's (``convtwist``)."""
         return f"{org or os.environ.get('CONVTWIST_ZOO_HF_ORG', DEFAULT_HF_ORG)}/{self.repo_name}"
 
     def transforms(self):

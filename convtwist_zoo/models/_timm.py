@@ -1,6 +1,6 @@
 """The zoo in timm's registry: ``import convtwist_zoo`` registers its architectures and checkpoints with timm, so
 ``timm.create_model("convtwist_resnet50.imagewoof", pretrained=True)``, ``timm.list_models("*convtwist*")``,
-``timm.list_pretrained("*convtwist*")`` and ``timm.create_model("hf-hub:<org>/<arch>.<tag>")`` work.
+``timm.list_pretrained("*convtwist*")`` and ``timm.create_model("hf-hub:convtwist/<arch>.<tag>")`` work.
 
 - A name timm already has (``resnet18``, ``resnet50``) is never registered: timm keeps building its own. Their zoo
   weights load through ``convtwist_zoo.create_model`` (timm's public API has no way to add a tag to a model it owns).

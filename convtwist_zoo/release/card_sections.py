@@ -11,9 +11,9 @@ from .. import research as leaderboard
 from ..errors import InputError
 from ..research.robustness import render_robustness, retained, robustness_results
 
-from .card_sources import PLANNED, PROBED_PROTOCOL, arm_options_of, baseline_of, entry_top1, final_top1, fmt, hardware_of, model_args_of, recipe_gap, recipe_of_entry, saved_knob, seeds_phrase, train_hours
+from .card_sources import hardware_of, PLANNED, PROBED_PROTOCOL, arm_options_of, baseline_of, entry_top1, final_top1, fmt, model_args_of, recipe_gap, recipe_of_entry, saved_knob, seeds_phrase, train_hours
 
-__all__ = ["extra_run_rows", "picked_arms", "leaderboard_arms", "arms_of", "arm_cells", "summary_rows", "robustness_rows", "inspect_rows", "recipe_rows", "difference_to_baseline", "against_controls", "verdict_lines", "lr_from_sentence", "leaderboard_sections"]
+__all__ = ["short_verdict", "extra_run_rows", "picked_arms", "leaderboard_arms", "arms_of", "arm_cells", "summary_rows", "robustness_rows", "inspect_rows", "recipe_rows", "difference_to_baseline", "against_controls", "verdict_lines", "lr_from_sentence", "leaderboard_sections"]
 
 
 def extra_run_rows(info: dict, extra: list[dict]) -> list[str]:
@@ -103,30 +103,58 @@ def arm_cells(own: list[float], base_top1: list[float]) -> tuple[str, str]:
     return base_cell, f"{statistics.fmean(own) - statistics.fmean(base_top1):+.2f} (means)"
 
 
+def short_verdict(name: str, info: dict, arms: tuple | None) -> str:
+    """A ConvTwist checkpoint's verdict against its baseline in a word or two (the footnote under the table says what
+    each means): over seeds, whether Welch's 95% interval excludes 0; one seed each, only which is higher."""
+    base = baseline_of(name)
+    if not base:
+        return "–"
+    if arms:
+        _, own, base_top1, _ = arms
+        w = leaderboard.welch(own, base_top1) if own and base_top1 else None
+        if w is None:
+            return "too few seeds"
+        return "ahead" if w["low"] > 0 else "behind" if w["high"] < 0 else "not significant"
+    d, gap = difference_to_baseline(name, info)
+    if d is None:
+        return "–"
+    return "recipes differ" if gap else ("higher, 1 seed" if d > 0 else "lower, 1 seed" if d < 0 else "tie, 1 seed")
+
+
+def _machine_kind(entry: dict) -> str:
+    """What trained a checkpoint, short: the GPU's name, or "CPU" (the recipe section names the CPUs)."""
+    hardware = hardware_of(entry)
+    return "CPU" if hardware.startswith("CPU") else hardware
+
+
 def summary_rows(info: dict, results_dir: Path) -> list[str]:
-    rows = ["| checkpoint | params | MACs @128 | top-1 @128 | top-5 @128 | top-1 @160 | epochs | train time | "
-            "baseline | baseline top-1 @128 | ConvTwist − baseline | verdict |", "|" + "---|" * 12]
+    """The checkpoint table: accuracy, its baseline's and the difference, a short verdict, size and cost."""
+    rows = ["| checkpoint | top-1 @128 | top-5 | top-1 @160 | baseline top-1 @128 | ConvTwist − baseline | verdict | "
+            "params | GMACs @128 | epochs | train time |", "|" + "---|" * 11]
     for name in PLANNED + sorted(set(info) - set(PLANNED)):
         entry = info.get(name)
         if entry is None:
-            rows.append(f"| {name} | | | not published yet | | | | | | | | |")
+            rows.append(f"| {name} | not published yet | | | | | | | | | |")
             continue
         ev, metrics = entry["eval"] or {}, entry["metrics"]
         s128 = (ev.get("sizes") or {}).get("128", {})
         hours = train_hours(metrics)
         base = baseline_of(name)
         diff, gap = difference_to_baseline(name, info)
-        base_cell = fmt(entry_top1(info.get(base))) if base else "–"
-        diff_cell = "not comparable (recipes differ)" if gap else fmt(diff, "{:+.2f}")
+        base_cell = f"{fmt(entry_top1(info.get(base)))} ({base.split('.')[0]})" if base else "–"
+        diff_cell = "–" if gap else fmt(diff, "{:+.2f}")
         arms = leaderboard_arms(name, info, results_dir)
         if base and arms and arms[1] and arms[2]:
             # a pick from a leaderboard arm compares arm with arm: its baseline need not be published
             base_cell, diff_cell = arm_cells(arms[1], arms[2])
-        rows.append(f"| {name} | {fmt(ev.get('params'), '{:,}')} | {fmt(s128.get('macs'), '{:,.0f}')} | "
-                    f"{fmt(s128.get('top1'))} | {fmt(s128.get('top5'))} | {fmt(entry_top1(entry, '160'))} | "
-                    f"{len(metrics) or '–'} | {fmt(hours, '{:.2f} h')} on {hardware_of(entry)} | {base or '–'} | "
-                    f"{base_cell} | {diff_cell} | {verdict_lines(name, info, arms=arms) or '–'} |")
-    return rows
+        rows.append(f"| {name} | {fmt(s128.get('top1'))} | {fmt(s128.get('top5'))} | {fmt(entry_top1(entry, '160'))} | "
+                    f"{base_cell} | {diff_cell} | {short_verdict(name, info, arms)} | "
+                    f"{fmt((ev.get('params') or 0) / 1e6, '{:.1f} M')} | {fmt((s128.get('macs') or 0) / 1e9, '{:.2f}')} | "
+                    f"{len(metrics) or '–'} | {fmt(hours, '{:.2f} h')}, {_machine_kind(entry)} |")
+    return rows + ["", "Verdict: *ahead* or *behind* where the 95% interval of the difference over seeds (Welch) "
+                   "excludes 0, *not significant* where it does not; *1 seed* where each side is one training run, "
+                   "so only which is higher is known (docs/recipe-history.md shows how far another seed moves a "
+                   "run); *recipes differ* where the two were trained differently and no verdict is drawn."]
 
 
 def robustness_rows(info: dict) -> list[str]:
@@ -193,7 +221,8 @@ def inspect_rows(info: dict) -> list[str]:
 
 
 def recipe_rows(info: dict) -> list[str]:
-    """One table, a column per recipe: the knobs that differ between recipes first, then the shared ones."""
+    """One table, a column per recipe, of the knobs in which the recipes differ; the knobs they share follow in a
+    folded block."""
     groups: dict[str, list[str]] = {}
     for name, entry in sorted(info.items()):
         key = recipe_of_entry(entry) | {"model_args": model_args_of(entry)}
@@ -211,11 +240,12 @@ def recipe_rows(info: dict) -> list[str]:
     knobs = sorted(set().union(*recipes))
     differ = [k for k in knobs if len({json.dumps(r.get(k)) for r in recipes}) > 1]
     shared = [k for k in knobs if k not in differ]
-    header = "| knob | " + " | ".join(f"recipe {chr(65 + i)}: {', '.join(n)}" for i, n in enumerate(ordered)) + " |"
-    rows = [header, "|---|" + "---|" * len(ordered)]
-    rows += [f"| **{k}** | " + " | ".join(str(r.get(k, "–")) for r in recipes) + " |" for k in differ]
-    rows += [f"| {k} | " + " | ".join(str(r.get(k, "–")) for r in recipes) + " |" for k in shared]
-    return rows + ["", "Bold: the knobs in which the recipes differ."]
+    rows = ["| recipe | checkpoints | " + " | ".join(differ) + " |", "|---|---|" + "---|" * len(differ)]
+    rows += [f"| {chr(65 + i)} | {', '.join(n)} | " + " | ".join(str(r.get(k, "–")) for k in differ) + " |"
+             for i, (n, r) in enumerate(zip(ordered, recipes))]
+    return rows + ["", f"<details><summary>The {len(shared)} knobs every recipe shares</summary>", "",
+                   "| knob | value |", "|---|---|"] + [f"| {k} | {recipes[0].get(k, '–')} |" for k in shared] + [
+                   "", "</details>"]
 
 
 def difference_to_baseline(name: str, info: dict) -> tuple[float | None, list[str]]:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import research as leaderboard
+from ..models._pretrained import GITHUB_REPO
 from ..training import RECIPE_KNOBS, TrainConfig
 
-__all__ = ["KNOBS_ADDED_LATER", "saved_knob", "PLANNED", "FASTAI_LEADERBOARD", "PROBED_PROTOCOL", "DATA_NOTES", "read_json", "collect", "collect_extra_runs", "final_top1", "baseline_of", "hardware_of", "entry_top1", "fmt", "train_hours", "model_args_of", "arm_options_of", "runs_phrase", "seeds_phrase", "recipe_of_entry", "recipe_gap", "OnnxBench", "read_onnx_bench"]
+__all__ = ["CITATION_BIBTEX", "GITHUB_REPO", "KNOBS_ADDED_LATER", "saved_knob", "PLANNED", "FASTAI_LEADERBOARD", "PROBED_PROTOCOL", "DATA_NOTES", "read_json", "collect", "collect_extra_runs", "final_top1", "baseline_of", "hardware_of", "entry_top1", "fmt", "train_hours", "model_args_of", "arm_options_of", "runs_phrase", "seeds_phrase", "recipe_of_entry", "recipe_gap", "OnnxBench", "read_onnx_bench"]
 
 
 # Knobs added to TrainConfig after some published runs were made, with the value those runs had: their recipes lack
@@ -23,6 +24,20 @@ def saved_knob(saved: dict, key: str):
     """A knob of a published recipe, reading a missing key as what it was then."""
     return saved.get(key, KNOBS_ADDED_LATER.get(key, getattr(TrainConfig, key)))
 
+
+# How to cite the method and the zoo: the README's citation block and every hub card print it.
+CITATION_BIBTEX = f"""@article{{liu2023convtwist,
+  title   = {{A Novel Convolutional Neural Network Architecture with a Continuous Symmetry}},
+  author  = {{Liu, Yao and Shao, Hang and Bai, Bing}},
+  journal = {{arXiv preprint arXiv:2308.01621}},
+  year    = {{2023}}
+}}
+@software{{convtwist_zoo,
+  title  = {{convtwist-zoo: ConvTwist ResNets with pretrained weights, training and ONNX export}},
+  author = {{{{The convtwist-zoo authors}}}},
+  year   = {{2026}},
+  url    = {{https://github.com/{GITHUB_REPO}}}
+}}"""
 
 # The zoo's checkpoints: the torchvision-ResNet pairs, then the leaderboard protocol's xresnet pairs (one seed each,
 # picked from its arm's runs); a card lists the ones not published yet as pending.

@@ -10,15 +10,16 @@ from ..files.atomic import write_text_atomic
 from .card_sources import collect, collect_extra_runs, read_onnx_bench
 from .hub_cards import render_hub_readme
 from .model_cards import render_model_cards, robustness_plots
-from .readme_tables import render_readme
+from .readme_tables import render_readme, render_results
 from .recipe_history import render_recipe_history
 
 __all__ = ["write_cards"]
 
 
 def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
-    """Rewrite ``model_cards``, every ``hub_root/<name>/README.md``, ``docs/recipe-history.md``, the README's tables
-    and the robustness plots (in ``docs/`` beside ``model_cards``), each file written atomically.
+    """Rewrite ``model_cards``, every ``hub_root/<name>/README.md``, ``docs/recipe-history.md``, the generated blocks
+    of README.md and ``docs/results.md``, and the robustness plots (in ``docs/`` beside ``model_cards``), each file
+    written atomically.
 
     Args:
         hub_root: the folder of checkpoint folders (``hub/``).
@@ -44,8 +45,11 @@ def write_cards(hub_root: str | Path, model_cards: str | Path) -> list[Path]:
     (root / "docs").mkdir(exist_ok=True)
     write_text_atomic(root / "docs" / "recipe-history.md", render_recipe_history(info, extra))
     written += [Path(model_cards), root / "docs" / "recipe-history.md"]
-    readme = root / "README.md"
-    if readme.exists():  # the repository's README holds the zoo and leaderboard tables
+    readme, results_page = root / "README.md", root / "docs" / "results.md"
+    if readme.exists():  # the repository's README holds the checkpoint picks, the headline and the citation
         write_text_atomic(readme, render_readme(readme.read_text(), info, results_dir, bench))
         written.append(readme)
+    if results_page.exists():  # the full checkpoint table and the leaderboard's tables
+        write_text_atomic(results_page, render_results(results_page.read_text(), info, results_dir, bench))
+        written.append(results_page)
     return written

@@ -6,7 +6,8 @@ from pathlib import Path
 from .. import research as leaderboard
 
 from .card_sections import against_controls, arms_of, picked_arms, verdict_lines
-from .card_sources import DATA_NOTES, arm_options_of, baseline_of, entry_top1, fmt, hardware_of, recipe_of_entry, runs_phrase, saved_knob, seeds_phrase
+from ..models._timm import REGISTERED as TIMM_REGISTERED
+from .card_sources import CITATION_BIBTEX, GITHUB_REPO, DATA_NOTES, arm_options_of, baseline_of, entry_top1, fmt, hardware_of, recipe_of_entry, runs_phrase, saved_knob, seeds_phrase
 
 __all__ = ["render_hub_readme"]
 
@@ -47,18 +48,56 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path,
              "model-index:", f"  - name: {name}"] + results + ["---", ""]
     options = f" ({arm})" if (arm := arm_options_of(config)) else ""
     kind = ("every 3x3 convolution of its residual blocks a ConvTwist, the stem plain" if arch.startswith("convtwist")
-            else "plain baseline")
-    body = [f"# {name}", "",
-            f"{arch}{options} trained from scratch on {dataset} at 128px with convtwist-zoo ({kind}).", "",
-            "```python", "import torch",
-            f'model = torch.hub.load("<owner>/convtwist-zoo", "{arch}", pretrained="{name.split(".", 1)[1]}")',
-            "# or: convtwist_zoo.create_model(\"" + name + "\")",
-            "# or, after `import convtwist_zoo`: timm.create_model(\"" + name + "\", pretrained=True)", "```", "",
-            "| metric | value |", "|---|---|",
-            f"| top-1 @128px | {fmt(s128.get('top1'))} |", f"| top-5 @128px | {fmt(s128.get('top5'))} |",
-            f"| top-1 @160px | {fmt(entry_top1(entry, '160'))} |", f"| parameters | {fmt(ev.get('params'), '{:,}')} |",
-            f"| MACs @128px | {fmt(s128.get('macs'), '{:,.0f}')} |", f"| epochs | {len(entry['metrics'])} |",
-            f"| trained on | {hardware_of(entry)} |"]
+            else "plain convolutions: the baseline")
+    tag = name.split(".", 1)[1]
+    params, macs = ev.get("params"), s128.get("macs")
+    recipe = config["recipe"]
+    body = [f"# Model card for {name}", "",
+            f"{arch}{options} trained from scratch on {dataset} at 128px with convtwist-zoo ({kind}). ConvTwist adds to "
+            "a 3x3 convolution two antisymmetric kernels weighted by coordinate grids with learnable centres, so a "
+            "layer can express rotation and scaling.", "",
+            "## Model details", "",
+            "- **Model type:** image classification / feature backbone",
+            f"- **Architecture:** {arch}{options}",
+            f"- **Params (M):** {fmt((params or 0) / 1e6, '{:.1f}')}",
+            f"- **GMACs:** {fmt((macs or 0) / 1e9, '{:.2f}')} at 128 x 128",
+            "- **Image size:** 128 x 128 (evaluation: resize to 146, centre crop 128, ImageNet mean/std)",
+            f"- **Dataset:** {dataset}, 10 classes: {DATA_NOTES.get(dataset, dataset)}",
+            f"- **Training:** {len(entry['metrics'])} epochs, "
+            f"{'Ranger' if recipe_of_entry(entry)['lookahead'] else 'RAdam'} flat-cos, peak lr "
+            f"{float(recipe['lr']):g}, {'bf16 autocast' if saved_knob(recipe, 'amp') else 'fp32'}, on "
+            f"{hardware_of(entry)}",
+            "- **Paper:** A Novel Convolutional Neural Network Architecture with a Continuous Symmetry, "
+            "https://arxiv.org/abs/2308.01621",
+            f"- **Code:** https://github.com/{GITHUB_REPO}", "",
+            "## Model usage", "",
+            "### Image classification", "", "```python", "import convtwist_zoo", "from PIL import Image", "",
+            f'model = convtwist_zoo.create_model("{name}").eval()   # checks the weights\' sha256',
+            f'transform = convtwist_zoo.get_transform("{name}")     # the transform the card was measured with',
+            'x = transform(Image.open("photo.jpg").convert("RGB")).unsqueeze(0)',
+            "top5 = model(x).softmax(-1).topk(5)",
+            'labels = model.pretrained_cfg["label_names"]', "```", ""]
+    if name.split(".")[0] in TIMM_REGISTERED:
+        body += [f'Through timm, after `import convtwist_zoo`: `timm.create_model("{name}", pretrained=True)`, with '
+                 "`timm.data.resolve_data_config({}, model=model)` for its transform.", ""]
+    body += ["### Feature map extraction", "", "```python",
+             f'features = convtwist_zoo.create_model("{name}", features_only=True).eval()',
+             "for fmap in features(x):   # strides 4, 8, 16 and 32",
+             "    print(fmap.shape)", "```", "",
+             "### Image embeddings", "", "```python",
+             f'backbone = convtwist_zoo.create_model("{name}", num_classes=0).eval()',
+             "embedding = backbone(x)   # (1, num_features): pooled, before the classifier",
+             "# or: model.forward_head(model.forward_features(x), pre_logits=True)", "```", "",
+             "### Fine-tuning", "", "```python",
+             f'model = convtwist_zoo.create_model("{name}", num_classes=37)   # a new head for 37 classes',
+             "```", "", "```bash",
+             f"convtwist-zoo finetune --model {arch} --pretrained {tag} --data MYFOLDER --out runs/mine",
+             "```", "", "### torch.hub", "", "```python",
+             f'model = torch.hub.load("{GITHUB_REPO}", "{arch}", pretrained="{tag}")', "```", "",
+             "## Model comparison", "",
+             "| metric | value |", "|---|---|",
+             f"| top-1 @128px | {fmt(s128.get('top1'))} |", f"| top-5 @128px | {fmt(s128.get('top5'))} |",
+             f"| top-1 @160px | {fmt(entry_top1(entry, '160'))} |"]
     picked = picked_arms(name, info, results_dir)  # the results file, read once for the card
     arms = arms_of(picked)
     if base and arms:
@@ -103,7 +142,7 @@ def render_hub_readme(name: str, entry: dict, info: dict, results_dir: Path,
     for line in against_controls(picked, costs or {}):
         body += ["", line]
     body += ["", f"Classes: {', '.join(config['class_names'])}.", "",
-             f"Data: {DATA_NOTES.get(dataset, dataset)}. Evaluation: resize to 146, centre crop 128, ImageNet mean/std.",
-             "", "See MODEL_CARDS.md in the convtwist-zoo repository for the recipe, robustness sweeps and limitations.",
-             ""]
+             "Limitations: ten classes at 128px from about 9,000 training images; research weights, not ImageNet-1k "
+             "models. MODEL_CARDS.md in the repository has the recipe, robustness sweeps and more.", "",
+             "## Citation", "", "```bibtex", CITATION_BIBTEX, "```", ""]
     return "\n".join(front + body)
