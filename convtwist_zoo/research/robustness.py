@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from ..errors import InputError
+from ..run_config import read_run_config
 from .results import append_row, arm_options, read_rows
 from .statistics import difference_cells, mean_std
 from .tables import CONTROLS, arms
@@ -112,8 +113,6 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
         >>> sweep_arms("results/leaderboard/imagewoof-128px-5ep.jsonl", "~/.cache/convtwist-zoo/runs/leaderboard",
         ...            ["xresnet18", "convtwist_xresnet18"], "maxblur=true, fp32 training")  # doctest: +SKIP
     """
-    import json
-
     from ..data import val_split
     from ..evaluate import robustness_sweep
     from ..models._builder import create_model
@@ -141,7 +140,7 @@ def sweep_arms(results: str | os.PathLike, runs_dir: str | os.PathLike, models, 
         if not weights.is_file() or sha256_file(weights) != row["weights_sha256"]:
             log(f"{row['run']}: the weights of this row are not in {run_dir}; skipped")
             continue
-        config = json.loads((run_dir / "config.json").read_text())
+        config = read_run_config(run_dir, required=("architecture", "class_ids", "mean", "std", "crop_pct"))
         dataset = row["dataset"]
         val_dir = val_split(dataset, data_dir)
         model = create_model(config["architecture"], pretrained=Path(run_dir)).eval()
