@@ -100,6 +100,12 @@ def rows() -> list[tuple[str, str, str, str]]:
             out.append((f"ONNX Runtime {r['pair']}{options}, 128px batch {r['batch']}{threads} (bench/onnx.py, {when})",
                         f"{r['ort_ratio']:.2f}x ({_turns(r)}PyTorch eager {r['eager_ratio']:.2f}x)", absolute,
                         f"{r['mac_ratio']:.2f}x (model MACs)"))
+    run_time = _load("run_time")
+    if run_time and run_time.get("in_run"):
+        ratios = sorted(r["wall_over_reference"] for r in run_time["in_run"])
+        out.append((f"leaderboard run wall time over its train steps' bound, timed in the run (bench/run_time.py, "
+                    f"{len(ratios)} runs; target at most 1.15)",
+                    f"{ratios[len(ratios) // 2]:.2f}x median, {ratios[-1]:.2f}x max", "–", "–"))
     return out
 
 

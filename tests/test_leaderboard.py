@@ -38,6 +38,9 @@ def test_run_appends_one_row_per_finished_run_skips_done_and_resumes(tmp_path, c
         ("convtwist_xresnet18", 1, 8e-3)]
     run = tmp_path / "runs" / "imgs-32px-1ep" / "convtwist_xresnet18-lr0.008-seed1"
     assert rows[-1]["weights_sha256"] == sha256_file(run / "model.safetensors")
+    # each epoch timed the run's own reference steps: the row sets its wall time against that bound
+    assert rows[-1]["recipe"]["reference_steps"] == 8 and rows[-1]["reference_images_per_s"] > 0
+    assert rows[-1]["wall_over_reference"] > 0 and rows[-1]["reference_bound_seconds"] > 0
     assert rows[-1]["recipe"]["lr"] == 8e-3 and rows[-1]["recipe"]["seed"] == 1 and rows[-1]["trained_on"]
     assert rows[-1]["train_seconds"] > 0 and rows[-1]["paused_seconds"] == 0.0 and rows[-1]["train_images_per_s"] > 0 and 0 <= rows[-1]["top1"] <= 100
     # a second call finds every row and trains nothing; a run folder whose row was lost is evaluated, not retrained

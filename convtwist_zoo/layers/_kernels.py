@@ -81,8 +81,8 @@ def load():
             from torch.utils.cpp_extension import load as load_extension
             build = _build_dir()
             if not (build / "convtwist_zoo_twist_cpu.so").exists():  # the first use on this machine and torch
-                print(f"convtwist-zoo: compiling ConvTwist's fused CPU kernels into {build} (once per machine, "
-                      "about a minute)...", file=sys.stderr, flush=True)
+                print(f"convtwist-zoo: compiling ConvTwist's fused CPU kernels into {build} (once per machine "
+                      "and torch install)...", file=sys.stderr, flush=True)
             load_extension(name="convtwist_zoo_twist_cpu", sources=[str(build / src.name) for src in SOURCES],
                            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            build_directory=str(build), verbose=False, is_python_module=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
 from ..errors import InputError
@@ -13,12 +14,14 @@ from ..run_config import read_run_config
 from ..training.identity import describe_differences, differences, row_identity
 from .results import ResultsFileError, append_row, duplicate_of, protocol_mismatch, protocol_name, read_rows
 
-__all__ = ["LEARNING_CURVE_IMAGES", "LeaderboardBusyError", "check_protocol", "run_protocol"]
+__all__ = ["REFERENCE_STEPS", "LEARNING_CURVE_IMAGES", "LeaderboardBusyError", "check_protocol", "run_protocol"]
 
 
 # The learning curve's validation images per epoch (a fixed, class-balanced subset: `data.class_balanced_subset`); a
 # row's top-1 is the final weights' on the whole validation split, in fp32.
 LEARNING_CURVE_IMAGES = 1000
+# Timed reference steps after each epoch (`training.step_timing`): the bound a row's wall time is set against.
+REFERENCE_STEPS = 8
 
 
 LeaderboardBusyError = BusyError  # another runner holds the runs folder
@@ -70,8 +73,21 @@ def _final_row(run_dir: Path, cfg, image_size: int, workers: int, progress: bool
             **{key: round(sum(h[key] for h in history), 1) if all(key in h for h in history) else None
                for key in ("data_wait_seconds", "eval_seconds")},
             "final_eval_seconds": round(clock.seconds(), 1),
+            **_against_reference(history, clock.seconds()),
             "weights_sha256": sha256_file(run_dir / "model.safetensors"), "run": run_dir.name,
             **({"provenance": config["provenance"]} if config.get("provenance") else {})}
+
+
+def _against_reference(history: list[dict], final_eval_seconds: float) -> dict:
+    """The run's wall time (train steps with their waits for batches, per-epoch evaluations, the final evaluation)
+    against the bound its images would take at each epoch's reference step img/s, measured in the run itself; empty
+    where an epoch has no reference."""
+    if not history or not all("reference_images_per_s" in h and "eval_seconds" in h for h in history):
+        return {}
+    bound = sum(h["samples_per_s"] * h["seconds"] / h["reference_images_per_s"] for h in history)
+    wall = sum(h["seconds"] + h["eval_seconds"] for h in history) + final_eval_seconds
+    return {"reference_images_per_s": round(statistics.median(h["reference_images_per_s"] for h in history), 2),
+            "reference_bound_seconds": round(bound, 1), "wall_over_reference": round(wall / bound, 3)}
 
 
 def _peak_lrs(models, lr: dict | float) -> dict[str, float]:
@@ -159,6 +175,7 @@ def run_protocol(models, dataset: str, epochs: int, seeds, runs_dir: str | os.Pa
     data_sha256 = dataset_sha256(dataset, data_dir)
     amp = train_kwargs.get("amp", True)
     train_kwargs.setdefault("val_subset", LEARNING_CURVE_IMAGES)
+    train_kwargs.setdefault("reference_steps", REFERENCE_STEPS)
 
     def planned(model, seed):
         cfg = TrainConfig(model=model, model_args=model_args, data=dataset, data_dir=data_dir, epochs=epochs,

@@ -36,6 +36,7 @@ KNOB_RANGES = {
     "crop_pct": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "max_steps_per_epoch": (_whole(0), ">= 0 (0 = whole epochs)"),
     "val_subset": (_whole(0), ">= 0 (0 = the whole validation split)"),
+    "reference_steps": (_whole(0), ">= 0 (0 = off)"),
     "seed": (lambda v: _whole(0)(v) and v < 2 ** 32, "a whole number in [0, 2**32)"),
     "optimizer": (lambda v: v in ("radam", "sgd", "adamw"), "radam, sgd or adamw"),
     "schedule": (lambda v: v in ("flatcos", "onecycle"), "flatcos or onecycle"),
@@ -98,6 +99,9 @@ class TrainConfig:
     max_steps_per_epoch: int = _knob(0, "truncate each epoch to this many steps (0: whole epochs; smoke runs)")
     val_subset: int = _knob(0, "the per-epoch evaluation on a fixed, class-balanced subset of this many validation "
                                "images (0: all); a cheaper learning curve, the weights are unchanged")
+    reference_steps: int = _knob(0, "after each epoch, time this many train steps of a copy of the model on random "
+                                    "images: the bound the run's wall time is set against (0: off; the weights are "
+                                    "unchanged)")
     resume: bool = _knob(False, "continue the run in --out from its last.pt (the same recipe only)")
     overwrite: bool = _knob(False, "replace a finished run's outputs in --out (else refused)")
     progress: bool = _knob(True, "progress bars")

@@ -15,7 +15,7 @@ __all__ = ["NOT_RECIPE", "EXECUTION_ONLY", "ARM_FIELDS", "recipe_of", "row_ident
 NOT_RECIPE = ("out", "data_dir", "resume", "overwrite", "progress", "workers")
 # knobs that change how fast a run executes or how densely it is measured, not the weights it learns (beyond float
 # rounding)
-EXECUTION_ONLY = ("compile", "channels_last", "val_subset")
+EXECUTION_ONLY = ("compile", "channels_last", "val_subset", "reference_steps")
 # what sets one arm of a protocol apart from another; the seed sets the runs of an arm apart
 ARM_FIELDS = ("model", "model_args", "lr", "amp")
 # a knob whose absence from an older record has one meaning; any other absent knob cannot be compared

@@ -38,6 +38,7 @@ from .config import TrainConfig
 from .outputs import check_output_folder, hardware_name, own_output_folder, write_final
 from .provenance import add_segment, segment
 from .schedule import lr_schedule, make_optimizer, peak_lr_of, set_lr
+from .step_timing import reference_images_per_s
 from .sync_batchnorm import convert_to_global_batchnorm
 
 __all__ = ["train", "train_one_epoch", "make_train_loader", "TrainConfig"]
@@ -238,6 +239,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, owner: cont
                      # where the epoch's time went: waiting for batches (inside seconds), then the evaluation
                      "data_wait_seconds": round(stats["data_wait_seconds"], 2),
                      "eval_seconds": round(eval_clock.seconds(), 2), "val_images": val["images"]}
+            if cfg.reference_steps:  # the bound of this epoch's steps, on this machine now
+                img_s, spent = reference_images_per_s(model, cfg, device, cfg.batch_size // world, cfg.reference_steps)
+                final |= {"reference_images_per_s": round(img_s, 2), "reference_seconds": round(spent, 2)}
             history.append(final)
             save_checkpoint(ckpt_path, cfg, class_ids, provenance, model, optimizer, ema, epoch + 1, history)
             # the log is rewritten from the checkpoint's history: it never lists an epoch the checkpoint lacks
