@@ -240,7 +240,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, local_rank: int, owner: cont
                      "data_wait_seconds": round(stats["data_wait_seconds"], 2),
                      "eval_seconds": round(eval_clock.seconds(), 2), "val_images": val["images"]}
             if cfg.reference_steps:  # the bound of this epoch's steps, on this machine now
-                img_s, spent = reference_images_per_s(model, cfg, device, cfg.batch_size // world, cfg.reference_steps)
+                img_s, spent = reference_images_per_s(model, cfg, device, cfg.batch_size // world,
+                                                      min(cfg.reference_steps, steps_per_epoch))  # never past an epoch
                 final |= {"reference_images_per_s": round(img_s, 2), "reference_seconds": round(spent, 2)}
             history.append(final)
             save_checkpoint(ckpt_path, cfg, class_ids, provenance, model, optimizer, ema, epoch + 1, history)
