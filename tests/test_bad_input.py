@@ -408,3 +408,10 @@ def test_an_unreadable_image_met_by_a_loader_worker_ends_in_one_line(tmp_path, i
     assert code == 2 and bar.startswith("epoch 1/1:") and "DataLoader worker" not in err, err
     assert message.startswith("convtwist-zoo train: error: cannot read image ") and "broken.jpg" in message
     assert message.endswith("Remove or replace the file.")
+
+
+def test_train_refuses_an_undeclared_model_option_in_one_line_before_reading_data(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "xresnet18", "--model-args", "maxblur=true,bogus=1",
+                           "--data", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert code == 2 and "xresnet18 has no option 'bogus'; its options: act_layer," in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

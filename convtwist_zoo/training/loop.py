@@ -32,7 +32,7 @@ from ..data.transforms import normalize_batch
 from ..files.atomic import write_text_atomic
 from ..host import ActiveClock, cpuinfo_fields, has_native_bf16
 from ..models import create_model
-from ..models._registry import get_builder, parse_model_args
+from ..models._registry import parse_model_args
 from .checkpoint import CheckpointError, resume, save_checkpoint
 from .config import TrainConfig
 from .outputs import check_output_folder, hardware_name, own_output_folder, write_final
@@ -151,7 +151,7 @@ def train(cfg: TrainConfig) -> dict:
     """
     cfg.validate()
     with torch.device("meta"):  # an unknown model or option fails before any data is read or file written
-        get_builder(cfg.model)(num_classes=1, **parse_model_args(cfg.model_args))
+        create_model(cfg.model, num_classes=1, **parse_model_args(cfg.model_args))
     rank, world, local_rank = _distributed()
     if rank == 0:
         check_output_folder(Path(cfg.out), cfg)
