@@ -3,6 +3,7 @@ revision pinned to the weights, and every Hub folder's config.json derived from 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,26 @@ def test_every_hub_folders_config_is_derived_from_its_spec():
         record = {k: config[k] for k in RUN_RECORD_KEYS if k in config}
         assert config == hub_config_json(spec, record), f"{folder.name}: regenerate with `release stage`"
         assert config["pretrained_spec"] == json.loads(json.dumps(spec.to_dict()))
+
+
+def test_staging_declares_a_checkpoint_in_its_model_file(tmp_path):
+    from convtwist_zoo.release.staging import declaration, declare_checkpoint, model_file_of
+    source = model_file_of("xresnet18")
+    assert source == Path(xresnet.__file__)
+    copy = tmp_path / "xresnet.py"
+    copy.write_text(source.read_text())
+    old = get_pretrained("xresnet18", "imagewoof")
+    replaced = PretrainedSpec("xresnet18", "imagewoof", "ab" * 32, 123, dataset="imagewoof", model_args="maxblur=true",
+                              class_ids=old.class_ids, class_names=old.class_names)
+    added = PretrainedSpec("xresnet18", "imagewoof20", "cd" * 32, 456, dataset="imagewoof", default=True,
+                           class_ids=old.class_ids, class_names=old.class_names)
+    declare_checkpoint(replaced, copy)
+    declare_checkpoint(added, copy)
+    text = copy.read_text()
+    compile(text, str(copy), "exec")
+    assert declaration(replaced) in text and old.sha256 not in text  # the entry of the same name replaced
+    assert text.index(declaration(added)) > text.index(declaration(replaced))  # a new one added at the end
+    assert text.count('"xresnet18.imagenette": checkpoint(') == 1
+    # one default per architecture: the new default takes it from imagenette's entry
+    assert 'default=True' not in text.split('"xresnet18.imagenette": checkpoint(')[1].split("\n")[1]
+    assert declaration(added).endswith('456, default=True),')
