@@ -114,7 +114,8 @@ def short_verdict(name: str, info: dict, arms: tuple | None) -> str:
         w = leaderboard.welch(own, base_top1) if own and base_top1 else None
         if w is None:
             return "too few seeds"
-        return "ahead" if w["low"] > 0 else "behind" if w["high"] < 0 else "not significant"
+        return {"ConvTwist ahead": "ahead", "ConvTwist behind": "behind"}.get(leaderboard.reading(w),
+                                                                            "not significant")
     d, gap = difference_to_baseline(name, info)
     if d is None:
         return "–"

@@ -102,19 +102,20 @@ def render_headline(results_dir: Path) -> str:
     lines = []
     files = sorted(Path(results_dir).glob("*.jsonl"), key=lambda f: (f.stem != PROBED_PROTOCOL, f.name))
     for path in files:
-        arms = leaderboard.arms(leaderboard.read_rows(path))
+        by_model: dict[str, dict[str, list[float]]] = {}
+        for (model, options), group in leaderboard.arms(leaderboard.read_rows(path)).items():
+            by_model.setdefault(options, {})[model] = [r["top1"] for r in group]
         dataset, size, epochs = path.stem.split("-")
-        for (model, options), group in sorted(arms.items()):
-            for i, control in enumerate(leaderboard.CONTROLS.get(model, ())):
-                theirs = arms.get((control, options))
-                w = leaderboard.welch([r["top1"] for r in group], [r["top1"] for r in theirs]) if theirs else None
-                if w is None:
-                    continue
-                kind = "same recipe" if i == 0 else "compute-matched"
-                lines.append(f"- {dataset}, {epochs.removesuffix('ep')} epochs, {size}{', ' + options if options else ''}: "
-                             f"{model} − {control} ({kind}) = {w['diff']:+.2f} points, 95% interval "
-                             f"[{w['low']:+.2f}, {w['high']:+.2f}] over {len(group)} and {len(theirs)} seeds: "
-                             f"{leaderboard.reading(w)}.")
+        # by ConvTwist model, then options; each model's controls in their CONTROLS order
+        for options, model, control, kind in sorted(leaderboard.same_options_comparisons(by_model),
+                                                    key=lambda c: (c[1], c[0])):
+            ours, theirs = by_model[options][model], by_model[options][control]
+            if (w := leaderboard.welch(ours, theirs)) is None:
+                continue
+            lines.append(f"- {dataset}, {epochs.removesuffix('ep')} epochs, {size}{', ' + options if options else ''}: "
+                         f"{model} − {control} ({kind}) = {w['diff']:+.2f} points, 95% interval "
+                         f"[{w['low']:+.2f}, {w['high']:+.2f}] over {len(ours)} and {len(theirs)} seeds: "
+                         f"{leaderboard.reading(w)}.")
     return "\n".join(lines) or "No leaderboard arm has two finished runs yet."
 
 

@@ -13,7 +13,7 @@ from .probes import PROBE_LRS, PROBE_SEED, _best_lr, is_probe, probe_choice, pro
 from .results import _check_one_protocol, arm_options, read_rows, unique_rows
 from .statistics import difference_cells, holm, mean_std, p_value, welch
 
-__all__ = ["CONTROLS", "REFERENCES", "DATASET_CAVEATS", "arms", "render_table"]
+__all__ = ["CONTROLS", "REFERENCES", "DATASET_CAVEATS", "arms", "same_options_comparisons", "render_table"]
 
 
 # ConvTwist model -> the plain models it is compared with: its same-recipe twin first, then compute-matched controls.
@@ -184,6 +184,27 @@ def _probe_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def same_options_comparisons(by_model: dict[str, dict[str, list]]) -> list[tuple[str, str, str, str]]:
+    """``(options, ConvTwist model, control, kind)`` for every ConvTwist arm beside a control trained with the same
+    options: its same-recipe twin, then its compute-matched controls (`CONTROLS`).
+
+    Args:
+        by_model: ``{options: {model: its runs' top-1}}``.
+
+    Example:
+        >>> same_options_comparisons({"": {"convtwist_xresnet18": [75.0], "xresnet18": [72.0]}})
+        [('', 'convtwist_xresnet18', 'xresnet18', 'same recipe')]
+    """
+    out = []
+    for args, models in by_model.items():
+        for twist, controls in CONTROLS.items():
+            for control in controls:
+                if twist in models and control in models:
+                    kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
+                    out.append((args, twist, control, kind))
+    return out
+
+
 def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
     """Markdown for one results file: per model, then ConvTwist minus its controls (Welch intervals, Holm-adjusted
     p over the table's comparisons), the lr probes where the file holds them, then published figures.
@@ -235,13 +256,8 @@ def render_table(path: str | os.PathLike, costs: dict | None = None) -> str:
         notes.append(f"{len(all_rows) - len(rows)} duplicated row(s) of the same run counted once.")
     if notes:
         lines += [""] + notes
-    comparisons = []
-    for args, models in by_model.items():
-        for twist, controls in CONTROLS.items():
-            for control in controls:
-                if twist in models and control in models:
-                    kind = "same recipe" if control == twist.removeprefix("convtwist_") else "compute-matched"
-                    comparisons.append((args, twist, control, kind, models[control]))
+    comparisons = [(args, twist, control, kind, by_model[args][control])
+                   for args, twist, control, kind in same_options_comparisons(by_model)]
     for (control, args, epochs), (twist, control_top1) in _time_matched_arms(_time_matched_rows(path, first)).items():
         if twist in by_model.get(args, {}):
             comparisons.append((args, twist, f"{control} ({epochs} epochs)", "time-matched", control_top1))
