@@ -35,6 +35,19 @@ def make_run_dir(folder: Path, arch: str = "convtwist_resnet18", num_classes: in
     return folder
 
 
+def run_cli(capsys, *args):
+    """``convtwist-zoo ARGS`` in this process (no interpreter start-up): (exit status, stdout, stderr). A bad input
+    must end in one line, never a traceback."""
+    from convtwist_zoo.cli import main
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
 def result_row(model: str, seed: int, top1: float, lr: float = 4e-3, model_args: str = "", dataset: str = "imagewoof",
                epochs: int = 5, image_size: int = 128, amp: bool = True, recipe: dict | None = None, **extra) -> dict:
     """A leaderboard results row whose recipe says what its fields say (the run's identity); ``recipe`` overrides

@@ -16,11 +16,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import ROOT, make_image_folder, make_run_dir, register_spec, trained_like
+from conftest import ROOT, make_image_folder, make_run_dir, register_spec, run_cli, trained_like
 from convtwist_zoo import create_model
 from convtwist_zoo.files import atomic
 from convtwist_zoo.models import _hub as hub
-from convtwist_zoo.cli import main
 from convtwist_zoo.export.onnx import export_onnx, run_onnx
 
 sys.path.insert(0, str(ROOT / "export"))
@@ -28,17 +27,6 @@ import classify_onnx  # noqa: E402  (the torch-free script, run in-process)
 
 CHURCH = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
 NAME = "convtwist_resnet18.tinyset"
-
-
-def run_cli(capsys, *args):
-    """``convtwist-zoo ARGS`` in-process: (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's own usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def run_classify(capsys, *args):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, make_run_dir, register_spec
+from conftest import ROOT, make_run_dir, register_spec, run_cli
 
 
 def cli(*args, env=None):
@@ -27,6 +27,17 @@ def demo_hub(tmp_path_factory):
                        class_ids=list(info.class_ids), class_names=list(info.class_names))
     stage_run(run, root / "hub", tag="testset")  # a tag of its own: a zoo checkpoint's spec always wins
     return root / "hub"
+
+
+@pytest.fixture
+def demo_hub_here(demo_hub, monkeypatch):
+    """`demo_hub` as this process sees it: its folder in CONVTWIST_ZOO_HUB_DIR and its specs registered, as a new
+    process would find them at import."""
+    from convtwist_zoo.models._pretrained import specs_in_folder
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(demo_hub))
+    for spec in specs_in_folder(demo_hub):
+        register_spec(spec, monkeypatch)
+    return demo_hub
 
 
 def test_list():
@@ -53,11 +64,11 @@ def test_list_pretrained_names_the_packaged_checkpoints_and_a_filter_that_matche
             in capsys.readouterr().err)
 
 
-def test_predict_prints_top5_with_names(demo_hub):
+def test_predict_prints_top5_with_names(demo_hub_here, capsys):
     img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
-    result = cli("predict", str(img), "--model", "resnet18.testset", env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    code, out, err = run_cli(capsys, "predict", img, "--model", "resnet18.testset")
+    assert code == 0, err
+    lines = out.strip().splitlines()
     assert len(lines) == 6 and "church.jpg" in lines[0]
     names = ("tench", "English springer", "cassette player", "chain saw", "church", "French horn", "garbage truck",
              "gas pump", "golf ball", "parachute")
@@ -66,20 +77,15 @@ def test_predict_prints_top5_with_names(demo_hub):
         assert any(n in line for n in names) and "(n0" in line
         probs.append(float(line.split("%")[0]))
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.01
-    js = cli("predict", str(img), "--model", "resnet18.testset", "--json",
-             env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
-    entry = json.loads(js.stdout)[str(img)]
+    code, out, _ = run_cli(capsys, "predict", img, "--model", "resnet18.testset", "--json")
+    entry = json.loads(out)[str(img)]
     assert len(entry) == 5 and entry[0]["class_name"] in names
 
 
-def test_predict_bad_inputs(demo_hub, tmp_path, monkeypatch, capsys):
+def test_predict_bad_inputs(demo_hub_here, tmp_path, capsys):
     from PIL import Image
 
     from convtwist_zoo.cli import main
-    from convtwist_zoo.models._pretrained import specs_in_folder as specs_from_hub
-    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(demo_hub))
-    for spec in specs_from_hub(demo_hub):  # what a new process finds in the hub folder at import
-        register_spec(spec, monkeypatch)
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (20, 20)).save(tiny)
     assert main(["predict", str(tiny), "--model", "resnet18.testset"]) == 2
@@ -98,13 +104,12 @@ def test_predict_bad_inputs(demo_hub, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == f"convtwist-zoo predict: error: no image file {tmp_path / 'gone.jpg'}\n"
 
 
-def test_demo_main_job(demo_hub, tmp_path):
-    result = cli("demo", "--model", "resnet18.testset", "--out", str(tmp_path / "out"),
-                 env={"CONVTWIST_ZOO_HUB_DIR": str(demo_hub)})
-    assert result.returncode == 0, result.stderr
-    assert "model resnet18.testset" in result.stdout and "parity OK" in result.stdout
-    assert "top-1 agrees on 3/3" in result.stdout
-    assert "parameters; a plain baseline, no ConvTwist layers" in result.stdout  # not the twist's kernel path
+def test_demo_main_job(demo_hub_here, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "demo", "--model", "resnet18.testset", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "model resnet18.testset" in out and "parity OK" in out
+    assert "top-1 agrees on 3/3" in out
+    assert "parameters; a plain baseline, no ConvTwist layers" in out  # not the twist's kernel path
     assert (tmp_path / "out" / "resnet18.testset.onnx").exists()
 
 
@@ -118,11 +123,11 @@ def test_demo_on_the_embedded_default(tmp_path):
 
 
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
-def test_predict_without_model_uses_the_best_embedded_checkpoint():
+def test_predict_without_model_uses_the_best_embedded_checkpoint(capsys):
     from convtwist_zoo.commands import _demo_default
-    result = cli("predict", str(ROOT / "convtwist_zoo" / "assets" / "church.jpg"))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    code, out, err = run_cli(capsys, "predict", ROOT / "convtwist_zoo" / "assets" / "church.jpg")
+    assert code == 0, err
+    lines = out.strip().splitlines()
     assert f"({_demo_default()})" in lines[0] and "church (n03028079)" in lines[1]
 
 

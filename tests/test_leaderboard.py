@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 from dataclasses import asdict
 
@@ -219,13 +218,21 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path, line, message, capsys):
     assert "imagewoof-128px-5ep.jsonl:2" in err and "Traceback" not in err
 
 
+def _append_rows(path, k):
+    for i in range(40):
+        leaderboard.append_row(path, {"model": "m", "seed": k * 100 + i, "top1": 1.0, "lr": 0.004,
+                                      "recipe": {"model": "m", "seed": k * 100 + i, "lr": 0.004}})
+
+
 def test_concurrent_writers_keep_every_row(tmp_path):
+    import multiprocessing
     path = tmp_path / "imagewoof-128px-5ep.jsonl"
-    script = ("import sys; from convtwist_zoo import research as leaderboard; k = int(sys.argv[1]); [leaderboard.append_row("
-              f"{str(path)!r}, {{'model': 'm', 'seed': k * 100 + i, 'top1': 1.0, 'lr': 0.004, 'recipe': "
-              "{'model': 'm', 'seed': k * 100 + i, 'lr': 0.004}}) for i in range(40)]")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(k)]) for k in range(3)]
-    assert [p.wait() for p in procs] == [0, 0, 0]
+    procs = [multiprocessing.get_context("fork").Process(target=_append_rows, args=(path, k)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0]
     assert sorted(r["seed"] for r in leaderboard.read_rows(path)) == sorted(k * 100 + i for k in range(3)
                                                                            for i in range(40))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, make_image_folder, make_run_dir
+from conftest import ROOT, make_image_folder, make_run_dir, run_cli
 from convtwist_zoo import create_model
-from convtwist_zoo.cli import main
 from convtwist_zoo.inference import load_classifier
 from convtwist_zoo.models._registry import parse_model_args
 from convtwist_zoo.run_config import RunConfigError, read_run_config
@@ -23,16 +21,6 @@ from convtwist_zoo.training import TrainConfig, train
 
 CHURCH = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
 TINY = dict(epochs=1, batch_size=4, workers=0, progress=False, lookahead=0)
-
-
-def run_cli(capsys, *args):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # ---------------------------------------------------------------------------------- class 2: partial identity
@@ -204,16 +192,18 @@ def test_the_onnx_classifier_refuses_a_model_without_the_zoos_metadata(tmp_path,
 
 
 # ---------------------------------------------------------------------------------- class 6: early, clear errors
-def test_a_bad_hub_dir_config_is_skipped_with_a_warning_not_a_traceback(tmp_path):
-    import subprocess
-    import sys
+def test_a_bad_hub_dir_config_is_skipped_with_a_warning_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from convtwist_zoo.models import register_hub_dir_specs
     for name, text in (("bad", "{not json"), ("noarch", json.dumps({"pretrained_spec": {"tag": "x"}}))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(text)
-    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "list"], capture_output=True, text=True,
-                            env={**os.environ, "CONVTWIST_ZOO_HUB_DIR": str(tmp_path)}, cwd=ROOT)
-    assert result.returncode == 0 and "resnet18" in result.stdout
-    assert "Traceback" not in result.stderr and "skipped" in result.stderr and "bad/config.json" in result.stderr
+    monkeypatch.setenv("CONVTWIST_ZOO_HUB_DIR", str(tmp_path))
+    with pytest.warns(UserWarning) as caught:
+        register_hub_dir_specs()  # what importing the package does with the folder
+    assert [str(w.message).split(":")[0] for w in caught] == [f"skipped {tmp_path / n / 'config.json'}"
+                                                              for n in ("bad", "noarch")]
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "resnet18" in out
 
 
 def test_weights_of_another_class_count_name_the_file(tmp_path, capsys):

@@ -10,21 +10,13 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from convtwist_zoo.files import atomic
 from convtwist_zoo.files import locks
 from convtwist_zoo import data as data_lib
-from convtwist_zoo.cli import main
 from convtwist_zoo.training import TrainConfig, train
 
 TINY = dict(epochs=1, batch_size=4, image_size=32, workers=0, progress=False, lookahead=0)
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def _train_args(data, out, *extra):

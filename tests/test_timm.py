@@ -37,7 +37,7 @@ def test_the_zoos_names_are_in_timm_and_timms_own_resnets_are_untouched():
 
 
 @pytest.mark.skipif(not EMBEDDED, reason="no ConvTwist checkpoint in hub/")
-@pytest.mark.parametrize("name", EMBEDDED)
+@pytest.mark.parametrize("name", sorted({n.split(".")[0]: n for n in EMBEDDED}.values()))  # one per architecture
 def test_timm_pretrained_equals_the_zoos_load_and_carries_its_transform(name):
     ours = create_model(name)
     theirs = timm.create_model(name, pretrained=True)
@@ -75,8 +75,8 @@ def test_the_hf_hub_path_checks_the_recorded_hash(served_tiny_repo):
 @pytest.mark.skipif("convtwist_resnet18.imagenette" not in EMBEDDED, reason="checkpoint not in hub/")
 def test_timms_eval_transform_gives_the_zoos_top1_on_real_images(tmp_path, capsys):
     name = "convtwist_resnet18.imagenette"
-    sample = val_sample_by_class("imagenette")
-    for wnid, images in sample.items():  # the 200 images as an ImageFolder for `convtwist-zoo eval`
+    sample = val_sample_by_class("imagenette", per_class=10)
+    for wnid, images in sample.items():  # the 100 images as an ImageFolder for `convtwist-zoo eval`
         (tmp_path / "val" / wnid).mkdir(parents=True)
         for i, im in enumerate(images):
             im.save(tmp_path / "val" / wnid / f"{i}.png")
@@ -91,6 +91,6 @@ def test_timms_eval_transform_gives_the_zoos_top1_on_real_images(tmp_path, capsy
         for k, (wnid, images) in enumerate(sample.items()):
             batch = torch.stack([transform(im) for im in images])
             hits += int((model(batch).argmax(1) == k).sum())
-    timm_top1 = hits / 200 * 100
-    assert abs(timm_top1 - zoo_top1) <= 0.5, (timm_top1, zoo_top1)
+    timm_top1 = hits / 100 * 100
+    assert abs(timm_top1 - zoo_top1) <= 1.0, (timm_top1, zoo_top1)  # at most one image of the 100
     assert zoo_top1 > 50  # a trained checkpoint on its own dataset

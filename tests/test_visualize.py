@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import run_cli
 from convtwist_zoo import create_model
 from convtwist_zoo.layers.twist_statistics import layer_statistics
 from convtwist_zoo.research.flow import apply_flow, image_moments
@@ -59,11 +57,10 @@ def test_shifts_move_the_centroid():
     assert sy[2]["cy"] > sy[1]["cy"] + 5 > sy[0]["cy"] + 10 and abs(sy[2]["cx"] - sy[0]["cx"]) < 1
 
 
-def test_flow_command_writes_png(tmp_path):
+def test_flow_command_writes_png(tmp_path, capsys):
     out = tmp_path / "flow.png"
-    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "flow", "--generator", "rotation", "--steps",
-                             "40", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_cli(capsys, "flow", "--generator", "rotation", "--steps", "40", "--out", out)
+    assert code == 0, err
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -80,12 +77,11 @@ def test_layer_statistics_reflect_the_weights():
     assert again["layer"] == "layer1.0.conv1" and again["twist_ratio"] == 0 and again["center_x_abs"] == 0.25
 
 
-def test_inspect_command(tmp_path):
+def test_inspect_command(tmp_path, capsys):
     from conftest import make_run_dir
     run = make_run_dir(tmp_path / "run")
     out = tmp_path / "inspect"
-    result = subprocess.run([sys.executable, "-m", "convtwist_zoo", "inspect", "convtwist_resnet18", "--checkpoint",
-                             str(run), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    code, _, err = run_cli(capsys, "inspect", "convtwist_resnet18", "--checkpoint", run, "--out", out)
+    assert code == 0, err
     data = json.loads((out / "inspect.json").read_text())
     assert len(data["layers"]) == 16 and (out / "twist_ratio.png").exists() and (out / "centres.png").exists()
