@@ -1,6 +1,7 @@
 """Shared fixtures: tiny checkpoints, a Hub-style folder, an isolated HF cache and the loopback Hub server."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -46,6 +47,31 @@ def run_cli(capsys, *args):
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     return code, out, err
+
+
+def run_cli_process(*args, env=None):
+    """``python -m convtwist_zoo ARGS`` in a new process, as a user runs it (extra ``env`` on top of this one's)."""
+    import os
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "convtwist_zoo", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread inside the block: a run here then matches a child started with OMP_NUM_THREADS=1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def one_per_architecture(names) -> list:
+    """One checkpoint name of each architecture (the last tag in sorted order): another dataset's checkpoint of the
+    same architecture has the same graph with other weights."""
+    return sorted({name.split(".")[0]: name for name in sorted(names)}.values())
 
 
 def result_row(model: str, seed: int, top1: float, lr: float = 4e-3, model_args: str = "", dataset: str = "imagewoof",

@@ -2,18 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, make_run_dir, register_spec, run_cli
-
-
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "convtwist_zoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+from conftest import ROOT, make_run_dir, register_spec, run_cli, run_cli_process
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def demo_hub_here(demo_hub, monkeypatch):
 
 
 def test_list():
-    result = cli("list")
+    result = run_cli_process("list")
     assert result.returncode == 0
     assert result.stdout.split() == ["convtwist_resnet18", "convtwist_resnet50", "convtwist_xresnet18",
                                      "convtwist_xresnet34", "convtwist_xresnet50", "resnet18", "resnet50", "xresnet18",
@@ -116,7 +108,7 @@ def test_demo_main_job(demo_hub_here, tmp_path, capsys):
 @pytest.mark.skipif(not list((ROOT / "hub").glob("*/model.safetensors")), reason="no checkpoint in hub/ yet")
 def test_demo_on_the_embedded_default(tmp_path):
     """The README's main job exactly: no arguments, the repository's own hub/ checkpoint."""
-    result = cli("demo", "--out", str(tmp_path / "out"))
+    result = run_cli_process("demo", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "parity OK" in result.stdout and "church.jpg: church" in result.stdout
     assert "parameters; ConvTwist runs on its" in result.stdout  # the default is a ConvTwist checkpoint
@@ -142,7 +134,7 @@ def test_a_user_folder_cannot_override_a_zoo_checkpoints_hash(tmp_path):
                        class_ids=list(info.class_ids), class_names=list(info.class_names))
     stage_run(run, tmp_path / "hub")  # same name as the zoo's checkpoint, other weights
     img = ROOT / "convtwist_zoo" / "assets" / "church.jpg"
-    result = cli("predict", str(img), "--model", "resnet18.imagenette",
+    result = run_cli_process("predict", str(img), "--model", "resnet18.imagenette",
                  env={"CONVTWIST_ZOO_HUB_DIR": str(tmp_path / "hub")})
     assert result.returncode == 2 and "expected" in result.stderr and "corrupt, truncated" in result.stderr
 

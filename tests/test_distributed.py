@@ -5,10 +5,9 @@ import os
 import subprocess
 import sys
 
-import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, make_image_folder
+from conftest import ROOT, make_image_folder, one_thread
 from convtwist_zoo.cli import main
 
 
@@ -18,12 +17,8 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
               "--batch-size", "8", "--epochs", "1", "--max-steps-per-epoch", "3", "--workers", "0", "--no-amp",
               "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the single-process run here, with each rank's one thread
-    try:
+    with one_thread():  # the single-process run here, with each rank's one thread
         assert main(common + ["--out", str(tmp_path / "one")]) == 0
-    finally:
-        torch.set_num_threads(threads)
     multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                             "29533", "-m", "convtwist_zoo", *common, "--out", str(tmp_path / "two")],
                            cwd=ROOT, env=env, capture_output=True, text=True)

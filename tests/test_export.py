@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ROOT, run_cli, trained_like, val_sample
+from conftest import ROOT, one_per_architecture, run_cli, trained_like, val_sample
 from convtwist_zoo import ConvTwist, create_model, list_models, twistify
 from convtwist_zoo.export.folding import FoldedMish, UnsupportedLayerError, fold_model
 from convtwist_zoo.export.onnx import FP16_TOLERANCE, export_onnx, onnx_metadata, run_onnx
@@ -204,14 +204,12 @@ def test_cli_export_with_parity_check(tmp_path, capsys):
 
 
 HUB_CHECKPOINTS = sorted(p.parent.name for p in (ROOT / "hub").glob("*/model.safetensors"))
-# one checkpoint per architecture: another dataset's checkpoint folds into the same graph with other weights
-ONE_PER_ARCH = sorted({name.split(".")[0]: name for name in HUB_CHECKPOINTS}.values())
 
 @pytest.mark.skipif(not HUB_CHECKPOINTS, reason="no checkpoint in hub/")
-@pytest.mark.parametrize("name", ONE_PER_ARCH)
+@pytest.mark.parametrize("name", one_per_architecture(HUB_CHECKPOINTS))
 def test_hub_checkpoint_matches_in_onnx_runtime_on_real_val_images(name, tmp_path):
-    """A zoo checkpoint of each architecture, exported at its input size: the same logits (<= 1e-4) and the same top-1 on a validation
-    sample (2 real images of each class) and on random inputs."""
+    """A zoo checkpoint of each architecture, exported at its input size: the same logits (<= 1e-4) and the same
+    top-1 on a validation sample (2 real images of each class) and on random inputs."""
     from convtwist_zoo import get_transform
     model = create_model(name).eval()
     transform = get_transform(name)

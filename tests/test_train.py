@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FAST_AMP, FAST_AMP_FLAG, ROOT, make_image_folder
+from conftest import FAST_AMP, FAST_AMP_FLAG, ROOT, make_image_folder, one_thread, run_cli_process
 from convtwist_zoo.cli import main
 from convtwist_zoo.training import loop as training
 from convtwist_zoo.host import cpu_name, cpuinfo_fields, has_native_bf16
@@ -24,11 +24,6 @@ from convtwist_zoo.training.checkpoint import CheckpointError
 from convtwist_zoo.training.schedule import add_lookahead
 
 TINY = dict(image_size=32, batch_size=8, epochs=2, workers=0, progress=False, warmup_epochs=0.5, amp=FAST_AMP)
-
-
-def run_cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "convtwist_zoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kw)
 
 
 def test_train_writes_checkpoint_metrics_weights_and_config(image_folder, tmp_path):
@@ -124,12 +119,8 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
             "--epochs", "3", "--workers", "1", "--no-progress", "--warmup-epochs", "0.5", FAST_AMP_FLAG]
     env = {"OMP_NUM_THREADS": "1"}
     full = tmp_path / "full"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the uninterrupted run in this process, with the children's one thread
-    try:
+    with one_thread():  # the uninterrupted run in this process, with the children's one thread
         assert main(args + ["--out", str(full)]) == 0
-    finally:
-        torch.set_num_threads(threads)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "convtwist_zoo", *args, "--out", str(killed)], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -144,7 +135,7 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path):
     assert done == list(range(1, len(done) + 1)) and len(done) < 3
     assert torch.load(killed / "last.pt", weights_only=True)["epoch"] == len(done)
     assert not (killed / "model.safetensors").exists()
-    result = run_cli(*args, "--out", str(killed), "--resume", env=env)
+    result = run_cli_process(*args, "--out", killed, "--resume", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed" in result.stdout
     a, b = load_file(full / "model.safetensors"), load_file(killed / "model.safetensors")
